@@ -1,0 +1,167 @@
+"""The `chaos` command. Heavy modules are imported inside commands so `chaos --help` is quick.
+
+Exit statuses (chaos.errors.ExitStatus): 0 every expectation met, 1 an expectation failed,
+2 invalid scenario or usage, 3 a fault could not be injected or reverted, 130 / 143
+interrupted by SIGINT / SIGTERM (after reverting everything).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from chaos.errors import ExitStatus
+
+
+class VarType(click.ParamType):
+    """--var name=value"""
+
+    name = "NAME=VALUE"
+
+    def convert(self, value, param, ctx):
+        name, sep, val = value.partition("=")
+        if not sep or not name.isidentifier():
+            self.fail(f"{value!r} is not NAME=VALUE (NAME: letters, digits, _)", param, ctx)
+        return name, val
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chaos-registry", prog_name="chaos")
+def cli() -> None:
+    """Simulate registry and CDN outages, check what clients see, always revert.
+
+    Scenarios are YAML files (see `chaos schema`); faults run in a throw-away network
+    namespace sandbox unless --host is given.
+    """
+
+
+def _load_all(paths, echo_ok: bool = False):
+    from chaos.errors import ScenarioInvalid
+    from chaos.scenario.load import load, scenario_files
+
+    loaded, problems = [], []
+    files = scenario_files(paths)
+    if not files:
+        raise click.UsageError("no scenario files found in " + ", ".join(paths))
+    for path in files:
+        try:
+            loaded.append((path, load(path)))
+            if echo_ok:
+                click.echo(f"{path}: ok")
+        except ScenarioInvalid as exc:
+            problems += exc.problems
+    return loaded, problems
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def validate(paths) -> None:
+    """Check scenario files (or folders of them); every problem with file:line:column."""
+    _, problems = _load_all(paths, echo_ok=True)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        sys.exit(ExitStatus.INVALID)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--host", "host_mode", is_flag=True,
+              help="Apply faults to this machine itself (/etc/hosts, its routes) instead of a sandbox.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@click.option("--var", "variables", multiple=True, type=VarType(),
+              help="A {name} placeholder for commands and URLs (repeatable).")
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
+def run(paths, host_mode, json_path, junit_path, variables, state_dir, verbose) -> None:
+    """Run scenario files (or folders of them) and report what clients saw."""
+    from chaos.report.console import ConsoleReporter
+    from chaos.runner import RunOptions, run_scenario
+
+    loaded, problems = _load_all(paths)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables))
+    reporter = ConsoleReporter(verbose=verbose)
+    results = []
+    for path, scenario in loaded:
+        result = run_scenario(scenario, str(path), options, reporter)
+        results.append(result)
+        if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
+            break  # the user asked to stop: do not start the next scenario
+    if json_path:
+        from chaos.report import json_report
+
+        json_report.write(results, json_path)
+    if junit_path:
+        from chaos.report import junit
+
+        junit.write(results, junit_path)
+    codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
+    sys.exit(_worst(codes))
+
+
+def _worst(codes) -> int:
+    """Interrupted beats injection trouble beats invalid input beats a failed expectation."""
+    order = [ExitStatus.TERMINATED, ExitStatus.INTERRUPTED, ExitStatus.INJECTION,
+             ExitStatus.INVALID, ExitStatus.EXPECTATION]
+    for code in order:
+        if code in codes:
+            return int(code)
+    return int(ExitStatus.OK)
+
+
+@cli.command("list")
+def list_faults() -> None:
+    """The fault types and their parameters."""
+    from chaos.faults import FAULTS
+    from chaos.scenario.schema import describe_fields
+
+    for name, cls in FAULTS.items():
+        doc = (cls.__doc__ or "").strip()
+        click.secho(name, bold=True)
+        click.echo("  " + doc.replace("\n", "\n  "))
+        for line in describe_fields(cls):
+            click.echo("    " + line)
+        click.echo()
+
+
+@cli.command()
+@click.option("--indent", default=2, show_default=True)
+def schema(indent) -> None:
+    """JSON Schema of the scenario format (for YAML editors)."""
+    import json
+
+    from chaos.scenario.schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=indent))
+
+
+@cli.command()
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+@click.option("--force", is_flag=True, help="Also recover runs whose process still seems alive.")
+def recover(state_dir, force) -> None:
+    """Undo what interrupted or crashed runs left on this machine (safe to repeat)."""
+    from chaos.recover import recover_all
+
+    sys.exit(recover_all(state_dir, force, echo=click.echo))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.INVALID)
+    except SystemExit:
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

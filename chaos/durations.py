@@ -1,0 +1,32 @@
+"""Durations as people write them: 250ms, 5s, 1.5m, 2h, or a plain number of seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
+PATTERN_TEXT = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds as a float; raises ValueError with a hint for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}: write a number with ms, s, m or h, e.g. 5s")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"bad duration {value!r}: it cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _PATTERN.fullmatch(value)
+        if match:
+            return float(match[1]) * _UNITS[match[2] or "s"]
+    raise ValueError(f"bad duration {value!r}: write a number with ms, s, m or h, e.g. 5s")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.2f}s".replace(".00s", "s")
+    return f"{seconds / 60:.1f}m"

@@ -1,0 +1,11 @@
+"""Fault types, keyed by their `type:`. Adding one: a module here and one line below."""
+
+from chaos.faults.hosts_entry import HostsEntry
+from chaos.faults.route_blackhole import RouteBlackhole
+
+FAULT_TYPES = [
+    HostsEntry,
+    RouteBlackhole,
+]
+
+FAULTS = {cls.model_fields["type"].default: cls for cls in FAULT_TYPES}

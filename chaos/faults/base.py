@@ -1,0 +1,27 @@
+"""What every fault type shares: a schedule and the hook that turns params into injectors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chaos.scenario.model import Flap, Strict, Window
+
+if TYPE_CHECKING:
+    from chaos.injectors.base import Injector
+    from chaos.plan import PlanContext
+
+
+class Fault(Strict):
+    name: str | None = None
+    """Shown in the console and the report (default: the type and its targets)."""
+    window: Window | None = None
+    """On only for part of the `during` phase."""
+    flap: Flap | None = None
+    """Switched on and off periodically during the `during` phase."""
+
+    def injectors(self, ctx: "PlanContext") -> list["Injector"]:
+        """The injectors that apply this fault; checks its targets through ``ctx``."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        return self.name or self.type

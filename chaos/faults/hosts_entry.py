@@ -1,0 +1,36 @@
+"""hosts-entry: point names at an address through the hosts file (DZone's first recipe)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field
+
+from chaos.faults.base import Fault
+from chaos.scenario.model import HostName
+
+
+class HostsEntry(Fault):
+    """Map host names to an address in the hosts file, as in `127.0.0.1 registry-1.docker.io`.
+
+    In the sandbox it edits the sandbox's own hosts file; with --host, a marked block at the
+    top of /etc/hosts. Clients then connect to the address instead of the real server.
+    """
+
+    type: Literal["hosts-entry"] = "hosts-entry"
+    names: list[HostName] = Field(min_length=1)
+    """Host names to redirect (exact names)."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    """Where they point: 127.0.0.1 makes connections fail at once (nothing listens there)."""
+
+    def injectors(self, ctx):
+        from chaos.injectors.hosts_file import HostsBlock
+
+        for index, name in enumerate(self.names):
+            if name.startswith("*."):
+                ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
+        return [HostsBlock(ctx.hosts_path, [(str(self.address), n) for n in self.names], ctx.tag)]
+
+    def label(self) -> str:
+        return self.name or f"hosts-entry {', '.join(self.names)} -> {self.address}"

@@ -1,0 +1,34 @@
+"""route-blackhole: routes that send a registry's addresses nowhere (DZone's second recipe)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chaos.faults.base import Fault
+
+
+class RouteBlackhole(Fault):
+    """Add routes that drop traffic to the destinations, through netlink.
+
+    `blackhole` discards silently (connect fails with EINVAL at once for local senders),
+    `unreachable` answers "No route to host", `prohibit` answers "Permission denied".
+    """
+
+    type: Literal["route-blackhole"] = "route-blackhole"
+    destinations: list[str] = Field(min_length=1)
+    """CIDRs, addresses or host names (resolved when the run is planned)."""
+    kind: Literal["blackhole", "unreachable", "prohibit"] = "blackhole"
+    """The route type."""
+
+    def injectors(self, ctx):
+        from chaos.injectors.routes import RouteInjector
+
+        nets = []
+        for index, dest in enumerate(self.destinations):
+            nets += ctx.destinations(dest, ("destinations", index))
+        return [RouteInjector([str(n) for n in nets], self.kind, ctx.netns)]
+
+    def label(self) -> str:
+        return self.name or f"{self.kind} route {', '.join(self.destinations)}"

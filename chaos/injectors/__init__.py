@@ -1,0 +1,25 @@
+"""Injectors: each owns one mechanism that changes the system (hosts file, routes, ...).
+
+``UNDO`` maps a journal record's kind to the function that undoes it. Recovery imports the
+module only when a journal holds that kind, so ``chaos --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+UNDO = {
+    "process": "chaos.processes:undo",
+    "path": "chaos.sandbox.files:undo",
+    "netns": "chaos.sandbox.netns:undo",
+    "hosts-block": "chaos.injectors.hosts_file:undo",
+    "route": "chaos.injectors.routes:undo",
+}
+
+
+def undo_function(kind: str):
+    try:
+        module, _, name = UNDO[kind].partition(":")
+    except KeyError:
+        raise KeyError(f"no undo function for journal records of kind {kind!r}") from None
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,43 @@
+"""The injector contract: ``apply(journal)`` and ``revert(journal)``, both idempotent."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from chaos.journal import Entry, Journal, RevertFailure
+
+
+class Injector(ABC):
+    """One mechanism applying one change set.
+
+    ``apply`` records each change with ``self.record(...)`` *before* making it; reverting
+    is the journal's job (its undo function for ``kind``), so an injector's revert path and
+    ``chaos recover`` are the same code.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+
+    @abstractmethod
+    def apply(self, journal: Journal) -> None: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for the console and the report: what this changes, where."""
+
+    def record(self, journal: Journal, undo: dict, what: str = "") -> Entry:
+        entry = journal.record(self.kind, undo, what or self.describe())
+        self.entries.append(entry)
+        return entry
+
+    def revert(self, journal: Journal) -> list[RevertFailure]:
+        failures = journal.undo_entries(self.entries)
+        self.entries = [f.entry for f in failures]
+        return failures
+
+    @property
+    def applied(self) -> bool:
+        return bool(self.entries)

@@ -1,0 +1,74 @@
+"""Blackhole / unreachable / prohibit routes through netlink (pyroute2), in a namespace or the host."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+from chaos.injectors.base import Injector
+from chaos.journal import Journal
+
+KINDS = ("blackhole", "unreachable", "prohibit")
+
+
+def _iproute(netns: str | None):
+    from pyroute2 import IPRoute  # heavy import (about 0.4 s): only when a route is touched
+
+    return IPRoute(netns=netns) if netns else IPRoute()
+
+
+def _route_args(dst: str, kind: str, table: int) -> dict:
+    net = ipaddress.ip_network(dst, strict=False)
+    return {"dst": str(net), "type": kind, "table": table,
+            "family": 10 if net.version == 6 else 2}
+
+
+class RouteInjector(Injector):
+    """Routes that send destinations nowhere: the routing-table way to cut a registry off."""
+
+    kind = "route"
+
+    def __init__(self, destinations: list[str], route_kind: str, netns: str | None,
+                 table: int = 254) -> None:
+        super().__init__()
+        if route_kind not in KINDS:
+            raise ValueError(f"route kind must be one of {', '.join(KINDS)}")
+        self.destinations, self.route_kind, self.netns, self.table = (
+            destinations, route_kind, netns, table)
+
+    def describe(self) -> str:
+        where = f" in {self.netns}" if self.netns else " on the host"
+        return f"{self.route_kind} route {', '.join(self.destinations)}{where}"
+
+    def apply(self, journal: Journal) -> None:
+        if self.applied:
+            return
+        from pyroute2 import NetlinkError
+
+        with _iproute(self.netns) as ipr:
+            for dst in self.destinations:
+                record = {"netns": self.netns, "dst": dst, "kind": self.route_kind,
+                          "table": self.table}
+                entry = self.record(journal, record, f"{self.route_kind} route {dst}"
+                                    + (f" in {self.netns}" if self.netns else " on the host"))
+                try:
+                    ipr.route("add", **_route_args(dst, self.route_kind, self.table))
+                except NetlinkError as exc:
+                    journal.forget(entry)  # not ours: a revert must never delete it
+                    if exc.code == errno.EEXIST:
+                        raise RuntimeError(f"a route to {dst} already exists in table "
+                                           f"{self.table}; refusing to replace it") from None
+                    raise
+
+
+def undo(record: dict) -> None:
+    from pyroute2 import NetlinkError
+
+    try:
+        with _iproute(record["netns"]) as ipr:
+            ipr.route("del", **_route_args(record["dst"], record["kind"], record["table"]))
+    except NetlinkError as exc:
+        if exc.code != errno.ESRCH:  # ESRCH: the route is not there (never added, or gone)
+            raise
+    except FileNotFoundError:
+        pass  # the namespace is gone, and the route with it

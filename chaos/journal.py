@@ -1,0 +1,219 @@
+"""Write-ahead journal: how to undo a change is on disk (fsynced) before the change is made.
+
+One journal per run, a JSON line per record, in ``<state dir>/runs/<run id>/journal.jsonl``:
+
+    {"op": "begin", "run": ..., "pid": ..., "pid_start": ..., "time": ...}
+    {"op": "do", "seq": 3, "kind": "route", "undo": {...}, "what": "unreachable 198.18.1.10/32"}
+    {"op": "undone", "seq": 3}
+    {"op": "end"}
+
+Reverting in a run and ``chaos recover`` after a crash call the same undo function for a
+record's kind (see ``chaos.injectors.UNDO``), so the two paths cannot drift apart. Undo
+functions are idempotent: a record may describe a change that never happened (a crash
+between the fsync and the change) or one that was already undone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_DIR = "/var/lib/chaos"
+
+
+def state_dir(override: str | os.PathLike | None = None) -> Path:
+    return Path(override or os.environ.get("CHAOS_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), None if it is gone.
+
+    A pid with the same start time is the same process: pids are reused, start times not.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def is_alive(pid: int, start: int | None) -> bool:
+    return start is not None and process_start_time(pid) == start
+
+
+@dataclass
+class Entry:
+    seq: int
+    kind: str
+    undo: dict
+    what: str = ""
+    undone: bool = False
+
+
+@dataclass
+class RevertFailure:
+    entry: Entry
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.entry.what or self.entry.kind}: {self.error}"
+
+
+@dataclass
+class Journal:
+    path: Path
+    run_id: str
+    entries: list[Entry] = field(default_factory=list)
+    finished: bool = False
+    owner_pid: int | None = None
+    owner_start: int | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._file = None
+
+    # -- writing -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_id: str, base: str | os.PathLike | None = None) -> "Journal":
+        run_dir = state_dir(base) / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        journal = cls(run_dir / "journal.jsonl", run_id)
+        journal._file = open(journal.path, "a", encoding="utf-8")
+        pid = os.getpid()
+        journal.owner_pid, journal.owner_start = pid, process_start_time(pid)
+        journal._append(
+            {"op": "begin", "run": run_id, "pid": pid, "pid_start": journal.owner_start,
+             "time": time.time()}
+        )
+        return journal
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    def _append(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        self._file.write(line)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def record(self, kind: str, undo: dict, what: str = "") -> Entry:
+        """Write how to undo a change, durably, before the caller makes it."""
+        with self._lock:
+            entry = Entry(len(self.entries) + 1, kind, undo, what)
+            self._append({"op": "do", "seq": entry.seq, "kind": kind, "undo": undo, "what": what})
+            self.entries.append(entry)
+            return entry
+
+    def note(self, **fields) -> None:
+        """A record that changes nothing (fault switched on/off, phase started): for the timeline."""
+        with self._lock:
+            self._append({"op": "note", "time": time.time(), **fields})
+
+    # -- undoing ---------------------------------------------------------------------------
+    def undo(self, entry: Entry) -> None:
+        """Undo one change; raises if the undo function fails (the entry stays pending)."""
+        from chaos.injectors import undo_function
+
+        with self._lock:
+            if entry.undone:
+                return
+            undo_function(entry.kind)(entry.undo)
+            entry.undone = True
+            if self._file is not None:
+                self._append({"op": "undone", "seq": entry.seq})
+
+    def forget(self, entry: Entry) -> None:
+        """The change was refused before it happened (e.g. the route already existed and is not
+        ours): mark it done without running its undo, so nothing of the user's is removed."""
+        with self._lock:
+            entry.undone = True
+            self._append({"op": "undone", "seq": entry.seq, "forgotten": True})
+
+    def undo_entries(self, entries) -> list[RevertFailure]:
+        """Undo the given entries in reverse order; a failure does not stop the others."""
+        failures = []
+        for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
+            if entry.undone:
+                continue
+            try:
+                self.undo(entry)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the rest
+                failures.append(RevertFailure(entry, f"{type(exc).__name__}: {exc}"))
+        return failures
+
+    def mark(self) -> int:
+        return len(self.entries)
+
+    def rollback(self, until: int = 0) -> list[RevertFailure]:
+        """Undo every pending change recorded after ``mark()`` returned ``until``."""
+        return self.undo_entries([e for e in self.entries if e.seq > until])
+
+    def pending(self) -> list[Entry]:
+        return [e for e in self.entries if not e.undone]
+
+    def finish(self, keep: bool = False) -> None:
+        """Close the journal. With nothing pending the run's directory is removed."""
+        with self._lock:
+            if self.pending():
+                self._file.close()
+                self._file = None
+                return
+            self._append({"op": "end", "time": time.time()})
+            self._file.close()
+            self._file = None
+            self.finished = True
+            if not keep:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # -- reading (recover) -------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Path) -> "Journal":
+        journal = cls(path, path.parent.name)
+        by_seq: dict[int, Entry] = {}
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a torn last line from a crash mid-write: nothing after it exists
+                op = rec.get("op")
+                if op == "begin":
+                    journal.owner_pid, journal.owner_start = rec.get("pid"), rec.get("pid_start")
+                elif op == "do":
+                    entry = Entry(rec["seq"], rec["kind"], rec["undo"], rec.get("what", ""))
+                    by_seq[entry.seq] = entry
+                    journal.entries.append(entry)
+                elif op == "undone" and rec.get("seq") in by_seq:
+                    by_seq[rec["seq"]].undone = True
+                elif op == "end":
+                    journal.finished = True
+        return journal
+
+    def reopen(self) -> None:
+        """Append to a journal read from disk (recover writes its 'undone' records there)."""
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def owner_alive(self) -> bool:
+        return self.owner_pid is not None and is_alive(self.owner_pid, self.owner_start)
+
+
+def unfinished(base: str | os.PathLike | None = None) -> list[Journal]:
+    """Journals of runs that did not end cleanly, oldest first."""
+    runs = state_dir(base) / "runs"
+    if not runs.is_dir():
+        return []
+    found = []
+    for path in sorted(runs.glob("*/journal.jsonl"), key=lambda p: p.stat().st_mtime):
+        journal = Journal.read(path)
+        if not journal.finished:
+            found.append(journal)
+    return found

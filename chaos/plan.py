@@ -1,0 +1,104 @@
+"""Planning: resolve a fault's targets to addresses, refuse what would break the machine.
+
+Guardrails (refused before anything is applied, with the field that asked for it):
+- a destination covering the whole address space (0.0.0.0/0, ::/0), in any mode;
+- in host mode, the default route's gateway, host loopback (127.0.0.0/8, ::1) and the
+  address the SSH session comes from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.errors import PlanError
+
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+def default_gateways() -> list[ipaddress._BaseAddress]:
+    """Gateways of the host's default routes, read from /proc (no netlink import needed)."""
+    gateways = []
+    try:
+        with open("/proc/net/route") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[1] == "00000000" and parts[7] == "00000000":
+                    gateways.append(ipaddress.IPv4Address(int(parts[2], 16).to_bytes(4, "little")))
+    except OSError:
+        pass
+    return gateways
+
+
+def ssh_client() -> ipaddress._BaseAddress | None:
+    conn = os.environ.get("SSH_CONNECTION", "").split()
+    try:
+        return ipaddress.ip_address(conn[0]) if conn else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class PlanContext:
+    """What a fault needs to know to build its injectors, and the checks it must pass."""
+
+    run_id: str
+    host_mode: bool
+    netns: str | None
+    """The client namespace the faults act in (None in host mode)."""
+    hosts_path: Path
+    zone: dict[str, str] = field(default_factory=dict)
+    """Names the run knows (served names, `hosts:`) -> addresses."""
+    run_dir: Path | None = None
+    path: tuple = ()
+    """Where in the scenario the fault being planned is (for error messages)."""
+
+    @property
+    def tag(self) -> str:
+        return self.run_id
+
+    def fail(self, rel: tuple, message: str):
+        raise PlanError(self.path + rel, message)
+
+    def destinations(self, target: str, rel: tuple) -> list[Net]:
+        """A CIDR, an address or a name -> networks, each checked against the guardrails."""
+        nets = self._resolve(target, rel)
+        for net in nets:
+            self.guard(net, rel)
+        return nets
+
+    def _resolve(self, target: str, rel: tuple) -> list[Net]:
+        try:
+            return [ipaddress.ip_network(target, strict=False)]
+        except ValueError:
+            pass
+        name = target.lower().rstrip(".")
+        if name in self.zone:
+            return [ipaddress.ip_network(self.zone[name])]
+        if not self.host_mode:
+            self.fail(rel, f"cannot resolve {target!r}: the sandbox knows only "
+                           f"{', '.join(sorted(self.zone)) or 'no names'} (add it to serve: or hosts:)")
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except socket.gaierror as exc:
+            self.fail(rel, f"cannot resolve {target!r}: {exc.strerror}")
+        return sorted({ipaddress.ip_network(info[4][0]) for info in infos}, key=str)
+
+    def guard(self, net: Net, rel: tuple) -> None:
+        if net.prefixlen == 0:
+            self.fail(rel, f"{net} covers every address (the default route); refusing it")
+        if not self.host_mode:
+            return  # the sandbox has no default route: only the rule above applies there
+        for gateway in default_gateways():
+            if gateway.version == net.version and gateway in net:
+                self.fail(rel, f"{net} covers the default gateway {gateway}; refusing it")
+        for loop in LOOPBACK:
+            if loop.version == net.version and net.overlaps(loop):
+                self.fail(rel, f"{net} overlaps host loopback {loop}; refusing it in host mode")
+        client = ssh_client()
+        if client is not None and client.version == net.version and client in net:
+            self.fail(rel, f"{net} covers {client}, where this SSH session comes from")

@@ -1,0 +1,48 @@
+"""Probe results: a verdict, the checks behind it, how long it took."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+PASSED, FAILED, HUNG, ERROR = "passed", "failed", "hung", "error"
+
+
+@dataclass
+class Check:
+    what: str
+    expected: str
+    observed: str
+    ok: bool
+
+    def __str__(self) -> str:
+        return f"{self.what}: expected {self.expected}, observed {self.observed}"
+
+
+@dataclass
+class ProbeResult:
+    phase: str
+    name: str
+    kind: str
+    verdict: str = PASSED
+    duration: float = 0.0
+    started: float = 0.0
+    """Seconds since the run started (for the timeline)."""
+    checks: list[Check] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == PASSED
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def message(self) -> str:
+        if self.verdict == HUNG:
+            return f"hung: still running after {self.duration:.2f}s, killed"
+        if self.verdict == ERROR:
+            return f"error: {self.detail.get('error', 'probe could not run')}"
+        return "; ".join(str(c) for c in self.failures())
+
+    def to_dict(self) -> dict:
+        return asdict(self)

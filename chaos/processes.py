@@ -1,0 +1,80 @@
+"""Processes a run starts: journaled with pid and start time, killed exactly, never by name.
+
+A child is held at a gate (a shell reading one byte from a pipe) until its pid and start
+time are fsynced in the journal; only then does it exec the real program. If the runner dies
+before that, the pipe closes and the child exits without running anything: no process of
+ours ever runs unrecorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from chaos.journal import Entry, Journal, is_alive, process_start_time
+
+# `read` fails on EOF (runner gone before journaling): then exit without running anything.
+_GATE = 'read -r _ <&{fd} || exit 70; exec {fd}<&-; exec "$@"'
+
+
+def netns_argv(netns: str | None, argv: list[str]) -> list[str]:
+    """Run argv inside a named network namespace (ip netns exec also binds /etc/netns/<ns>/*)."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+
+
+def spawn(journal: Journal, argv: list[str], *, netns: str | None = None, what: str = "",
+          **popen) -> tuple[subprocess.Popen, Entry]:
+    """Start argv (in netns), recorded in the journal before it runs. Own session: killpg works."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            netns_argv(netns, ["sh", "-c", _GATE.format(fd=read_end), "chaos-gate", *argv]),
+            pass_fds=(read_end,), start_new_session=True, **popen,
+        )
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    os.close(read_end)
+    try:
+        start = process_start_time(proc.pid)
+        entry = journal.record("process", {"pid": proc.pid, "start": start},
+                               what or f"process {proc.pid}: {' '.join(argv)[:80]}")
+        os.write(write_end, b"\n")
+    finally:
+        os.close(write_end)
+    return proc, entry
+
+
+def kill_group(pid: int, start: int | None, grace: float = 2.0) -> None:
+    """SIGTERM then SIGKILL the process group led by pid, if pid is still the same process."""
+    if not is_alive(pid, start):
+        _reap(pid)
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not is_alive(pid, start):
+                return
+            time.sleep(0.01)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def undo(record: dict) -> None:
+    kill_group(record["pid"], record.get("start"))

@@ -1,0 +1,36 @@
+"""`chaos recover`: undo what runs that did not end cleanly left, from their journals."""
+
+from __future__ import annotations
+
+import shutil
+
+from chaos.errors import ExitStatus
+from chaos.journal import unfinished
+
+
+def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
+    """Roll back every unfinished journal whose run is gone; the exit status."""
+    status = ExitStatus.OK
+    journals = unfinished(state_dir)
+    if not journals:
+        echo("nothing to recover")
+        return status
+    for journal in journals:
+        if journal.owner_alive() and not force:
+            echo(f"{journal.run_id}: still running (pid {journal.owner_pid}); skipped (--force to recover anyway)")
+            continue
+        pending = journal.pending()
+        journal.reopen()
+        for entry in sorted(pending, key=lambda e: e.seq, reverse=True):
+            echo(f"{journal.run_id}: undo {entry.what or entry.kind}")
+        failures = journal.undo_entries(pending)
+        for failure in failures:
+            echo(f"{journal.run_id}: could not undo {failure}")
+        if failures:
+            status = ExitStatus.INJECTION
+            journal._file.close()
+            continue
+        journal.finish()
+        shutil.rmtree(journal.run_dir, ignore_errors=True)
+        echo(f"{journal.run_id}: recovered ({len(pending)} change(s) undone)")
+    return status

@@ -1,0 +1,63 @@
+"""A small HTTP server a scenario starts in the sandbox world: `python -m chaos.sandbox.serve`.
+
+It answers every GET/HEAD with the given status and body (Range requests get 206), and prints
+``ready`` once listening so the runner knows it can start probing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def handler(status: int, body: bytes):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "chaos-serve"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            code, data, extra = status, body, {}
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            if match and status == 200 and int(match[1]) < len(body):
+                start = int(match[1])
+                end = min(int(match[2]) if match[2] else len(body) - 1, len(body) - 1)
+                code, data = 206, body[start:end + 1]
+                extra["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Accept-Ranges", "bytes")
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_HEAD = do_GET
+
+        def log_message(self, fmt: str, *args) -> None:
+            sys.stderr.write(f"{self.client_address[0]} {fmt % args}\n")
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", required=True, help="address:port")
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--body", default="ok\n")
+    parser.add_argument("--size", type=int, default=0, help="serve this many bytes instead of --body")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    body = (b"x" * args.size) if args.size else args.body.encode()
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body))
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

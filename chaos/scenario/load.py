@@ -1,0 +1,254 @@
+"""Load scenario YAML into models; every problem comes back as ``file:line:col: field: message``.
+
+PyYAML's composer gives each node its position; we build plain data from the nodes while
+remembering where each value (and each mapping key) stood, then map pydantic's error
+locations back onto those positions. All problems are reported, not only the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from chaos.errors import PlanError, Problem, ScenarioInvalid
+
+MAX_BYTES = 1 << 20  # a scenario is a page of YAML; a larger file is a mistake (or an attack)
+MAX_NODES = 50_000   # aliases can blow a small file up: stop long before memory does
+
+
+@dataclass
+class SourceMap:
+    """Where each value of a loaded document stood: path tuple -> (line, column), 1-based."""
+
+    file: str
+    values: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: tuple, key: bool = False) -> tuple[int, int]:
+        table = self.keys if key else self.values
+        while path not in table and path:
+            path = path[:-1]
+        return table.get(path, self.values.get((), (1, 1)))
+
+    def problem(self, path: tuple, message: str, key: bool = False) -> Problem:
+        line, col = self.position(path, key)
+        return Problem(self.file, line, col, format_path(path), message)
+
+
+def format_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Builder:
+    def __init__(self, text: str, source: SourceMap) -> None:
+        self.loader = yaml.SafeLoader(text)
+        self.source, self.count, self.problems = source, 0, []
+
+    def build(self, node, path: tuple):
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooBig
+        mark = node.start_mark
+        self.source.values.setdefault(path, (mark.line + 1, mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # merge keys (<<)
+            out = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node)
+                if not isinstance(key, (str, int, float, bool)) or key is None:
+                    self.problems.append(self.source.problem(path, f"a key must be text, not {key!r}"))
+                    continue
+                key = str(key) if not isinstance(key, str) else key
+                kmark = key_node.start_mark
+                self.source.keys[path + (key,)] = (kmark.line + 1, kmark.column + 1)
+                if key in out:
+                    self.problems.append(self.source.problem(path + (key,), "duplicate key", key=True))
+                out[key] = self.build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
+    """YAML text -> (plain data, source map); raises ScenarioInvalid with a position."""
+    source = SourceMap(file)
+    try:
+        node = yaml.SafeLoader(text).get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(filter(None, [exc.context, exc.problem]))
+        raise ScenarioInvalid([Problem(file, line, col, "", f"not valid YAML: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioInvalid([Problem(file, 1, 1, "", f"not valid YAML: {exc}")]) from None
+    if node is None:
+        raise ScenarioInvalid([Problem(file, 1, 1, "", "the file is empty: a scenario needs at "
+                                       "least `name:` and `faults:` or `expect:`")])
+    builder = _Builder(text, source)
+    try:
+        data = builder.build(node, ())
+    except _TooBig:
+        raise ScenarioInvalid([Problem(file, 1, 1, "", f"the document expands to more than "
+                                       f"{MAX_NODES} values (aliases?)")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ScenarioInvalid([Problem(file, line, col, "", f"not valid YAML: {exc}")]) from None
+    if builder.problems:
+        raise ScenarioInvalid(builder.problems)
+    return data, source
+
+
+def _vocabulary() -> list[str]:
+    """Every key the format knows, for "did you mean" hints."""
+    from chaos.faults import FAULT_TYPES
+    from chaos.scenario import model
+
+    words = set()
+    classes = [model.scenario_model(), model.Expect, model.CommandProbe, model.HttpProbe,
+               model.TcpProbe, model.TextMatch, model.Serve, model.HttpServe, model.Window,
+               model.Flap, *FAULT_TYPES]
+    for cls in classes:
+        for name, info in cls.model_fields.items():
+            words.add(info.alias or name)
+    return sorted(words)
+
+
+def _locate(data, loc: tuple) -> tuple[tuple, bool]:
+    """Map a pydantic error location onto the data's path, dropping union tags.
+
+    A tag can equal a key (the probe tag `tcp` and the key `tcp:`), so both readings are
+    tried and the one that follows more of the location wins. The flag says the last part
+    is a key that is not in the data (missing or not allowed).
+    """
+    def walk(node, rest: tuple) -> tuple[tuple, tuple[int, int], bool]:
+        """(path, (parts matched in the data, parts consumed), last part is a key)."""
+        if not rest:
+            return (), (0, 0), False
+        part, best = rest[0], ((), (0, 0), False)
+        child = None
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            child = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            child = node[part]
+        if child is not None or (isinstance(node, dict) and part in node):
+            sub, (matched, used), key = walk(child, rest[1:])
+            best = ((part,) + sub, (matched + 1, used + 1), key)
+        elif isinstance(node, dict) and isinstance(part, str) and len(rest) == 1:
+            return (part,), (0, 1), True
+        if len(rest) > 1:  # maybe `part` was a union tag: try skipping it
+            sub, (matched, used), key = walk(node, rest[1:])
+            if (matched, used + 1) > best[1]:
+                best = (sub, (matched, used + 1), key)
+        return best
+
+    path, _, is_key = walk(data, tuple(loc))
+    return path, is_key
+
+
+def _message(err: dict, path: tuple) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        close = difflib.get_close_matches(key, _vocabulary(), n=1, cutoff=0.6)
+        return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "missing":
+        return f"missing required key {path[-1]!r}" if path else "missing required key"
+    if kind == "union_tag_invalid":
+        from chaos.faults import FAULTS
+
+        tag = err["ctx"]["tag"]
+        close = difflib.get_close_matches(str(tag), list(FAULTS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown fault type {tag!r}{hint}; known types: {', '.join(FAULTS)}"
+    if kind == "union_tag_not_found":
+        from chaos.faults import FAULTS
+
+        return f"a fault needs `type:`, one of {', '.join(FAULTS)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of keys, got {type(err['input']).__name__} {err['input']!r:.60}"
+    msg = msg.removeprefix("Value error, ")
+    if kind.endswith(("_parsing", "_type")) or kind in ("literal_error", "enum"):
+        msg += f" (got {err['input']!r:.60})"  # e.g. YAML reads `yes` as True
+    return msg
+
+
+def validate(data, source: SourceMap):
+    """Plain data -> Scenario; ScenarioInvalid lists every problem with its position."""
+    from chaos.scenario.model import scenario_model
+
+    if not isinstance(data, dict):
+        raise ScenarioInvalid([source.problem((), f"a scenario is a mapping of keys (name:, "
+                                                   f"faults:, expect:), not a {type(data).__name__}")])
+    try:
+        scenario = scenario_model().model_validate(data)
+    except ValidationError as exc:
+        by_path: dict[tuple, Problem] = {}
+        for err in exc.errors(include_url=False):
+            path, is_key = _locate(data, err["loc"])
+            message = _message(err, path)
+            if err["type"] == "missing":  # point at the mapping that lacks the key
+                line, col = source.position(path[:-1])
+                problem = Problem(source.file, line, col, format_path(path), message)
+            else:
+                problem = source.problem(path, message, key=is_key or err["type"] == "extra_forbidden")
+            if path in by_path:  # one value failing every branch of a union: one line
+                if message not in by_path[path].message:
+                    by_path[path].message += f"; or {message[0].lower()}{message[1:]}"
+            else:
+                by_path[path] = problem
+        raise ScenarioInvalid(sorted(by_path.values(), key=lambda p: (p.line, p.column))) from None
+    scenario._source = source
+    return scenario
+
+
+def load_text(text: str, file: str = "<string>"):
+    return validate(*parse_yaml(text, file))
+
+
+def load(path: str | Path):
+    """Read and validate one scenario file."""
+    path = Path(path)
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ScenarioInvalid([Problem(name, 1, 1, "", f"the file is {size / 1e6:.1f} MB; "
+                                           f"a scenario may be at most {MAX_BYTES >> 10} KiB")])
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioInvalid([Problem(name, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioInvalid([Problem(name, 1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    return load_text(text, name)
+
+
+def plan_problem(scenario, error: PlanError) -> Problem:
+    """A plan-time refusal, located like a validation problem."""
+    source = getattr(scenario, "_source", None) or SourceMap("<scenario>")
+    return source.problem(error.path, error.message)
+
+
+def scenario_files(paths) -> list[Path]:
+    """Files named, and *.yaml / *.yml inside folders named (sorted, recursive)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,236 @@
+"""The scenario format: pydantic models whose docstrings become the JSON Schema and `chaos list`.
+
+A scenario says what to serve in the sandbox world, which faults to inject and what clients
+must see before, during and after them. Fault models live in chaos/faults (one per type);
+this module joins them into one discriminated union on ``type``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag,
+                      WithJsonSchema, field_validator, model_validator)
+
+from chaos.durations import PATTERN_TEXT, parse_duration
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": PATTERN_TEXT}],
+                    "description": "a duration: 250ms, 5s, 2m, 1h or a number of seconds"}),
+]
+
+HOSTNAME = re.compile(r"^(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?$")
+
+
+def check_hostname(name: str) -> str:
+    if not HOSTNAME.match(name) or len(name) > 253:
+        raise ValueError(f"{name!r} is not a host name")
+    return name.lower().rstrip(".")
+
+
+HostName = Annotated[str, BeforeValidator(lambda v: check_hostname(v) if isinstance(v, str) else v)]
+
+
+class Strict(BaseModel):
+    """Base of every model: unknown keys are errors, attribute docstrings are descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True,
+                              populate_by_name=True, frozen=False)
+
+
+class Window(Strict):
+    """When a fault is on, counted from the start of the `during` phase."""
+
+    after: Duration = 0.0
+    """Switch the fault on this long after `during` starts."""
+    for_: Duration | None = Field(None, alias="for")
+    """Keep it on this long, then revert it (default: until `during` ends)."""
+
+
+class Flap(Strict):
+    """Switch a fault on and off repeatedly: on for `period * duty`, then off, and again."""
+
+    period: Duration
+    """Length of one on/off cycle."""
+    duty: float = Field(0.5, gt=0, le=1)
+    """Share of each period during which the fault is on (0 < duty <= 1)."""
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("period must be longer than 0")
+        return value
+
+
+class TextMatch(Strict):
+    """Checks on a text: every given check must hold."""
+
+    contains: str | list[str] | None = None
+    """Substring(s) that must appear."""
+    not_contains: str | list[str] | None = None
+    """Substring(s) that must not appear."""
+    regex: str | None = None
+    """A Python regular expression that must match somewhere (re.search)."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression: {exc}") from None
+        return value
+
+
+class ProbeBase(Strict):
+    name: str | None = None
+    """Shown in the console and reports (default: the command, URL or address)."""
+    within: Duration | None = None
+    """The probe must finish within this time. A probe still running at `within` plus a
+    grace period is killed and reported as hung, not as failed."""
+    timeout: Duration | None = None
+    """Hard limit when there is no `within` (default 30s)."""
+
+
+class CommandProbe(ProbeBase):
+    """Run a shell command inside the sandbox (or on the host with --host)."""
+
+    run: str
+    """The shell command (sh -c)."""
+    exit: int | Literal["nonzero", "any"] = 0
+    """Expected exit status: a number, `nonzero` or `any`."""
+    stdout: TextMatch | None = None
+    """Checks on standard output."""
+    stderr: TextMatch | None = None
+    """Checks on standard error."""
+    output: TextMatch | None = None
+    """Checks on standard output and standard error together."""
+
+
+class HttpProbe(ProbeBase):
+    """Make one HTTP request from inside the sandbox."""
+
+    http: str = Field(pattern=r"^https?://")
+    """The URL."""
+    method: str = "GET"
+    status: int | list[int] | Literal["error"] = 200
+    """Expected status code(s), or `error` when no HTTP answer must come back."""
+    body: TextMatch | None = None
+    """Checks on the response body."""
+    headers: dict[str, str] = {}
+    """Request headers."""
+
+
+class TcpProbe(ProbeBase):
+    """Open one TCP connection from inside the sandbox."""
+
+    tcp: str = Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$")
+    """host:port to connect to."""
+    connect: Literal["ok", "refused", "timeout", "unreachable", "error"] = "ok"
+    """What must happen: ok, refused (RST), timeout (no answer), unreachable (no route),
+    error (any failure)."""
+    connect_timeout: Duration = 3.0
+    """How long the connect waits before it counts as a timeout."""
+
+
+def _probe_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key, kind in (("run", "command"), ("http", "http"), ("tcp", "tcp")):
+            if key in value:
+                return kind
+        return None
+    return {CommandProbe: "command", HttpProbe: "http", TcpProbe: "tcp"}.get(type(value))
+
+
+Probe = Annotated[
+    Union[Annotated[CommandProbe, Tag("command")], Annotated[HttpProbe, Tag("http")],
+          Annotated[TcpProbe, Tag("tcp")]],
+    Discriminator(_probe_kind, custom_error_type="probe_kind",
+                  custom_error_message="a probe needs one of the keys run, http or tcp"),
+]
+
+
+class Expect(Strict):
+    """Probes and what they must see: the steady state before, the symptom during, recovery after."""
+
+    before: list[Probe] = []
+    """Must hold before any fault is injected (else the run stops without injecting)."""
+    during: list[Probe] = []
+    """Run while the faults are on."""
+    after: list[Probe] = []
+    """Must hold again once every fault is reverted."""
+
+
+class HttpServe(Strict):
+    """A small HTTP server: every GET answers the same status and body (Range gets 206)."""
+
+    port: int = Field(80, ge=1, le=65535)
+    status: int = Field(200, ge=100, le=599)
+    body: str = "ok\n"
+    size: int | None = Field(None, ge=1, le=1 << 30)
+    """Serve this many bytes instead of `body` (a download to cut short)."""
+
+
+class Serve(Strict):
+    """A server the scenario starts in the sandbox world, reachable from the client by name."""
+
+    name: HostName
+    """Host name the sandbox resolves to this server."""
+    address: ipaddress.IPv4Address | None = None
+    """Its address (default: the next free one in 198.18.1.0/24)."""
+    http: HttpServe = HttpServe()
+
+
+def fault_union():
+    """Every registered fault type, discriminated on `type` (built once, after registration)."""
+    from chaos.faults import FAULT_TYPES
+
+    return Annotated[Union[tuple(FAULT_TYPES)], Field(discriminator="type")]
+
+
+class ScenarioBase(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    """Short identifier: letters, digits, '-', '_', '.'."""
+    description: str = ""
+    """What happened in the real incident, what a client saw, what a good setup must do."""
+    serve: list[Serve] = []
+    """Servers started in the sandbox world for this run."""
+    hosts: dict[HostName, ipaddress.IPv4Address] = {}
+    """Extra names in the sandbox's hosts file (name: address)."""
+    expect: Expect = Expect()
+    """The probes."""
+    _source: object = PrivateAttr(default=None)  # the loader's SourceMap, for located errors
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [s.name for s in self.serve]
+        dupes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.hosts)))
+        if dupes:
+            raise ValueError(f"name(s) declared twice in serve/hosts: {', '.join(dupes)}")
+        return self
+
+
+_SCENARIO = None
+
+
+def scenario_model() -> type[ScenarioBase]:
+    """The Scenario model with the fault union of every registered fault type."""
+    global _SCENARIO
+    if _SCENARIO is None:
+        from pydantic import create_model
+
+        _SCENARIO = create_model(
+            "Scenario", __base__=ScenarioBase,
+            __doc__="A chaos scenario: servers to start, faults to inject, what clients must see.",
+            faults=(list[fault_union()], Field(default_factory=list,
+                    description="The faults, injected in order and reverted in reverse order.")),
+        )
+    return _SCENARIO
