@@ -14,7 +14,8 @@ MARKS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "hung": "[magenta]�
 
 class ConsoleReporter(Reporter):
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
-        self.console = console or Console(stderr=False, highlight=False)
+        # soft_wrap: long lines (file:line: messages) must stay whole in CI logs and greps
+        self.console = console or Console(highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._status = None
 

@@ -1,0 +1,73 @@
+"""Shared fixtures: a private state dir, the real `chaos` CLI, and machine snapshots."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "state"
+    monkeypatch.setenv("CHAOS_STATE_DIR", str(path))
+    return path
+
+
+def chaos_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "chaos.cli", *args]
+
+
+@pytest.fixture
+def chaos(state_dir):
+    """Run the real CLI in a subprocess; returns CompletedProcess (text)."""
+
+    def run(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CHAOS_STATE_DIR": str(state_dir)}
+        return subprocess.run(chaos_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                              env=env, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
+
+    return run
+
+
+def _cmd(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _rules(text: str) -> str:
+    # Comment lines carry a timestamp and counters move with any traffic: neither is a change.
+    lines = [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+    return "\n".join(lines)
+
+
+def snapshot() -> dict:
+    """What a run may touch on the machine, as text to compare byte for byte."""
+    netns_etc = sorted(os.listdir("/etc/netns")) if os.path.isdir("/etc/netns") else None
+    return {
+        "iptables": _rules(_cmd("iptables-save")),
+        "ip6tables": _rules(_cmd("ip6tables-save")),
+        "routes": _cmd("ip", "route", "show", "table", "all"),
+        "routes6": _cmd("ip", "-6", "route", "show", "table", "all"),
+        "hosts": Path("/etc/hosts").read_bytes(),
+        "netns": _cmd("ip", "netns", "list"),
+        "etc_netns": netns_etc,
+        "links": _cmd("ip", "-o", "link", "show"),
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    for key in before:
+        assert after[key] == before[key], f"{key} differs after the run"
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,102 @@
+"""Host mode (--host): faults on this machine itself, restored byte for byte.
+
+Only names under .invalid and addresses of 198.18.0.0/15 are used, and no probe sends a
+packet anywhere: the route test only checks that the kernel refuses the connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import assert_same, snapshot, write
+
+HOSTS = """\
+name: host-hosts-entry
+description: the DZone recipe on the machine's own /etc/hosts
+faults:
+  - type: hosts-entry
+    names: [registry.chaos-test.invalid]
+    address: 127.0.0.1
+expect:
+  before:
+    - run: getent hosts registry.chaos-test.invalid
+      exit: 2
+  during:
+    - run: getent hosts registry.chaos-test.invalid
+      stdout: {contains: "127.0.0.1"}
+  after:
+    - run: getent hosts registry.chaos-test.invalid
+      exit: 2
+"""
+
+ROUTE = """\
+name: host-route
+description: an unreachable route on the machine's own main table
+faults:
+  - type: route-blackhole
+    destinations: [198.19.255.1/32]
+    kind: unreachable
+expect:
+  during:
+    - tcp: 198.19.255.1:80
+      connect: unreachable
+      within: 1s
+"""
+
+
+def test_host_hosts_entry_restores_etc_hosts_exactly(chaos, tmp_path):
+    before = snapshot()
+    result = chaos("run", "--host", str(write(tmp_path, HOSTS)))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
+def test_host_hosts_entry_keeps_the_users_own_lines(chaos, tmp_path):
+    hosts = Path("/etc/hosts")
+    original = hosts.read_bytes()
+    user_line = b"198.18.255.254 registry.chaos-test.invalid kept.chaos-test.invalid\n"
+    hosts.write_bytes(original + user_line)
+    try:
+        text = HOSTS.replace("    - run: getent hosts registry.chaos-test.invalid\n      exit: 2\n", "    - run: 'true'\n", 1)
+        text = text.replace("  after:\n    - run: getent hosts registry.chaos-test.invalid\n      exit: 2\n",
+                            "  after:\n    - run: getent hosts registry.chaos-test.invalid\n"
+                            "      stdout: {contains: 198.18.255.254}\n")
+        text = text.replace('      stdout: {contains: "127.0.0.1"}\n',
+                            '      stdout: {contains: "127.0.0.1", not_contains: "198.18.255.254"}\n'
+                            "    - run: getent hosts kept.chaos-test.invalid\n"
+                            "      stdout: {contains: 198.18.255.254}\n")
+        result = chaos("run", "--host", str(write(tmp_path, text)))
+        assert result.returncode == 0, result.stdout
+        assert hosts.read_bytes() == original + user_line
+    finally:
+        hosts.write_bytes(original)
+
+
+def test_host_route_is_removed_again(chaos, tmp_path):
+    before = snapshot()
+    result = chaos("run", "--host", str(write(tmp_path, ROUTE)))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
+def test_host_mode_refuses_loopback_and_servers(chaos, tmp_path):
+    loop = ROUTE.replace("198.19.255.1/32", "127.0.0.0/16")
+    result = chaos("run", "--host", str(write(tmp_path, loop)))
+    assert result.returncode == 2 and "overlaps host loopback" in result.stdout
+    served = HOSTS.replace("faults:", "serve:\n  - name: x.test\nfaults:")
+    result = chaos("run", "--host", str(write(tmp_path, served, "served.yaml")))
+    assert result.returncode == 2 and "serve: servers run in the sandbox world" in result.stdout
+
+
+def test_route_that_already_exists_is_refused_not_taken_over(chaos, tmp_path):
+    import subprocess
+
+    subprocess.run(["ip", "route", "add", "unreachable", "198.19.255.1/32"], check=True)
+    try:
+        result = chaos("run", "--host", str(write(tmp_path, ROUTE)))
+        assert result.returncode == 3
+        assert "already exists" in result.stdout
+        shown = subprocess.run(["ip", "route", "show", "198.19.255.1/32"], capture_output=True, text=True).stdout
+        assert "unreachable 198.19.255.1" in shown, "the user's route must survive the revert"
+    finally:
+        subprocess.run(["ip", "route", "del", "unreachable", "198.19.255.1/32"], check=False)

@@ -1,0 +1,153 @@
+"""End to end through the real CLI: real namespaces, real curl, real routes and hosts files."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import SCENARIOS, assert_same, snapshot, write
+
+PASSING = SCENARIOS / "dockerhub-hosts-entry.yaml"
+ROUTE = SCENARIOS / "dockerhub-route-blackhole.yaml"
+
+FAILING = """\
+name: expected-to-fail
+description: the during probe expects the registry to answer, but the route is cut
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+    kind: prohibit
+expect:
+  during:
+    - name: registry should answer (it will not)
+      http: http://registry.test/
+      status: 200
+      within: 2s
+  after:
+    - http: http://registry.test/
+"""
+
+
+def test_dzone_hosts_entry_scenario(chaos, tmp_path):
+    report = tmp_path / "r.json"
+    result = chaos("run", str(PASSING), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(report.read_text())
+    (scenario,) = doc["scenarios"]
+    assert scenario["status"] == "passed" and doc["passed"] is True
+    by_name = {p["name"]: p for p in scenario["probes"]}
+    refused = by_name["registry refused at once"]
+    assert refused["detail"]["exit"] == 7 and refused["duration"] < 2
+    assert "Connection refused" in refused["detail"]["stderr"] or "Couldn't connect" in refused["detail"]["stderr"]
+    assert by_name["mirror still answers"]["detail"]["status"] == 200
+    assert by_name["registry answers again"]["verdict"] == "passed"
+    states = [(e["fault"], e["state"]) for e in scenario["events"] if e["kind"] == "fault"]
+    assert [s for _, s in states] == ["on", "off"]
+
+
+def test_dzone_route_blackhole_scenario(chaos, tmp_path):
+    junit = tmp_path / "r.xml"
+    result = chaos("run", str(ROUTE), "--junit", str(junit))
+    assert result.returncode == 0, result.stdout + result.stderr
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("name") == "dockerhub-route-blackhole"
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    names = [case.get("name") for case in suite.findall("testcase")]
+    assert "registry unreachable at once" in names and "run and revert" in names
+
+
+def test_machine_unchanged_by_passing_and_failing_runs(chaos, tmp_path):
+    before = snapshot()
+    assert chaos("run", str(PASSING), str(ROUTE)).returncode == 0
+    assert_same(before, snapshot())
+    failing = chaos("run", str(write(tmp_path, FAILING)), "--junit", str(tmp_path / "f.xml"))
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "status: expected 200, observed no answer (unreachable" in failing.stdout.replace("\n", " ").replace("      ", " ")
+    assert_same(before, snapshot())
+    case = [c for c in ET.parse(tmp_path / "f.xml").getroot().iter("testcase")
+            if c.get("name") == "registry should answer (it will not)"][0]
+    assert case.find("failure") is not None
+
+
+def test_hung_probe_is_killed_and_reported_as_hung(chaos, tmp_path, state_dir):
+    text = """\
+name: hang
+description: a probe that never finishes
+expect:
+  during:
+    - name: sleeps past its bound
+      run: sleep 60
+      within: 1s
+    - name: fails quickly
+      run: echo oops >&2; exit 3
+"""
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report), timeout=30)
+    assert result.returncode == 1
+    probes = json.loads(report.read_text())["scenarios"][0]["probes"]
+    assert probes[0]["verdict"] == "hung"
+    assert 1.9 <= probes[0]["duration"] < 5  # within 1s + grace 1s, then killed
+    assert probes[1]["verdict"] == "failed" and probes[1]["detail"]["exit"] == 3
+    assert "hung" in result.stdout
+
+
+def test_steady_state_must_hold_before_injecting(chaos, tmp_path):
+    text = FAILING.replace("  during:", "  before:\n    - run: exit 1\n  during:")
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 1
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    assert "steady state did not hold" in scenario["errors"][0]
+    assert not [e for e in scenario["events"] if e["kind"] == "fault"], "nothing may be injected"
+
+
+@pytest.mark.parametrize("destination,message", [
+    ("0.0.0.0/0", "covers every address"),
+    ("::/0", "covers every address"),
+    ("nowhere.test", "cannot resolve 'nowhere.test'"),
+])
+def test_guardrails_refuse_at_plan_time(chaos, tmp_path, destination, message):
+    text = FAILING.replace("destinations: [registry.test]", f"destinations: ['{destination}']")
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, text)))
+    assert result.returncode == 2
+    assert f"s.yaml:7:20: faults[0].destinations[0]: " in result.stdout
+    assert message in result.stdout
+    assert_same(before, snapshot())
+
+
+def test_window_switches_fault_on_and_off_on_schedule(chaos, tmp_path):
+    text = """\
+name: windowed
+description: the route is cut from 0.5 s to 1.5 s into the during phase
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+    kind: unreachable
+    window: {after: 500ms, for: 1s}
+expect:
+  during:
+    - name: reachable before the window
+      tcp: registry.test:80
+    - name: wait into the window
+      run: sleep 0.8
+    - name: cut inside the window
+      tcp: registry.test:80
+      connect: unreachable
+  after:
+    - tcp: registry.test:80
+"""
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    events = json.loads(report.read_text())["scenarios"][0]["events"]
+    during = next(e["t"] for e in events if e.get("phase") == "during")
+    switches = [(e["state"], e["t"] - during) for e in events if e["kind"] == "fault"]
+    assert [s for s, _ in switches] == ["on", "off"]
+    assert abs(switches[0][1] - 0.5) < 0.1 and abs(switches[1][1] - 1.5) < 0.1
