@@ -1,6 +1,6 @@
 """Processes a run starts: journaled with pid and start time, killed exactly, never by name.
 
-A child is held at a gate (a shell reading one byte from a pipe) until its pid and start
+A child is held at a gate (bash reading one byte from a pipe) until its pid and start
 time are fsynced in the journal; only then does it exec the real program. If the runner dies
 before that, the pipe closes and the child exits without running anything: no process of
 ours ever runs unrecorded.
@@ -16,7 +16,8 @@ import time
 from chaos.journal import Entry, Journal, is_alive, process_start_time
 
 # `read` fails on EOF (runner gone before journaling): then exit without running anything.
-_GATE = 'read -r _ <&{fd} || exit 70; exec {fd}<&-; exec "$@"'
+# bash, not sh: dash cannot redirect file descriptors above 9.
+_GATE = 'read -r -u {fd} _ || exit 70; exec {fd}<&-; exec "$@"'
 
 
 def netns_argv(netns: str | None, argv: list[str]) -> list[str]:
@@ -30,7 +31,7 @@ def spawn(journal: Journal, argv: list[str], *, netns: str | None = None, what: 
     read_end, write_end = os.pipe()
     try:
         proc = subprocess.Popen(
-            netns_argv(netns, ["sh", "-c", _GATE.format(fd=read_end), "chaos-gate", *argv]),
+            netns_argv(netns, ["bash", "-c", _GATE.format(fd=read_end), "chaos-gate", *argv]),
             pass_fds=(read_end,), start_new_session=True, **popen,
         )
     except BaseException:
