@@ -48,9 +48,8 @@ class PlanContext:
 
     run_id: str
     host_mode: bool
-    netns: str | None
-    """The client namespace the faults act in (None in host mode)."""
-    hosts_path: Path
+    clients: dict[str, tuple[str | None, Path]]
+    """Region -> (client namespace, its hosts file); in host mode {"host": (None, /etc/hosts)}."""
     zone: dict[str, str] = field(default_factory=dict)
     """Names the run knows (served names, `hosts:`) -> addresses."""
     run_dir: Path | None = None
@@ -60,6 +59,15 @@ class PlanContext:
     @property
     def tag(self) -> str:
         return self.run_id
+
+    def client_sides(self, region: str | None = None) -> list[tuple[str | None, Path]]:
+        """Where client-side faults apply: every client namespace, or one region's."""
+        if region is None or self.host_mode:
+            return list(self.clients.values())
+        if region not in self.clients:
+            self.fail(("region",), f"unknown region {region!r} (regions: "
+                                   f"{', '.join(r for r in self.clients if r != 'default') or 'none'})")
+        return [self.clients[region]]
 
     def fail(self, rel: tuple, message: str):
         raise PlanError(self.path + rel, message)

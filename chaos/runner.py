@@ -158,6 +158,7 @@ class Run:
 
     # -- planning: nothing on the machine changes here ------------------------------------
     def zone(self) -> dict[str, str]:
+        """Served names (addresses given or handed out from 198.18.1.10 on) and `hosts:`."""
         from chaos.sandbox.netns import SERVER_NET
 
         zone, next_free = {}, 10
@@ -170,35 +171,38 @@ class Run:
         return zone
 
     def plan(self) -> None:
-        from chaos.sandbox.files import NETNS_ETC
+        from chaos.sandbox.netns import Sandbox
 
         host = self.options.host_mode
-        if host and self.scenario.serve:
-            raise PlanError(("serve",), "servers run in the sandbox world; with --host, "
-                                        "point probes at servers you run yourself")
-        client = None if host else f"{self.run_id}-c"
-        hosts_path = Path("/etc/hosts") if host else NETNS_ETC / client / "hosts"
-        ctx = PlanContext(self.run_id, host, client, hosts_path, self.zone())
+        for key in ("serve", "regions"):
+            if host and getattr(self.scenario, key):
+                raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
+                                        "at servers you run yourself")
+        self.sandbox = None if host else Sandbox(self.run_id, self.zone(), dict(self.scenario.regions))
+        if host:
+            clients = {"host": (None, Path("/etc/hosts"))}
+        else:
+            clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
+        ctx = PlanContext(self.run_id, host, clients, self.zone())
         for index, fault in enumerate(self.scenario.faults):
             ctx.path = ("faults", index)
             self.switches.append(_FaultSwitch(fault, fault.injectors(ctx)))
 
     # -- the world ------------------------------------------------------------------------
     def build_sandbox(self) -> None:
-        from chaos.sandbox.netns import Sandbox
-
         self.reporter.step("sandbox: creating namespaces")
-        self.sandbox = Sandbox(self.run_id, zone=self.zone())
         self.sandbox.create(self.journal)
         self.place.netns = self.sandbox.client
-        self.event(kind="sandbox", client=self.sandbox.client, world=self.sandbox.world)
+        self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
+        self.event(kind="sandbox", clients=dict(self.place.regions), world=self.sandbox.world)
         for serve in self.scenario.serve:
             self.start_server(serve)
 
     def start_server(self, serve) -> None:
         from chaos.processes import spawn
 
-        address = self.sandbox.add_server_address(str(serve.address))
+        address = str(serve.address)
+        self.sandbox.add_server_address(address)
         http = serve.http
         argv = [sys.executable, "-m", "chaos.sandbox.serve", "--listen", f"{address}:{http.port}",
                 "--status", str(http.status), "--body", http.body]
@@ -216,7 +220,8 @@ class Run:
         for probe in probes:
             self.check_schedule()
             self.reporter.probe_start(phase, self.place.expand(_probe_label(probe)))
-            result = run_probe(probe, phase, self.place, self.journal, started=self.now())
+            result = run_probe(probe, phase, self.place.at(probe.region), self.journal,
+                               started=self.now())
             self.result.probes.append(result)
             self.reporter.probe_done(result)
             ok &= result.ok

@@ -85,7 +85,7 @@ def test_host_mode_refuses_loopback_and_servers(chaos, tmp_path):
     assert result.returncode == 2 and "overlaps host loopback" in result.stdout
     served = HOSTS.replace("faults:", "serve:\n  - name: x.test\nfaults:")
     result = chaos("run", "--host", str(write(tmp_path, served, "served.yaml")))
-    assert result.returncode == 2 and "serve: servers run in the sandbox world" in result.stdout
+    assert result.returncode == 2 and "serve: `serve:` needs the sandbox" in result.stdout
 
 
 def test_route_that_already_exists_is_refused_not_taken_over(chaos, tmp_path):

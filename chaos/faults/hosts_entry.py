@@ -30,7 +30,8 @@ class HostsEntry(Fault):
         for index, name in enumerate(self.names):
             if name.startswith("*."):
                 ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
-        return [HostsBlock(ctx.hosts_path, [(str(self.address), n) for n in self.names], ctx.tag)]
+        entries = [(str(self.address), n) for n in self.names]
+        return [HostsBlock(hosts, entries, ctx.tag) for _, hosts in ctx.client_sides()]
 
     def label(self) -> str:
         return self.name or f"hosts-entry {', '.join(self.names)} -> {self.address}"

@@ -28,7 +28,8 @@ class RouteBlackhole(Fault):
         nets = []
         for index, dest in enumerate(self.destinations):
             nets += ctx.destinations(dest, ("destinations", index))
-        return [RouteInjector([str(n) for n in nets], self.kind, ctx.netns)]
+        return [RouteInjector([str(n) for n in nets], self.kind, netns)
+                for netns, _ in ctx.client_sides()]
 
     def label(self) -> str:
         return self.name or f"{self.kind} route {', '.join(self.destinations)}"

@@ -40,6 +40,13 @@ class Place:
     env: dict = field(default_factory=dict)
     variables: dict = field(default_factory=dict)
     """{name} placeholders expanded in commands and URLs."""
+    regions: dict = field(default_factory=dict)
+    """Region -> client namespace (sandbox)."""
+
+    def at(self, region: str | None) -> "Place":
+        if region is None:
+            return self
+        return Place(self.regions[region], self.env, self.variables, self.regions)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():

@@ -1,10 +1,13 @@
-"""The sandbox: a client namespace and a "world" namespace joined by a veth pair.
+"""The sandbox: client namespaces and a "world" namespace, each client joined to it by a veth.
 
-    client ns  chaos-<id>-c   veth c<id>  198.18.0.2/24   route 198.18.0.0/15 via 198.18.0.1
-    world  ns  chaos-<id>-w   veth w<id>  198.18.0.1/24   servers on 198.18.1.N/32 (on lo)
+    client ns   chaos-<id>-c      veth c<id>0  198.18.0.2/24   world side 198.18.0.1/24
+    region ns   chaos-<id>-<r>    veth c<id>N  <range>.2       world side <range>.1
+    world  ns   chaos-<id>-w      servers on 198.18.1.N/32 (on lo)
 
-Nothing is routed anywhere else: there is no default route, so a client in the sandbox can
-reach only the world. The client has its own /etc/netns/<ns>/hosts (the scenario's zone) and
+Each client routes 198.18.0.0/15 to the world and nothing else (no default route), so a
+client in the sandbox can reach only the world. Regions (`regions:` in a scenario) are more
+clients with source addresses from their own range, for faults that treat them differently
+(geo blocks). Each client has its own /etc/netns/<ns>/hosts (the scenario's zone) and
 resolv.conf, which ``ip netns exec`` binds over /etc, so the machine's files are never edited.
 """
 
@@ -17,8 +20,8 @@ from pathlib import Path
 from chaos.journal import Journal
 from chaos.sandbox import files
 
-WORLD_LINK = ipaddress.ip_interface("198.18.0.1/24")
-CLIENT_LINK = ipaddress.ip_interface("198.18.0.2/24")
+DEFAULT_REGION = "default"
+DEFAULT_LINK = ipaddress.ip_network("198.18.0.0/24")
 SANDBOX_NET = ipaddress.ip_network("198.18.0.0/15")
 SERVER_NET = ipaddress.ip_network("198.18.1.0/24")
 # Resolver settings of the sandbox: nothing listens on 127.0.0.1:53 unless a DNS fault starts
@@ -39,20 +42,22 @@ def _iproute(name: str):
 
 
 @dataclass
-class Sandbox:
-    run_id: str
-    client: str = ""
-    world: str = ""
-    zone: dict[str, str] = field(default_factory=dict)
-    _next_server: int = 10
+class Client:
+    region: str
+    netns: str
+    link: ipaddress.IPv4Network
 
-    def __post_init__(self) -> None:
-        self.client = self.client or f"{self.run_id}-c"
-        self.world = self.world or f"{self.run_id}-w"
+    @property
+    def address(self) -> str:
+        return str(self.link.network_address + 2)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.link.network_address + 1)
 
     @property
     def etc_dir(self) -> Path:
-        return files.NETNS_ETC / self.client
+        return files.NETNS_ETC / self.netns
 
     @property
     def hosts_path(self) -> Path:
@@ -62,48 +67,80 @@ class Sandbox:
     def resolv_path(self) -> Path:
         return self.etc_dir / "resolv.conf"
 
+
+def client_namespace(run_id: str, region: str) -> str:
+    return f"{run_id}-c" if region == DEFAULT_REGION else f"{run_id}-{region.lower()}"
+
+
+@dataclass
+class Sandbox:
+    run_id: str
+    zone: dict[str, str] = field(default_factory=dict)
+    regions: dict[str, ipaddress.IPv4Network] = field(default_factory=dict)
+    clients: dict[str, Client] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        links = {DEFAULT_REGION: DEFAULT_LINK, **self.regions}
+        self.clients = {region: Client(region, client_namespace(self.run_id, region), net)
+                        for region, net in links.items()}
+
+    @property
+    def world(self) -> str:
+        return f"{self.run_id}-w"
+
+    @property
+    def client(self) -> str:
+        """The default client namespace."""
+        return self.clients[DEFAULT_REGION].netns
+
+    @property
+    def hosts_path(self) -> Path:
+        return self.clients[DEFAULT_REGION].hosts_path
+
     def create(self, journal: Journal) -> None:
-        """Build both namespaces, the link between them and the client's /etc files."""
+        """Build the namespaces, the links between them and the clients' /etc files."""
         netns = _netns()
-        for name in (self.client, self.world):
+        for name in [self.world] + [c.netns for c in self.clients.values()]:
             journal.record("netns", {"name": name}, f"network namespace {name}")
             netns.create(name)
-        short = self.run_id.removeprefix("chaos-")
-        c_if, w_if = f"c{short}"[:15], f"w{short}"[:15]
-        with _iproute(self.client) as ipr:
-            ipr.link("add", ifname=c_if, kind="veth", peer={"ifname": w_if, "net_ns_fd": self.world})
-        self._configure(self.client, c_if, CLIENT_LINK)
-        self._configure(self.world, w_if, WORLD_LINK)
-        with _iproute(self.client) as ipr:
-            ipr.route("add", dst=str(SANDBOX_NET), gateway=str(WORLD_LINK.ip))
+        self._up(self.world, "lo")
         files.ensure_dir(journal, files.NETNS_ETC)
-        files.make_dir(journal, self.etc_dir, f"sandbox files {self.etc_dir}")
+        short = self.run_id.removeprefix("chaos-")
+        for index, client in enumerate(self.clients.values()):
+            c_if, w_if = f"c{short}{index}"[:15], f"w{short}{index}"[:15]
+            with _iproute(client.netns) as ipr:
+                ipr.link("add", ifname=c_if, kind="veth", peer={"ifname": w_if, "net_ns_fd": self.world})
+            self._up(client.netns, "lo")
+            self._address(client.netns, c_if, client.address, client.link.prefixlen)
+            self._address(self.world, w_if, client.gateway, client.link.prefixlen)
+            with _iproute(client.netns) as ipr:
+                ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
+            files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
+            client.resolv_path.write_text(RESOLV_CONF)
         self.write_hosts()
-        self.resolv_path.write_text(RESOLV_CONF)
 
     @staticmethod
-    def _configure(name: str, ifname: str, iface: ipaddress.IPv4Interface) -> None:
+    def _up(name: str, ifname: str) -> None:
         with _iproute(name) as ipr:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
+
+    def _address(self, name: str, ifname: str, address: str, prefixlen: int) -> None:
+        with _iproute(name) as ipr:
             index = ipr.link_lookup(ifname=ifname)[0]
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
             ipr.link("set", index=index, state="up")
 
-    def add_server_address(self, address: str | None = None) -> str:
-        """An address in the world for one server: given, or the next free 198.18.1.N."""
-        if address is None:
-            address = str(SERVER_NET.network_address + self._next_server)
-            self._next_server += 1
+    def add_server_address(self, address: str) -> None:
+        """A server's own address in the world (on its loopback)."""
         with _iproute(self.world) as ipr:
             lo = ipr.link_lookup(ifname="lo")[0]
             ipr.addr("add", index=lo, address=address, prefixlen=32)
-        return address
 
     def write_hosts(self) -> None:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{addr}\t{name}" for name, addr in self.zone.items()]
-        self.hosts_path.write_text("\n".join(lines) + "\n")
+        for client in self.clients.values():
+            client.hosts_path.write_text("\n".join(lines) + "\n")
 
 
 def undo(record: dict) -> None:

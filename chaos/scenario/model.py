@@ -98,6 +98,8 @@ class ProbeBase(Strict):
     grace period is killed and reported as hung, not as failed."""
     timeout: Duration | None = None
     """Hard limit when there is no `within` (default 30s)."""
+    region: str | None = None
+    """Run from this region's client namespace (see `regions:`) instead of the default client."""
 
 
 class CommandProbe(ProbeBase):
@@ -205,9 +207,38 @@ class ScenarioBase(Strict):
     """Servers started in the sandbox world for this run."""
     hosts: dict[HostName, ipaddress.IPv4Address] = {}
     """Extra names in the sandbox's hosts file (name: address)."""
+    regions: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")], ipaddress.IPv4Network] = {}
+    """Client regions (e.g. ES: 198.18.64.0/24): each gets its own client namespace whose
+    source address comes from its range, inside 198.18.0.0/15, /30 or larger."""
     expect: Expect = Expect()
     """The probes."""
     _source: object = PrivateAttr(default=None)  # the loader's SourceMap, for located errors
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_fit(cls, regions: dict) -> dict:
+        taken = {"default client": ipaddress.ip_network("198.18.0.0/24"),
+                 "servers": ipaddress.ip_network("198.18.1.0/24")}
+        for name, net in regions.items():
+            if name.lower() in ("c", "w", "default"):
+                raise ValueError(f"region name {name!r} is reserved")
+            if not net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) or net.prefixlen > 30:
+                raise ValueError(f"region {name}: {net} must be a /30 or larger inside 198.18.0.0/15")
+            for other, used in taken.items():
+                if net.overlaps(used):
+                    raise ValueError(f"region {name}: {net} overlaps {other} ({used})")
+            taken[f"region {name}"] = net
+        return regions
+
+    @model_validator(mode="after")
+    def _probe_regions_exist(self):
+        for phase in ("before", "during", "after"):
+            for index, probe in enumerate(getattr(self.expect, phase)):
+                if probe.region is not None and probe.region not in self.regions:
+                    known = ", ".join(self.regions) or "none declared"
+                    raise ValueError(f"expect.{phase}[{index}].region: unknown region "
+                                     f"{probe.region!r} (regions: {known})")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self):
