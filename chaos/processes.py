@@ -9,6 +9,7 @@ ours ever runs unrecorded.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -79,3 +80,20 @@ def _reap(pid: int) -> None:
 
 def undo(record: dict) -> None:
     kill_group(record["pid"], record.get("start"))
+
+
+def wait_ready(proc: subprocess.Popen, timeout: float, what: str) -> None:
+    """Wait for the line `ready` on a child's stdout, bounded; raise if it never comes."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                line = proc.stdout.readline()
+                if line.strip() == b"ready":
+                    return
+                if not line:
+                    break
+    code = proc.poll()
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s"
+                     + (f" (exited with {code})" if code is not None else ""))

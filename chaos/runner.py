@@ -9,24 +9,18 @@ both call run_scenario().
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from chaos.errors import ExitStatus, Interrupted, PlanError
 from chaos.journal import Journal, RevertFailure
-from chaos.plan import PlanContext
 from chaos.probes.result import ProbeResult
 from chaos.probes.run import Place, run_probe
 from chaos.schedule import finite_end, switch_steps
-
-SERVER_READY_TIMEOUT = 10.0
+from chaos.session import FaultSwitch, Session, new_run_id
 
 
 @dataclass
@@ -70,10 +64,6 @@ class Reporter:
     def scenario_done(self, result: ScenarioResult) -> None: ...
 
 
-def new_run_id() -> str:
-    return f"chaos-{secrets.token_hex(3)}"
-
-
 @contextmanager
 def signals_raise():
     """SIGTERM raises Interrupted in the main thread (SIGINT already raises KeyboardInterrupt)."""
@@ -111,40 +101,41 @@ def signals_held():
             signal.signal(s, handler)
 
 
-class _FaultSwitch:
-    """One planned fault: its injectors, applied and reverted as a unit."""
-
-    def __init__(self, fault, injectors) -> None:
-        self.fault, self.injectors, self.on = fault, injectors, False
-
-    def apply(self, journal: Journal) -> None:
-        for injector in self.injectors:
-            injector.apply(journal)
-        self.on = True
-
-    def revert(self, journal: Journal) -> list[RevertFailure]:
-        failures = []
-        for injector in reversed(self.injectors):
-            failures += injector.revert(journal)
-        self.on = False
-        return failures
-
-
 class Run:
     """The state of one scenario run. Small steps; run_scenario() strings them together."""
 
     def __init__(self, scenario, file: str, options: RunOptions, reporter: Reporter) -> None:
         self.scenario, self.options, self.reporter = scenario, options, reporter
+        self.session: Session | None = None
         self.run_id = new_run_id()
         self.result = ScenarioResult(scenario.name, file, self.run_id,
                                      "host" if options.host_mode else "sandbox")
         self.t0 = time.monotonic()
-        self.journal: Journal | None = None
-        self.sandbox = None
-        self.switches: list[_FaultSwitch] = []
-        self.place = Place(variables=dict(options.variables))
+        self.switches: list[FaultSwitch] = []
         self.schedule_error: list[str] = []
         self._lock = threading.Lock()
+
+    @property
+    def journal(self) -> Journal | None:
+        return self.session.journal if self.session else None
+
+    @property
+    def place(self) -> Place:
+        return self.session.place
+
+    def plan(self) -> None:
+        """Everything that can be refused is refused here, before the machine changes."""
+        s = self.scenario
+        self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
+                               serve=s.serve, hosts=s.hosts, regions=s.regions,
+                               variables=self.options.variables, run_id=self.run_id)
+        self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
+
+    def open(self) -> None:
+        self.session.open(step=self.reporter.step)
+        if self.session.sandbox is not None:
+            self.event(kind="sandbox", clients=dict(self.place.regions),
+                       world=self.session.sandbox.world)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -155,63 +146,6 @@ class Run:
             self.result.events.append(fields)
         if self.journal is not None:
             self.journal.note(**fields)
-
-    # -- planning: nothing on the machine changes here ------------------------------------
-    def zone(self) -> dict[str, str]:
-        """Served names (addresses given or handed out from 198.18.1.10 on) and `hosts:`."""
-        from chaos.sandbox.netns import SERVER_NET
-
-        zone, next_free = {}, 10
-        for serve in self.scenario.serve:
-            if serve.address is None:
-                serve.address = SERVER_NET.network_address + next_free
-                next_free += 1
-            zone[serve.name] = str(serve.address)
-        zone.update({name: str(addr) for name, addr in self.scenario.hosts.items()})
-        return zone
-
-    def plan(self) -> None:
-        from chaos.sandbox.netns import Sandbox
-
-        host = self.options.host_mode
-        for key in ("serve", "regions"):
-            if host and getattr(self.scenario, key):
-                raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
-                                        "at servers you run yourself")
-        self.sandbox = None if host else Sandbox(self.run_id, self.zone(), dict(self.scenario.regions))
-        if host:
-            clients = {"host": (None, Path("/etc/hosts"))}
-        else:
-            clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
-        ctx = PlanContext(self.run_id, host, clients, self.zone())
-        for index, fault in enumerate(self.scenario.faults):
-            ctx.path = ("faults", index)
-            self.switches.append(_FaultSwitch(fault, fault.injectors(ctx)))
-
-    # -- the world ------------------------------------------------------------------------
-    def build_sandbox(self) -> None:
-        self.reporter.step("sandbox: creating namespaces")
-        self.sandbox.create(self.journal)
-        self.place.netns = self.sandbox.client
-        self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
-        self.event(kind="sandbox", clients=dict(self.place.regions), world=self.sandbox.world)
-        for serve in self.scenario.serve:
-            self.start_server(serve)
-
-    def start_server(self, serve) -> None:
-        from chaos.processes import spawn
-
-        address = str(serve.address)
-        self.sandbox.add_server_address(address)
-        http = serve.http
-        argv = [sys.executable, "-m", "chaos.sandbox.serve", "--listen", f"{address}:{http.port}",
-                "--status", str(http.status), "--body", http.body]
-        if http.size:
-            argv += ["--size", str(http.size)]
-        self.reporter.step(f"serve: {serve.name} on {address}:{http.port}")
-        proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL, what=f"server {serve.name} ({address}:{http.port})")
-        wait_ready(proc, SERVER_READY_TIMEOUT, f"server {serve.name}")
 
     # -- phases ---------------------------------------------------------------------------
     def probe_phase(self, phase: str, probes) -> bool:
@@ -231,7 +165,7 @@ class Run:
         if self.schedule_error:
             raise FaultError(self.schedule_error[0])
 
-    def switch(self, sw: _FaultSwitch, on: bool) -> None:
+    def switch(self, sw: FaultSwitch, on: bool) -> None:
         label = sw.fault.label()
         if on:
             try:
@@ -286,7 +220,7 @@ class Run:
     def revert_faults(self) -> list[RevertFailure]:
         failures = []
         for sw in reversed(self.switches):
-            if sw.on or sw.injectors and any(i.entries for i in sw.injectors):
+            if sw.applied:
                 failures += sw.revert(self.journal)
                 self.event(kind="fault", fault=sw.fault.label(), state="off")
                 self.reporter.fault(sw.fault.label(), False, self.now())
@@ -310,25 +244,6 @@ def _probe_label(probe) -> str:
     return describe(probe)
 
 
-def wait_ready(proc: subprocess.Popen, timeout: float, what: str) -> None:
-    """Wait for the line `ready` on a child's stdout, bounded; raise if it never comes."""
-    import selectors
-
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                line = proc.stdout.readline()
-                if line.strip() == b"ready":
-                    return
-                if not line:
-                    break
-    code = proc.poll()
-    raise FaultError(f"{what} did not become ready within {timeout:.0f}s"
-                     + (f" (exited with {code})" if code is not None else ""))
-
-
 def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None = None,
                  reporter: Reporter | None = None) -> ScenarioResult:
     """Run one validated scenario; always reverts; never raises for a failed run."""
@@ -345,9 +260,9 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
         result.errors.append(str(plan_problem(scenario, exc)))
         reporter.scenario_done(result)
         return result
-    run.journal = Journal.create(run.run_id, options.state_dir)
     try:
         with signals_raise():
+            run.open()
             _phases(run)
     except KeyboardInterrupt:
         result.status, result.exit_code = "interrupted", ExitStatus.INTERRUPTED
@@ -363,13 +278,12 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
         result.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         with signals_held():
-            failures = run.journal.rollback()
+            failures = run.session.close()
             if failures:
                 result.status, result.exit_code = "injection-error", ExitStatus.INJECTION
                 result.left_behind = [str(f) for f in failures]
                 result.errors.append("could not revert everything; `chaos recover` retries: "
                                      + "; ".join(result.left_behind))
-            run.journal.finish()
     result.duration = run.now()
     reporter.scenario_done(result)
     return result
@@ -377,8 +291,6 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
 
 def _phases(run: Run) -> None:
     result, expect = run.result, run.scenario.expect
-    if not run.options.host_mode:
-        run.build_sandbox()
     if not run.probe_phase("before", expect.before):
         result.status, result.exit_code = "failed", ExitStatus.EXPECTATION
         result.errors.append("the steady state did not hold before any fault: nothing injected")

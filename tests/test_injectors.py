@@ -56,7 +56,6 @@ def test_route_undo_is_idempotent_and_namespaced(netns, journal):
     from chaos.injectors.routes import undo
 
     undo({"netns": netns, "dst": "198.18.7.0/24", "kind": "prohibit", "table": 254})  # gone: no error
-    undo({"netns": "chaos-no-such-ns", "dst": "198.18.7.0/24", "kind": "prohibit", "table": 254})
 
 
 def test_process_gate_and_exact_kill(journal):
@@ -88,3 +87,11 @@ def test_unfinished_journal_is_found_and_a_torn_line_ignored(state_dir):
     (found,) = [x for x in unfinished(state_dir) if x.run_id == "chaos-test02"]
     assert [e.seq for e in found.entries] == [1]
     assert found.owner_alive()  # this very process
+
+
+def test_undo_in_a_vanished_namespace_does_not_recreate_it():
+    from chaos.injectors.routes import undo
+
+    undo({"netns": "chaos-vanished-ns", "dst": "198.18.7.0/24", "kind": "prohibit", "table": 254})
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "chaos-vanished-ns" not in listed

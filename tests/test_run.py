@@ -115,7 +115,7 @@ def test_guardrails_refuse_at_plan_time(chaos, tmp_path, destination, message):
     before = snapshot()
     result = chaos("run", str(write(tmp_path, text)))
     assert result.returncode == 2
-    assert f"s.yaml:7:20: faults[0].destinations[0]: " in result.stdout
+    assert "s.yaml:7:20: faults[0].destinations[0]: " in result.stdout
     assert message in result.stdout
     assert_same(before, snapshot())
 

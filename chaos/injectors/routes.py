@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 
 from chaos.injectors.base import Injector
 from chaos.journal import Journal
@@ -14,6 +15,9 @@ KINDS = ("blackhole", "unreachable", "prohibit")
 def _iproute(netns: str | None):
     from pyroute2 import IPRoute  # heavy import (about 0.4 s): only when a route is touched
 
+    if netns and not os.path.exists(f"/run/netns/{netns}"):
+        # pyroute2 would create a missing namespace: never bring one back to life.
+        raise FileNotFoundError(f"network namespace {netns} does not exist")
     return IPRoute(netns=netns) if netns else IPRoute()
 
 

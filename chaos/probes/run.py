@@ -54,7 +54,7 @@ class Place:
         return text
 
 
-def _run_process(journal: Journal, argv: list[str], place: Place, limit: float,
+def run_process(journal: Journal, argv: list[str], place: Place, limit: float,
                  stdin: bytes | None = None):
     """(exit code or None if killed at the limit, stdout, stderr, seconds)."""
     env = {**os.environ, **place.env}
@@ -81,7 +81,7 @@ def _run_process(journal: Journal, argv: list[str], place: Place, limit: float,
 
 def run_command(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
     command = place.expand(probe.run)
-    code, out, err, took = _run_process(journal, ["sh", "-c", command], place, bound(probe))
+    code, out, err, took = run_process(journal, ["sh", "-c", command], place, bound(probe))
     result.duration = took
     result.detail.update(command=command, exit=code, stdout=out[-OUTPUT_KEEP:], stderr=err[-OUTPUT_KEEP:])
     if code is None:
@@ -103,7 +103,7 @@ def _agent(request: dict, place: Place, journal: Journal, limit: float) -> dict:
         kind = request.pop("probe")
         return agent.http_request(**request) if kind == "http" else agent.tcp_connect(**request)
     argv = [sys.executable, "-m", "chaos.probes.agent", json.dumps(request)]
-    code, out, err, _ = _run_process(journal, argv, place, limit + 5.0)
+    code, out, err, _ = run_process(journal, argv, place, limit + 5.0)
     try:
         return json.loads(out)
     except json.JSONDecodeError:

@@ -1,0 +1,143 @@
+"""A session: one journal, the sandbox (unless host mode), its servers, and planned faults.
+
+The runner drives a session through a scenario's phases; the pytest fixtures drive one by
+hand. Everything a session changes goes through its journal, so ``close()`` undoes exactly
+what was applied, in reverse order.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from chaos.errors import PlanError
+from chaos.journal import Journal, RevertFailure
+from chaos.plan import PlanContext
+from chaos.probes.run import Place
+
+SERVER_READY_TIMEOUT = 10.0
+
+
+def new_run_id() -> str:
+    return f"chaos-{secrets.token_hex(3)}"
+
+
+class FaultSwitch:
+    """One planned fault: its injectors, applied and reverted as a unit."""
+
+    def __init__(self, fault, injectors) -> None:
+        self.fault, self.injectors, self.on = fault, injectors, False
+
+    def apply(self, journal: Journal) -> None:
+        for injector in self.injectors:
+            injector.apply(journal)
+        self.on = True
+
+    def revert(self, journal: Journal) -> list[RevertFailure]:
+        failures = []
+        for injector in reversed(self.injectors):
+            failures += injector.revert(journal)
+        self.on = False
+        return failures
+
+    @property
+    def applied(self) -> bool:
+        return self.on or any(i.entries for i in self.injectors)
+
+
+class Session:
+    def __init__(self, *, host_mode: bool = False, state_dir=None, serve=(), hosts=None,
+                 regions=None, variables=None, run_id: str | None = None) -> None:
+        from chaos.sandbox.netns import Sandbox
+
+        self.run_id = run_id or new_run_id()
+        self.host_mode, self.state_dir = host_mode, state_dir
+        self.serve = list(serve)
+        for key, value in (("serve", self.serve), ("regions", regions)):
+            if host_mode and value:
+                raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
+                                        "at servers you run yourself")
+        self.zone = self._zone(self.serve, hosts or {})
+        self.sandbox = None if host_mode else Sandbox(self.run_id, self.zone, dict(regions or {}))
+        self.place = Place(variables=dict(variables or {}))
+        self.journal: Journal | None = None
+
+    @staticmethod
+    def _zone(serve, hosts) -> dict[str, str]:
+        """Served names (addresses given or handed out from 198.18.1.10 on) and `hosts:`."""
+        from chaos.sandbox.netns import SERVER_NET
+
+        zone, next_free = {}, 10
+        for server in serve:
+            if server.address is None:
+                while str(SERVER_NET.network_address + next_free) in zone.values():
+                    next_free += 1
+                server.address = SERVER_NET.network_address + next_free
+                next_free += 1
+            zone[server.name] = str(server.address)
+        zone.update({name: str(addr) for name, addr in hosts.items()})
+        return zone
+
+    # -- planning: nothing on the machine changes ------------------------------------------
+    def context(self, path: tuple = ()) -> PlanContext:
+        if self.host_mode:
+            clients = {"host": (None, Path("/etc/hosts"))}
+        else:
+            clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
+        return PlanContext(self.run_id, self.host_mode, clients, self.zone, path=path)
+
+    def plan(self, fault, path: tuple = ()) -> FaultSwitch:
+        return FaultSwitch(fault, fault.injectors(self.context(path)))
+
+    # -- changing the machine --------------------------------------------------------------
+    def open(self, step=lambda text: None) -> None:
+        self.journal = Journal.create(self.run_id, self.state_dir)
+        if self.sandbox is None:
+            return
+        step("sandbox: creating namespaces")
+        self.sandbox.create(self.journal)
+        self.place.netns = self.sandbox.client
+        self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
+        for server in self.serve:
+            step(f"serve: {server.name} on {server.address}:{server.http.port}")
+            self.start_server(server)
+
+    def start_server(self, server) -> None:
+        from chaos.processes import spawn, wait_ready
+
+        address, http = str(server.address), server.http
+        self.sandbox.add_server_address(address)
+        argv = [sys.executable, "-m", "chaos.sandbox.serve", "--listen", f"{address}:{http.port}",
+                "--status", str(http.status), "--body", http.body]
+        if http.size:
+            argv += ["--size", str(http.size)]
+        proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
+        wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")
+
+    def run(self, command: str, timeout: float = 30.0, region: str | None = None):
+        """Run a shell command where the clients live; (exit code or None if killed, out, err)."""
+        from chaos.probes.run import run_process
+
+        code, out, err, _ = run_process(self.journal, ["sh", "-c", command], self.place.at(region), timeout)
+        return code, out, err
+
+    def close(self) -> list[RevertFailure]:
+        """Undo everything, in reverse order; what could not be undone is returned (and kept
+        in the journal for `chaos recover`)."""
+        if self.journal is None:
+            return []
+        failures = self.journal.rollback()
+        self.journal.finish()
+        return failures
+
+    def __enter__(self) -> "Session":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        failures = self.close()
+        if failures and exc[0] is None:
+            raise RuntimeError("could not revert: " + "; ".join(map(str, failures)))
