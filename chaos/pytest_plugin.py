@@ -1,8 +1,16 @@
-"""pytest plugin (entry point pytest11): run chaos scenarios from a test suite.
+"""pytest plugin (entry point pytest11): faults inside your own tests, scenarios as tests.
 
-Fixtures:
-- ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` (a path, or YAML text) loads and
-  runs a scenario and returns its ScenarioResult; everything is reverted before it returns.
+Fixtures (each reverts everything at teardown, even when the test fails or is interrupted;
+journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
+- ``chaos_sandbox``: a fresh sandbox. ``.serve(name, body=..)`` starts a server in its world,
+  ``.run(cmd)`` runs a client command in it, ``.inject({"type": ..., ...})`` applies a fault
+  (returns a handle with ``.revert()``).
+- ``blackhole``: ``blackhole("registry.test", kind="unreachable")``, routes in chaos_sandbox.
+- ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
+  text) and returns its ScenarioResult.
+Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` applies that scenario's faults
+around the test body, in its sandbox (``chaos_sandbox`` is then that sandbox).
+Scenario files as tests: ``pytest --chaos-scenarios DIR`` collects every *.yaml there.
 """
 
 from __future__ import annotations
@@ -14,9 +22,96 @@ import pytest
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("chaos")
-    group.addoption("--chaos-state-dir", default=None, help="chaos journals (default /var/lib/chaos)")
+    group.addoption("--chaos-state-dir", default=None,
+                    help="chaos journals (default: $CHAOS_STATE_DIR or /var/lib/chaos)")
     group.addoption("--chaos-host", action="store_true", default=False,
                     help="allow scenarios to change this machine itself (host mode)")
+    group.addoption("--chaos-scenarios", action="append", default=[], metavar="DIR",
+                    help="collect the scenario YAML files in DIR as tests")
+    parser.addini("chaos_scenarios", "folders of scenario YAML files collected as tests", type="paths")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "chaos_scenario(path): run the test with that scenario's "
+                                       "faults applied in its sandbox")
+
+
+class SandboxHandle:
+    """What the fixtures hand to a test: a live session and a few verbs."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    @property
+    def client(self) -> str:
+        return self.session.sandbox.client
+
+    def serve(self, name: str, **http) -> str:
+        """Start an HTTP server in the world under `name`; its address."""
+        from chaos.scenario.model import Serve
+
+        server = Serve(name=name, http=http)
+        return self.session.add_server(server)
+
+    def run(self, command: str, timeout: float = 30.0, region: str | None = None):
+        """(exit code or None when killed at the timeout, stdout, stderr) of a client command."""
+        return self.session.run(command, timeout, region)
+
+    def inject(self, fault: dict):
+        """Validate a fault like a scenario's `faults:` item and apply it now."""
+        from pydantic import TypeAdapter
+
+        from chaos.scenario.model import fault_union
+
+        model = TypeAdapter(fault_union()).validate_python(fault)
+        switch = self.session.plan(model)
+        switch.apply(self.session.journal)
+        return _Applied(switch, self.session.journal)
+
+
+class _Applied:
+    def __init__(self, switch, journal) -> None:
+        self.switch, self.journal = switch, journal
+
+    def revert(self) -> None:
+        failures = self.switch.revert(self.journal)
+        if failures:
+            raise RuntimeError("could not revert: " + "; ".join(map(str, failures)))
+
+
+def _session(config, **kwargs):
+    from chaos.session import Session
+
+    return Session(state_dir=config.getoption("--chaos-state-dir"), **kwargs)
+
+
+def _close(session) -> None:
+    failures = session.close()
+    if failures:
+        pytest.fail("chaos could not revert: " + "; ".join(map(str, failures)), pytrace=False)
+
+
+@pytest.fixture
+def chaos_sandbox(request):
+    marked = getattr(request.node, "_chaos_marked_session", None)
+    if marked is not None:
+        yield SandboxHandle(marked)
+        return
+    session = _session(request.config)
+    try:
+        session.open()
+        yield SandboxHandle(session)
+    finally:
+        _close(session)
+
+
+@pytest.fixture
+def blackhole(chaos_sandbox):
+    def add(*destinations: str, kind: str = "unreachable"):
+        return chaos_sandbox.inject({"type": "route-blackhole", "destinations": list(destinations),
+                                     "kind": kind})
+
+    return add
 
 
 @pytest.fixture
@@ -36,3 +131,85 @@ def chaos_scenario(request):
         return run_scenario(scenario, "<text>" if text_given else str(source), options)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _chaos_scenario_marker(request):
+    marker = request.node.get_closest_marker("chaos_scenario")
+    if marker is None:
+        yield
+        return
+    from chaos.scenario.load import load
+
+    path = Path(marker.args[0])
+    if not path.is_absolute():
+        path = Path(request.config.rootpath) / path
+    scenario = load(path)
+    session = _session(request.config, serve=scenario.serve, hosts=scenario.hosts,
+                       regions=scenario.regions)
+    switches = [session.plan(f, ("faults", i)) for i, f in enumerate(scenario.faults)]
+    request.node._chaos_marked_session = session
+    try:
+        session.open()
+        for switch in switches:
+            switch.apply(session.journal)
+        yield
+    finally:
+        _close(session)
+
+
+# -- scenario files as test items ------------------------------------------------------------
+def pytest_collect_file(parent, file_path: Path):
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    roots = [Path(p).resolve() for p in config.getoption("--chaos-scenarios")]
+    roots += [Path(p).resolve() for p in config.getini("chaos_scenarios")]
+    if any(file_path.resolve().is_relative_to(root) for root in roots):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        yield ScenarioItem.from_parent(self, name=self.path.stem)
+
+
+class ScenarioFailed(Exception):
+    pass
+
+
+class ScenarioItem(pytest.Item):
+    def runtest(self) -> None:
+        from chaos.errors import ScenarioInvalid
+        from chaos.runner import RunOptions, run_scenario
+        from chaos.scenario.load import load
+
+        try:
+            scenario = load(self.path)
+        except ScenarioInvalid as exc:
+            raise ScenarioFailed(str(exc)) from None
+        options = RunOptions(host_mode=False, state_dir=self.config.getoption("--chaos-state-dir"))
+        self.result = run_scenario(scenario, str(self.path), options)
+        if self.result.exit_code != 0:
+            raise ScenarioFailed(_failure_text(self.result))
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"scenario {self.name}"
+
+
+def _failure_text(result) -> str:
+    lines = [f"scenario {result.name}: {result.status} (exit {int(result.exit_code)})"]
+    lines += [f"  {error}" for error in result.errors]
+    for probe in result.probes:
+        if not probe.ok:
+            lines.append(f"  {probe.phase}: {probe.name} [{probe.verdict}, {probe.duration:.2f}s]")
+            lines += [f"    {check}" for check in probe.failures()]
+            if probe.verdict == "hung":
+                lines.append(f"    {probe.message()}")
+    return "\n".join(lines)

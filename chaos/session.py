@@ -24,6 +24,17 @@ def new_run_id() -> str:
     return f"chaos-{secrets.token_hex(3)}"
 
 
+def _free_address(used):
+    from chaos.sandbox.netns import SERVER_NET
+
+    used = set(used)
+    for n in range(10, 250):
+        address = SERVER_NET.network_address + n
+        if str(address) not in used:
+            return address
+    raise PlanError(("serve",), "no free server address left in 198.18.1.0/24")
+
+
 class FaultSwitch:
     """One planned fault: its injectors, applied and reverted as a unit."""
 
@@ -66,17 +77,12 @@ class Session:
 
     @staticmethod
     def _zone(serve, hosts) -> dict[str, str]:
-        """Served names (addresses given or handed out from 198.18.1.10 on) and `hosts:`."""
-        from chaos.sandbox.netns import SERVER_NET
-
-        zone, next_free = {}, 10
+        """Served names (addresses given, or handed out from 198.18.1.10 on) and `hosts:`."""
+        zone = {server.name: str(server.address) for server in serve if server.address}
         for server in serve:
             if server.address is None:
-                while str(SERVER_NET.network_address + next_free) in zone.values():
-                    next_free += 1
-                server.address = SERVER_NET.network_address + next_free
-                next_free += 1
-            zone[server.name] = str(server.address)
+                server.address = _free_address(zone.values())
+                zone[server.name] = str(server.address)
         zone.update({name: str(addr) for name, addr in hosts.items()})
         return zone
 
@@ -116,6 +122,17 @@ class Session:
         proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
         wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")
+
+    def add_server(self, server) -> str:
+        """Start one more server in an open sandbox; clients resolve it from now on."""
+        if server.address is None:
+            server.address = _free_address(self.zone.values())
+        self.serve.append(server)
+        self.zone[server.name] = str(server.address)
+        self.sandbox.zone = self.zone
+        self.sandbox.write_hosts()
+        self.start_server(server)
+        return str(server.address)
 
     def run(self, command: str, timeout: float = 30.0, region: str | None = None):
         """Run a shell command where the clients live; (exit code or None if killed, out, err)."""

@@ -1,0 +1,109 @@
+"""The pytest plugin, tested with pytester: fixtures, marker, scenario files as tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SCENARIOS, assert_same, snapshot
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def suite(pytester, state_dir):
+    pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n")
+    return pytester
+
+
+def test_sandbox_fixture_serves_runs_and_blackholes(suite):
+    suite.makepyfile("""
+        def test_registry(chaos_sandbox, blackhole):
+            chaos_sandbox.serve("registry.test", body="hello\\n")
+            code, out, _ = chaos_sandbox.run("curl -sS -m 3 http://registry.test/")
+            assert code == 0 and out == "hello\\n"
+            cut = blackhole("registry.test", kind="unreachable")
+            code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry.test/")
+            assert code == 7 and "Couldn't connect" in err
+            cut.revert()
+            assert chaos_sandbox.run("curl -sS -m 3 http://registry.test/")[0] == 0
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+
+
+def test_teardown_after_a_failing_test_leaves_nothing(suite):
+    suite.makepyfile("""
+        def test_fails(chaos_sandbox, blackhole):
+            chaos_sandbox.serve("registry.test")
+            blackhole("registry.test")
+            assert False, "the test body fails with the fault on"
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the test body fails with the fault on*"])
+    assert_same(before, snapshot())
+
+
+def test_teardown_after_keyboard_interrupt_leaves_nothing(suite):
+    suite.makepyfile("""
+        def test_interrupted(chaos_sandbox, blackhole):
+            chaos_sandbox.serve("registry.test")
+            blackhole("registry.test")
+            raise KeyboardInterrupt
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess()
+    assert result.ret == 2  # pytest's "interrupted"
+    assert_same(before, snapshot())
+
+
+def test_marker_applies_the_scenario_around_the_test(suite):
+    suite.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.chaos_scenario("{SCENARIOS / 'dockerhub-hosts-entry.yaml'}")
+        def test_with_hosts_entry(chaos_sandbox):
+            code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry-1.docker.io/v2/")
+            assert code == 7, err
+            code, out, _ = chaos_sandbox.run("curl -sS -m 3 http://mirror.lab.test/v2/")
+            assert code == 0 and "mirror" in out
+    """)
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_scenario_files_are_collected_as_tests(suite):
+    folder = suite.mkdir("drills")
+    (folder / "good.yaml").write_text((SCENARIOS / "dockerhub-route-blackhole.yaml").read_text())
+    (folder / "bad.yaml").write_text("""\
+name: registry-should-answer
+description: expects the registry to answer during a blackhole, which it cannot
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+expect:
+  during:
+    - name: registry answers
+      http: http://registry.test/
+      within: 1s
+""")
+    result = suite.runpytest_subprocess("--chaos-scenarios", str(folder), str(folder))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*scenario registry-should-answer: failed (exit 1)*",
+        "*during: registry answers [[]failed*",
+        "*status: expected 200, observed no answer (unreachable*",
+    ])
+
+
+def test_chaos_scenario_fixture_returns_the_result(suite):
+    suite.makepyfile(f"""
+        def test_run(chaos_scenario):
+            result = chaos_scenario("{SCENARIOS / 'dockerhub-route-blackhole.yaml'}")
+            assert result.status == "passed"
+            assert [p.verdict for p in result.probes] == ["passed"] * 5
+    """)
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
