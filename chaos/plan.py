@@ -52,6 +52,10 @@ class PlanContext:
     """Region -> (client namespace, its hosts file); in host mode {"host": (None, /etc/hosts)}."""
     zone: dict[str, str] = field(default_factory=dict)
     """Names the run knows (served names, `hosts:`) -> addresses."""
+    world: str | None = None
+    """The sandbox world namespace, where server-side faults act (None in host mode)."""
+    region_ranges: dict[str, Net] = field(default_factory=dict)
+    """Region -> its clients' source range."""
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""

@@ -92,14 +92,24 @@ class Session:
             clients = {"host": (None, Path("/etc/hosts"))}
         else:
             clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
-        return PlanContext(self.run_id, self.host_mode, clients, self.zone, path=path)
+        if self.host_mode:
+            return PlanContext(self.run_id, True, clients, self.zone, path=path)
+        ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
+        return PlanContext(self.run_id, False, clients, self.zone, path=path,
+                           world=self.sandbox.world, region_ranges=ranges)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
         return FaultSwitch(fault, fault.injectors(self.context(path)))
 
     # -- changing the machine --------------------------------------------------------------
+    @property
+    def logs(self):
+        """Where servers and services of this run write their logs ({logs} in probes)."""
+        return self.journal.run_dir
+
     def open(self, step=lambda text: None) -> None:
         self.journal = Journal.create(self.run_id, self.state_dir)
+        self.place.variables.setdefault("logs", str(self.logs))
         if self.sandbox is None:
             return
         step("sandbox: creating namespaces")
@@ -119,6 +129,7 @@ class Session:
                 "--status", str(http.status), "--body", http.body]
         if http.size:
             argv += ["--size", str(http.size)]
+        argv += ["--log", str(self.logs / f"{server.name}.log")]
         proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
         wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")

@@ -1,11 +1,17 @@
 """Fault types, keyed by their `type:`. Adding one: a module here and one line below."""
 
+from chaos.faults.bot_mitigation import BotMitigation
+from chaos.faults.geo_block import GeoBlock
 from chaos.faults.hosts_entry import HostsEntry
+from chaos.faults.packet_filter import PacketFilter
 from chaos.faults.route_blackhole import RouteBlackhole
 
 FAULT_TYPES = [
     HostsEntry,
     RouteBlackhole,
+    PacketFilter,
+    GeoBlock,
+    BotMitigation,
 ]
 
 FAULTS = {cls.model_fields["type"].default: cls for cls in FAULT_TYPES}

@@ -14,6 +14,15 @@ UNDO = {
     "netns": "chaos.sandbox.netns:undo",
     "hosts-block": "chaos.injectors.hosts_file:undo",
     "route": "chaos.injectors.routes:undo",
+    "http-rule": "chaos.injectors.http_proxy:undo_rule",
+    "http-redirect": "chaos.injectors.http_proxy:undo_redirect",
+    "tcp-toxic": "chaos.injectors.tcp_proxy:undo_toxic",
+    "tcp-redirect": "chaos.injectors.tcp_proxy:undo_redirect",
+    "lab-netns": "chaos.lab.netns:undo",
+    "lab-path": "chaos.lab.paths:undo",
+    "dns-rule": "chaos.injectors.dns_rules:undo",
+    "iptables": "chaos.injectors.iptables:undo",
+    "sysctl": "chaos.injectors.client_profile:undo",
 }
 
 

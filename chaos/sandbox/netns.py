@@ -46,6 +46,8 @@ class Client:
     region: str
     netns: str
     link: ipaddress.IPv4Network
+    profile: dict = field(default_factory=dict)
+    """Kernel defaults of another OS family: {"os_family": ..., "ttl": ...} (see client_profile)."""
 
     @property
     def address(self) -> str:
@@ -76,13 +78,16 @@ def client_namespace(run_id: str, region: str) -> str:
 class Sandbox:
     run_id: str
     zone: dict[str, str] = field(default_factory=dict)
-    regions: dict[str, ipaddress.IPv4Network] = field(default_factory=dict)
+    regions: dict = field(default_factory=dict)
+    """Region name -> chaos.scenario.model.Region."""
     clients: dict[str, Client] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        links = {DEFAULT_REGION: DEFAULT_LINK, **self.regions}
-        self.clients = {region: Client(region, client_namespace(self.run_id, region), net)
-                        for region, net in links.items()}
+        self.clients = {DEFAULT_REGION: Client(DEFAULT_REGION, client_namespace(self.run_id, DEFAULT_REGION),
+                                               DEFAULT_LINK)}
+        for name, region in self.regions.items():
+            profile = {k: v for k, v in (("os_family", region.os), ("ttl", region.ttl)) if v}
+            self.clients[name] = Client(name, client_namespace(self.run_id, name), region.range, profile)
 
     @property
     def world(self) -> str:
@@ -117,6 +122,10 @@ class Sandbox:
                 ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
             files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
             client.resolv_path.write_text(RESOLV_CONF)
+            if client.profile:
+                from chaos.injectors.client_profile import client_profile
+
+                client_profile(client.netns, tag=self.run_id, **client.profile).apply(journal)
         self.write_hosts()
 
     @staticmethod

@@ -12,7 +12,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def handler(status: int, body: bytes):
+def handler(status: int, body: bytes, log):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "chaos-serve"
@@ -38,7 +38,11 @@ def handler(status: int, body: bytes):
         do_HEAD = do_GET
 
         def log_message(self, fmt: str, *args) -> None:
-            sys.stderr.write(f"{self.client_address[0]} {fmt % args}\n")
+            # One access-log line per request (client, request line, status, range): what
+            # scenarios count, e.g. the 206 answers a resuming client got.
+            line = f"{self.client_address[0]} {fmt % args} range={self.headers.get('Range', '-')}\n"
+            log.write(line)
+            log.flush()
 
     return Handler
 
@@ -49,12 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", type=int, default=200)
     parser.add_argument("--body", default="ok\n")
     parser.add_argument("--size", type=int, default=0, help="serve this many bytes instead of --body")
+    parser.add_argument("--log", help="access log file (default: stderr)")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     body = (b"x" * args.size) if args.size else args.body.encode()
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body))
+    log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body, log))
     print("ready", flush=True)
     server.serve_forever()
 

@@ -171,6 +171,22 @@ class Expect(Strict):
     """Must hold again once every fault is reverted."""
 
 
+class Region(Strict):
+    """A group of clients: a source range (a country's ISPs) and optionally an OS profile."""
+
+    range: ipaddress.IPv4Network
+    """Source addresses, a /30 or larger inside 198.18.0.0/15 (the client gets the .2)."""
+    os: Literal["linux", "macos", "windows", "network-device"] | None = None
+    """Make the clients' kernel send what that OS family sends (initial TTL, TCP options)."""
+    ttl: int | None = Field(None, ge=1, le=255)
+    """Initial TTL of the clients' packets (overrides `os`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_range(cls, value):
+        return {"range": value} if isinstance(value, str) else value
+
+
 class HttpServe(Strict):
     """A small HTTP server: every GET answers the same status and body (Range gets 206)."""
 
@@ -207,9 +223,9 @@ class ScenarioBase(Strict):
     """Servers started in the sandbox world for this run."""
     hosts: dict[HostName, ipaddress.IPv4Address] = {}
     """Extra names in the sandbox's hosts file (name: address)."""
-    regions: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")], ipaddress.IPv4Network] = {}
-    """Client regions (e.g. ES: 198.18.64.0/24): each gets its own client namespace whose
-    source address comes from its range, inside 198.18.0.0/15, /30 or larger."""
+    regions: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")], Region] = {}
+    """Client regions (e.g. `ES: 198.18.64.0/24`, or `win: {range: ..., os: windows}`): each
+    gets its own client namespace with a source address from its range."""
     expect: Expect = Expect()
     """The probes."""
     _source: object = PrivateAttr(default=None)  # the loader's SourceMap, for located errors
@@ -219,7 +235,8 @@ class ScenarioBase(Strict):
     def _regions_fit(cls, regions: dict) -> dict:
         taken = {"default client": ipaddress.ip_network("198.18.0.0/24"),
                  "servers": ipaddress.ip_network("198.18.1.0/24")}
-        for name, net in regions.items():
+        for name, region in regions.items():
+            net = region.range
             if name.lower() in ("c", "w", "default"):
                 raise ValueError(f"region name {name!r} is reserved")
             if not net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) or net.prefixlen > 30:

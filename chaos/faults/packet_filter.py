@@ -1,0 +1,70 @@
+"""packet-filter: drop or reject matching packets from the clients, in iptables chains of our own."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from chaos.faults.base import Fault
+from chaos.faults.packet_match import PacketMatch
+
+
+class PacketFilter(Fault):
+    """Drop or reject packets the clients send to the destinations.
+
+    `drop`: nothing comes back and the client waits for its own timeout. `reject-reset`: a
+    TCP RST, the client fails at once ("Connection refused" / "reset by peer").
+    `reject-icmp`: an ICMP error, "Connection refused" or "No route to host" at once (an
+    established connection ignores it and hangs, like `drop`).
+    """
+
+    type: Literal["packet-filter"] = "packet-filter"
+    destinations: list[str] = []
+    """CIDRs, addresses or host names the sandbox knows (empty: every destination)."""
+    ports: list[int | str] = []
+    """Destination ports (443, "8000:8100"); needs protocol tcp or udp."""
+    protocol: Literal["tcp", "udp", "icmp"] | None = "tcp"
+    action: Literal["drop", "reject-reset", "reject-icmp"] = "drop"
+    reject_with: Literal["port-unreachable", "host-unreachable", "net-unreachable",
+                         "admin-prohibited"] = "port-unreachable"
+    """The ICMP error of `reject-icmp`."""
+    match: PacketMatch | None = None
+    """Only packets with these attributes."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Act on this share of matching packets (partial loss)."""
+    after_bytes: int | None = Field(None, ge=1)
+    """Act only once a connection carried this many bytes (downloads start, then stall)."""
+    region: str | None = None
+    """Only for the clients of this region (default: every client)."""
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.ports and self.protocol not in ("tcp", "udp"):
+            raise ValueError("ports need protocol tcp or udp")
+        if self.action == "reject-reset" and self.protocol != "tcp":
+            raise ValueError("reject-reset needs protocol tcp")
+        return self
+
+    def rule(self, ctx, sources=()) -> dict:
+        nets = [str(n) for i, d in enumerate(self.destinations)
+                for n in ctx.destinations(d, ("destinations", i))]
+        if not nets and ctx.host_mode:
+            ctx.fail(("destinations",), "in host mode a filter needs destinations (it would "
+                                        "cut the whole machine off)")
+        rule = {"action": self.action, "destinations": nets, "sources": list(sources),
+                "protocol": self.protocol, "ports": list(self.ports),
+                "reject_with": self.reject_with, "probability": self.probability,
+                "after_bytes": self.after_bytes}
+        return {**rule, **(self.match.rule_fields() if self.match else {})}
+
+    def injectors(self, ctx):
+        from chaos.injectors.packet_filter import PacketFilter as Filter
+
+        rule = self.rule(ctx)
+        name = f"f{ctx.path[-1]}" if ctx.path else None
+        return [Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name)
+                for netns, _ in ctx.client_sides(self.region)]
+
+    def label(self) -> str:
+        return self.name or f"packet-filter {self.action} {', '.join(self.destinations) or 'all'}"

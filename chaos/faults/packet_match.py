@@ -1,0 +1,60 @@
+"""Packet attributes shared by packet-level faults (packet-filter, bot-mitigation)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from chaos.scenario.model import Strict
+
+
+class TtlMatch(Strict):
+    """Compare the TTL (IPv6: hop limit) the packet carries where it is filtered."""
+
+    eq: int | None = Field(None, ge=0, le=255)
+    lt: int | None = Field(None, ge=0, le=255)
+    gt: int | None = Field(None, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("eq", "lt", "gt") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of eq, lt, gt")
+        return self
+
+
+class TcpFlags(Strict):
+    """TCP flags: of the flags in `mask`, exactly those in `set` are on (iptables --tcp-flags)."""
+
+    mask: str = Field(pattern=r"^(SYN|ACK|FIN|RST|URG|PSH|ALL|NONE)(,(SYN|ACK|FIN|RST|URG|PSH))*$")
+    set: str = Field(pattern=r"^(SYN|ACK|FIN|RST|URG|PSH|ALL|NONE)(,(SYN|ACK|FIN|RST|URG|PSH))*$")
+
+
+class PacketMatch(Strict):
+    """Packet attributes to match; every one given must hold."""
+
+    ttl: int | TtlMatch | None = None
+    """TTL / hop limit: a number (equal) or {eq|lt|gt: n}. Windows sends 128, Linux 64."""
+    length: tuple[int, int] | None = None
+    """IP packet length range [min, max]."""
+    tcp_flags: TcpFlags | None = None
+    tcp_option: int | None = Field(None, ge=0, le=255)
+    """Segments carrying this TCP option kind (3 window scale, 8 timestamps)."""
+    tcp_option_absent: bool = False
+    """Match segments lacking `tcp_option` instead."""
+    dscp: int | None = Field(None, ge=0, le=63)
+
+    def rule_fields(self) -> dict:
+        """The fields of chaos.injectors.packet_filter.FilterRule this match sets."""
+        out: dict = {}
+        if self.ttl is not None:
+            ttl = self.ttl if isinstance(self.ttl, TtlMatch) else TtlMatch(eq=self.ttl)
+            out["ttl"] = ttl.model_dump(exclude_none=True)
+        if self.length is not None:
+            out["length"] = self.length
+        if self.tcp_flags is not None:
+            out["tcp_flags"] = (self.tcp_flags.mask, self.tcp_flags.set)
+        if self.tcp_option is not None:
+            out["tcp_option"], out["tcp_option_absent"] = self.tcp_option, self.tcp_option_absent
+        if self.dscp is not None:
+            out["dscp"] = self.dscp
+        return out

@@ -1,0 +1,224 @@
+"""iptables plumbing shared by the packet filter and client profiles.
+
+Every change is one ``iptables-restore --noflush`` batch per address family, so it lands
+atomically or not at all. A change only ever touches a chain the toolkit created (named
+from the run tag) plus the single jump into it from a built-in chain; removing it is one
+batch built from what ``iptables-save`` shows *now*, which makes removal idempotent: it
+works when nothing, half (one family) or everything was applied, and when run twice.
+
+The journal record of kind ``iptables`` (see ``undo``) names the namespace, table, chain
+and, per family, whether the table existed before: with the nf_tables backend an
+``ip filter`` table appears on first use, and removing it again (only when it is empty)
+is what makes ``iptables-save`` after a revert identical to before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from chaos.processes import netns_argv
+
+FAMILIES = ("ipv4", "ipv6")
+_SAVE = {"ipv4": "iptables-save", "ipv6": "ip6tables-save"}
+_RESTORE = {"ipv4": "iptables-restore", "ipv6": "ip6tables-restore"}
+_NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
+BUILTIN = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+}
+MAX_CHAIN = 28  # xtables: names are "under 29 chars"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+class IptablesError(RuntimeError):
+    """An iptables command failed; the message carries its stderr (and the batch)."""
+
+
+def chain_name(tag: str, suffix: str) -> str:
+    """``<tag>-<suffix>``, shortened with a hash when it would pass the 28-char limit."""
+    name = f"{tag}-{suffix}"
+    if not _NAME_OK.match(name):
+        raise ValueError(f"chain name {name!r}: use letters, digits and _.:- only")
+    if len(name) > MAX_CHAIN:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:6]
+        name = f"{name[:MAX_CHAIN - 7]}-{digest}"
+    return name
+
+
+def netns_exists(netns: str | None) -> bool:
+    return netns is None or Path("/run/netns", netns).exists()
+
+
+def run(netns: str | None, argv: list[str], stdin: str | None = None) -> str:
+    proc = subprocess.run(netns_argv(netns, argv), input=stdin, capture_output=True,
+                          text=True, timeout=30)
+    if proc.returncode != 0:
+        where = f" in {netns}" if netns else ""
+        raise IptablesError(f"{' '.join(argv)}{where} failed ({proc.returncode}): "
+                            f"{proc.stderr.strip()}")
+    return proc.stdout
+
+
+# -- reading state ------------------------------------------------------------------------
+@dataclass
+class Table:
+    """One table as ``iptables-save`` prints it."""
+
+    name: str
+    policies: dict[str, str] = field(default_factory=dict)  # chain -> ACCEPT/DROP/"-"
+    rules: list[str] = field(default_factory=list)  # "-A CHAIN ..." lines
+
+    @property
+    def user_chains(self) -> list[str]:
+        return [c for c, p in self.policies.items() if p == "-"]
+
+    def is_pristine(self) -> bool:
+        """No rules, no own chains, every built-in policy ACCEPT: as if it never existed."""
+        return not self.rules and all(p == "ACCEPT" for p in self.policies.values())
+
+
+def parse_save(text: str) -> dict[str, Table]:
+    tables: dict[str, Table] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), Table(line[1:].strip()))
+        elif current is None or line.startswith("#") or line == "COMMIT":
+            continue
+        elif line.startswith(":"):
+            chain, policy = line[1:].split()[:2]
+            current.policies[chain] = policy
+        elif line.startswith("-A "):
+            current.rules.append(line)
+    return tables
+
+
+def save(netns: str | None, family: str) -> dict[str, Table]:
+    """Every table that exists in the namespace (without ``-t``: asking creates nothing)."""
+    return parse_save(run(netns, [_SAVE[family]]))
+
+
+def restore(netns: str | None, family: str, batch: str) -> None:
+    """Apply one batch atomically (``--noflush``: the rest of the table stays as it is)."""
+    try:
+        run(netns, [_RESTORE[family], "-w", "5", "--noflush"], stdin=batch)
+    except IptablesError as exc:
+        raise IptablesError(f"{exc}\n--- batch ---\n{batch}") from None
+
+
+# -- building batches ----------------------------------------------------------------------
+def _jumps_to(table: Table, chain: str) -> list[str]:
+    """Rules elsewhere that jump (or goto) into ``chain``."""
+    targets = (f" -j {chain}", f" -g {chain}")
+    return [r for r in table.rules
+            if r.split()[1] != chain and any(r.endswith(t) or f"{t} " in r for t in targets)]
+
+
+def removal_lines(table: Table | None, chain: str) -> list[str]:
+    """Lines that delete ``chain`` and every jump into it; empty when it is not there."""
+    if table is None:
+        return []
+    lines = ["-D " + r[3:] for r in _jumps_to(table, chain)]
+    if chain in table.user_chains:
+        lines += [f"-F {chain}", f"-X {chain}"]
+    return lines
+
+
+def install_batch(table: str, hook: str, chain: str, tag: str, rule_lines: list[str],
+                  current: Table | None = None) -> str:
+    """The batch that (re)creates ``chain`` with ``rule_lines`` and jumps to it from ``hook``.
+
+    Leftovers of an earlier apply in ``current`` are removed in the same transaction, so
+    applying twice leaves exactly one jump.
+    """
+    if hook not in BUILTIN[table]:
+        raise ValueError(f"hook {hook!r} is not a built-in chain of table {table}")
+    stale = [line for line in removal_lines(current, chain) if not line.startswith("-X")]
+    return "\n".join([
+        f"*{table}",
+        *stale,
+        f":{chain} - [0:0]",
+        *rule_lines,
+        f'-I {hook} 1 -m comment --comment "{tag}" -j {chain}',
+        "COMMIT",
+        "",
+    ])
+
+
+# -- applying and removing -----------------------------------------------------------------
+def snapshot(netns: str | None, families) -> dict[str, dict[str, Table]]:
+    return {family: save(netns, family) for family in families}
+
+
+def undo_record(netns: str | None, table: str, chain: str, tag: str,
+                before: dict[str, dict[str, Table]]) -> dict:
+    return {"netns": netns, "table": table, "chain": chain, "tag": tag,
+            "families": {f: {"table_existed": table in tables} for f, tables in before.items()}}
+
+
+def install(netns: str | None, table: str, hook: str, chain: str, tag: str,
+            lines_by_family: dict[str, list[str]], before: dict[str, dict[str, Table]]) -> None:
+    for family, lines in lines_by_family.items():
+        batch = install_batch(table, hook, chain, tag, lines, before[family].get(table))
+        restore(netns, family, batch)
+
+
+def remove_chain(netns: str | None, family: str, table: str, chain: str,
+                 table_existed: bool = True) -> bool:
+    """Remove ``chain`` and its jumps in one batch; True when something was removed."""
+    if not netns_exists(netns):
+        return False  # the namespace, and everything in it, is gone already
+    current = save(netns, family).get(table)
+    lines = removal_lines(current, chain)
+    if lines:
+        restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
+    if not table_existed:
+        _drop_table_if_pristine(netns, family, table)
+    return bool(lines)
+
+
+def _drop_table_if_pristine(netns: str | None, family: str, table: str) -> None:
+    """Delete a table the toolkit made appear (nf_tables backend), if nobody uses it now."""
+    if not _nft_backend() or shutil.which("nft") is None:
+        return  # legacy tables always exist: nothing to put back
+    current = save(netns, family).get(table)
+    if current is not None and current.is_pristine():
+        run(netns, ["nft", "delete", "table", _NFT_FAMILY[family], table])
+
+
+@lru_cache(maxsize=1)
+def _nft_backend() -> bool:
+    proc = subprocess.run(["iptables", "-V"], capture_output=True, text=True)
+    return "nf_tables" in proc.stdout
+
+
+def undo(record: dict) -> None:
+    """Journal undo for kind ``iptables``: idempotent, safe on a half-applied change."""
+    for family, info in record["families"].items():
+        remove_chain(record["netns"], family, record["table"], record["chain"],
+                     info.get("table_existed", True))
+
+
+def cleanup(netns: str | None, tag: str, tables=("filter", "mangle")) -> list[str]:
+    """Remove every chain a jump tagged exactly ``tag`` leads to (recovery without a journal)."""
+    removed = []
+    if not netns_exists(netns):
+        return removed
+    marker = f"--comment {tag} -j "
+    for family in FAMILIES:
+        for name, table in save(netns, family).items():
+            if name not in tables:
+                continue
+            for rule in table.rules:
+                if marker in rule.replace(f'"{tag}"', tag):
+                    chain = rule.split(" -j ")[-1].split()[0]
+                    if remove_chain(netns, family, name, chain):
+                        removed.append(f"{family}/{name}/{chain}")
+    return removed
