@@ -30,23 +30,29 @@ def state_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(override or os.environ.get("CHAOS_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of a process (clock ticks since boot), None if it is gone.
-
-    A pid with the same start time is the same process: pids are reused, start times not.
-    """
+def _stat(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot), None if it is gone.
+
+    A pid with the same start time is the same process: pids are reused, start times not.
+    """
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def is_alive(pid: int, start: int | None) -> bool:
-    return start is not None and process_start_time(pid) == start
+    """The same process still runs (a zombie waiting to be reaped counts as dead)."""
+    fields = _stat(pid)
+    return start is not None and fields is not None and int(fields[19]) == start and fields[0] != b"Z"
 
 
 @dataclass

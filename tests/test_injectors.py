@@ -95,3 +95,28 @@ def test_undo_in_a_vanished_namespace_does_not_recreate_it():
     undo({"netns": "chaos-vanished-ns", "dst": "198.18.7.0/24", "kind": "prohibit", "table": 254})
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "chaos-vanished-ns" not in listed
+
+
+def test_spawn_from_many_threads_at_once(journal):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(i):
+        proc, entry = spawn(journal, ["sh", "-c", f"echo {i}"], stdout=subprocess.PIPE)
+        out = proc.communicate(timeout=10)[0]
+        journal.undo(entry)
+        return out.decode().strip()
+
+    with ThreadPoolExecutor(16) as pool:
+        assert sorted(pool.map(start, range(40)), key=int) == [str(i) for i in range(40)]
+
+
+def test_a_zombie_counts_as_dead():
+    child = subprocess.Popen(["true"])
+    import time
+
+    from chaos.journal import process_start_time
+
+    start = process_start_time(child.pid)
+    time.sleep(0.3)  # exited, not reaped yet: a zombie
+    assert not is_alive(child.pid, start)
+    child.wait()
