@@ -141,15 +141,16 @@ class Run:
         return time.monotonic() - self.t0
 
     def event(self, **fields) -> None:
-        fields["t"] = round(self.now(), 4)
+        fields["t"] = round(fields.get("t", self.now()), 4)
         with self._lock:
             self.result.events.append(fields)
         if self.journal is not None:
             self.journal.note(**fields)
 
     # -- phases ---------------------------------------------------------------------------
-    def probe_phase(self, phase: str, probes) -> bool:
-        self.event(kind="phase", phase=phase)
+    def probe_phase(self, phase: str, probes, announce: bool = True) -> bool:
+        if announce:
+            self.event(kind="phase", phase=phase)
         ok = True
         for probe in probes:
             self.check_schedule()
@@ -165,8 +166,11 @@ class Run:
         if self.schedule_error:
             raise FaultError(self.schedule_error[0])
 
-    def switch(self, sw: FaultSwitch, on: bool) -> None:
+    def switch(self, sw: FaultSwitch, on: bool, scheduled: float | None = None) -> None:
+        """Apply or revert one fault; the timeline gets when it began, how long it took and,
+        for scheduled switches, when it was due (all in seconds since the run started)."""
         label = sw.fault.label()
+        began = self.now()
         if on:
             try:
                 sw.apply(self.journal)
@@ -176,8 +180,11 @@ class Run:
             failures = sw.revert(self.journal)
             if failures:
                 raise FaultError(f"could not revert {label}: " + "; ".join(map(str, failures)))
-        self.event(kind="fault", fault=label, state="on" if on else "off")
-        self.reporter.fault(label, on, self.now())
+        timing = {"began": round(began, 4)}
+        if scheduled is not None:
+            timing["due"] = round(scheduled, 4)
+        self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
+        self.reporter.fault(label, on, began)
 
     def during(self) -> bool:
         """Switch faults (now, or on their schedule in a thread) while the probes run."""
@@ -187,11 +194,12 @@ class Run:
                 self.switch(sw, True)
         stop = threading.Event()
         start = time.monotonic()
+        self.event(kind="phase", phase="during", t=start - self.t0)
         thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop),
                                   name="chaos-schedule", daemon=True)
         thread.start()
         try:
-            ok = self.probe_phase("during", self.scenario.expect.during)
+            ok = self.probe_phase("during", self.scenario.expect.during, announce=False)
             # A window that has not ended yet still runs its course before the revert.
             ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in scheduled]
             wait = max((e for e in ends if e is not None), default=0.0) - (time.monotonic() - start)
@@ -212,7 +220,7 @@ class Run:
             if stop.wait(max(0.0, start + t - time.monotonic())):
                 return
             try:
-                self.switch(switches[i], on)
+                self.switch(switches[i], on, scheduled=start + t - self.t0)
             except Exception as exc:  # noqa: BLE001 - the main thread raises it
                 self.schedule_error.append(str(exc))
                 return

@@ -148,6 +148,36 @@ expect:
     assert result.returncode == 0, result.stdout
     events = json.loads(report.read_text())["scenarios"][0]["events"]
     during = next(e["t"] for e in events if e.get("phase") == "during")
-    switches = [(e["state"], e["t"] - during) for e in events if e["kind"] == "fault"]
-    assert [s for s, _ in switches] == ["on", "off"]
-    assert abs(switches[0][1] - 0.5) < 0.1 and abs(switches[1][1] - 1.5) < 0.1
+    switches = [e for e in events if e["kind"] == "fault"]
+    assert [e["state"] for e in switches] == ["on", "off"]
+    assert [round(e["due"] - during, 3) for e in switches] == [0.5, 1.5]
+    for e in switches:  # each switch began within 20 ms of when it was due
+        assert 0 <= e["began"] - e["due"] < 0.020, e
+
+
+def test_flap_switches_on_and_off_each_period(chaos, tmp_path):
+    text = """\
+name: flapping
+description: the route flaps, on for 200 ms of every 400 ms, inside a 1.2 s window
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+    kind: unreachable
+    window: {after: 0s, for: 1200ms}
+    flap: {period: 400ms, duty: 0.5}
+expect:
+  during:
+    - run: sleep 0.1
+"""
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    events = json.loads(report.read_text())["scenarios"][0]["events"]
+    during = next(e["t"] for e in events if e.get("phase") == "during")
+    switches = [e for e in events if e["kind"] == "fault" and "due" in e]
+    assert [(e["state"], round(e["due"] - during, 3)) for e in switches] == [
+        ("on", 0.0), ("off", 0.2), ("on", 0.4), ("off", 0.6), ("on", 0.8), ("off", 1.0)]
+    for e in switches:
+        assert 0 <= e["began"] - e["due"] < 0.020, e
