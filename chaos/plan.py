@@ -56,6 +56,9 @@ class PlanContext:
     """The sandbox world namespace, where server-side faults act (None in host mode)."""
     region_ranges: dict[str, Net] = field(default_factory=dict)
     """Region -> its clients' source range."""
+    dns: object = None
+    """The run's DNS service (chaos.session.DnsService); a fault that asks for it makes the
+    session start the fake DNS server."""
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""
@@ -75,6 +78,13 @@ class PlanContext:
 
     def fail(self, rel: tuple, message: str):
         raise PlanError(self.path + rel, message)
+
+    def use_dns(self, rel: tuple = ()):
+        """The run's fake DNS server (started because a fault asked for it)."""
+        if self.dns is None:
+            self.fail(rel, "dns faults need the sandbox's resolver (not --host, not a lab yet)")
+        self.dns.wanted = True
+        return self.dns
 
     def destinations(self, target: str, rel: tuple) -> list[Net]:
         """A CIDR, an address or a name -> networks, each checked against the guardrails."""

@@ -128,8 +128,13 @@ class Run:
         s = self.scenario
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
-                               variables=self.options.variables, run_id=self.run_id)
+                               variables=self.options.variables, run_id=self.run_id, lab=s.lab,
+                               seed=s.seed)
         self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
+        for phase in ("before", "during", "after"):
+            for i, probe in enumerate(getattr(s.expect, phase)):
+                if getattr(probe, "dns_queries", None):
+                    self.session.context(("expect", phase, i)).use_dns()
 
     def open(self) -> None:
         self.session.open(step=self.reporter.step)
@@ -151,6 +156,7 @@ class Run:
     def probe_phase(self, phase: str, probes, announce: bool = True) -> bool:
         if announce:
             self.event(kind="phase", phase=phase)
+        self.session.mark_logs("phase")
         ok = True
         for probe in probes:
             self.check_schedule()

@@ -35,6 +35,16 @@ def _free_address(used):
     raise PlanError(("serve",), "no free server address left in 198.18.1.0/24")
 
 
+class DnsService:
+    """The sandbox's fake DNS server: wanted at plan time, started when the session opens."""
+
+    ADDRESS = "198.18.1.2"
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self.server = None  # chaos.injectors.dns_rules.DnsServer once started
+
+
 class FaultSwitch:
     """One planned fault: its injectors, applied and reverted as a unit."""
 
@@ -60,20 +70,34 @@ class FaultSwitch:
 
 class Session:
     def __init__(self, *, host_mode: bool = False, state_dir=None, serve=(), hosts=None,
-                 regions=None, variables=None, run_id: str | None = None) -> None:
+                 regions=None, variables=None, run_id: str | None = None, lab=None,
+                 seed: int | None = None) -> None:
         from chaos.sandbox.netns import Sandbox
 
         self.run_id = run_id or new_run_id()
         self.host_mode, self.state_dir = host_mode, state_dir
         self.serve = list(serve)
-        for key, value in (("serve", self.serve), ("regions", regions)):
+        for key, value in (("serve", self.serve), ("regions", regions), ("lab", lab)):
             if host_mode and value:
                 raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
                                         "at servers you run yourself")
-        self.zone = self._zone(self.serve, hosts or {})
-        self.sandbox = None if host_mode else Sandbox(self.run_id, self.zone, dict(regions or {}))
+        self.lab_spec, self.lab, self.topology = lab, None, None
+        self.seed = seed
+        self.sandbox = None
+        if lab is not None:
+            from chaos.lab.topology import Topology
+
+            self.topology = Topology(tag=self.run_id.removeprefix("chaos-"))
+            self.zone = {s.host: s.address for s in self.topology.services}
+            self.zone.update({name: str(addr) for name, addr in (hosts or {}).items()})
+        else:
+            self.zone = self._zone(self.serve, hosts or {})
+            if not host_mode:
+                self.sandbox = Sandbox(self.run_id, self.zone, dict(regions or {}))
         self.place = Place(variables=dict(variables or {}))
         self.journal: Journal | None = None
+        self.dns = DnsService()
+        self.place.dns = self.dns
 
     @staticmethod
     def _zone(serve, hosts) -> dict[str, str]:
@@ -89,14 +113,28 @@ class Session:
     # -- planning: nothing on the machine changes ------------------------------------------
     def context(self, path: tuple = ()) -> PlanContext:
         if self.host_mode:
-            clients = {"host": (None, Path("/etc/hosts"))}
-        else:
-            clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
-        if self.host_mode:
-            return PlanContext(self.run_id, True, clients, self.zone, path=path)
+            return PlanContext(self.run_id, True, {"host": (None, Path("/etc/hosts"))}, self.zone,
+                               path=path)
+        if self.topology is not None:
+            return self._lab_context(path)
+        clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
         ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
         return PlanContext(self.run_id, False, clients, self.zone, path=path,
-                           world=self.sandbox.world, region_ranges=ranges)
+                           world=self.sandbox.world, region_ranges=ranges, dns=self.dns)
+
+    def _lab_context(self, path: tuple) -> PlanContext:
+        """In the lab, client-side faults act in the client and the cache namespaces; the
+        world's edge is the hub, where the upstream, auth and CDN listen."""
+        import ipaddress
+
+        from chaos.sandbox.files import NETNS_ETC
+
+        topo = self.topology
+        sides = {"default": (topo.client_ns, topo.client_address), "cache": (topo.cache_ns, topo.cache.address)}
+        clients = {r: (ns, NETNS_ETC / ns / "hosts") for r, (ns, _) in sides.items()}
+        ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
+        return PlanContext(self.run_id, False, clients, self.zone, path=path, world=topo.hub_ns,
+                           region_ranges=ranges)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
         return FaultSwitch(fault, fault.injectors(self.context(path)))
@@ -110,15 +148,59 @@ class Session:
     def open(self, step=lambda text: None) -> None:
         self.journal = Journal.create(self.run_id, self.state_dir)
         self.place.variables.setdefault("logs", str(self.logs))
+        if self.topology is not None:
+            self.open_lab(step)
+            return
         if self.sandbox is None:
             return
         step("sandbox: creating namespaces")
+        if self.dns.wanted:  # names resolve through the fake DNS server, not the hosts files
+            self.sandbox.resolver = self.dns.ADDRESS
         self.sandbox.create(self.journal)
+        if self.dns.wanted:
+            self.start_dns(step)
         self.place.netns = self.sandbox.client
         self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
         for server in self.serve:
             step(f"serve: {server.name} on {server.address}:{server.http.port}")
             self.start_server(server)
+
+    def start_dns(self, step) -> None:
+        from chaos.injectors.dns_rules import start_dns_server
+
+        step(f"dns: fake DNS server on {self.dns.ADDRESS}")
+        self.sandbox.add_server_address(self.dns.ADDRESS)
+        self.dns.server = start_dns_server(self.journal, netns=self.sandbox.world,
+                                           listen=self.dns.ADDRESS, zone=self.zone,
+                                           run_dir=self.journal.run_dir / "dns", seed=self.seed)
+        self.mark_logs("run")
+
+    def open_lab(self, step) -> None:
+        from chaos.lab import lab_up
+
+        step("lab: upstream, token server, CDN, cache, dockerd (a few seconds)")
+        spec = self.lab_spec
+        self.lab = lab_up(self.journal, self.journal.run_dir, topology=self.topology,
+                          dockerd=spec.dockerd, warm=tuple(spec.warm))
+        topo = self.topology
+        self.place.netns = topo.client_ns
+        self.place.regions = {"default": topo.client_ns, "cache": topo.cache_ns}
+        self.place.lab = self.lab
+        self.place.variables.update(self.lab.placeholders())
+        ca = str(self.lab.ca.cert)
+        self.place.env.update(SSL_CERT_FILE=ca, CURL_CA_BUNDLE=ca)
+        if self.lab.dockerd is not None:
+            self.place.env["DOCKER_HOST"] = self.lab.dockerd.base_url
+        self.mark_logs("run")
+
+    def mark_logs(self, scope: str) -> None:
+        """Remember where each log ends: `requests` / `dns_queries` probes count from there."""
+        import time
+
+        self.place.marks[(scope, "dns")] = time.time()
+        if self.lab is not None:
+            for role in ("upstream", "registry", "auth", "cdn", "cache"):
+                self.place.marks[(scope, role)] = self.lab.server(role).access.mark()
 
     def start_server(self, server) -> None:
         from chaos.processes import spawn, wait_ready

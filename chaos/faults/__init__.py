@@ -1,6 +1,7 @@
 """Fault types, keyed by their `type:`. Adding one: a module here and one line below."""
 
 from chaos.faults.bot_mitigation import BotMitigation
+from chaos.faults.dns import Dns
 from chaos.faults.geo_block import GeoBlock
 from chaos.faults.hosts_entry import HostsEntry
 from chaos.faults.packet_filter import PacketFilter
@@ -12,6 +13,7 @@ FAULT_TYPES = [
     PacketFilter,
     GeoBlock,
     BotMitigation,
+    Dns,
 ]
 
 FAULTS = {cls.model_fields["type"].default: cls for cls in FAULT_TYPES}

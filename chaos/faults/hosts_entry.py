@@ -23,6 +23,9 @@ class HostsEntry(Fault):
     """Host names to redirect (exact names)."""
     address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
     """Where they point: 127.0.0.1 makes connections fail at once (nothing listens there)."""
+    region: str | None = None
+    """Only the clients of this region (in the lab: `default` the docker host, `cache` the
+    cache); default: every client."""
 
     def injectors(self, ctx):
         from chaos.injectors.hosts_file import HostsBlock
@@ -31,7 +34,7 @@ class HostsEntry(Fault):
             if name.startswith("*."):
                 ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
         entries = [(str(self.address), n) for n in self.names]
-        return [HostsBlock(hosts, entries, ctx.tag) for _, hosts in ctx.client_sides()]
+        return [HostsBlock(hosts, entries, ctx.tag) for _, hosts in ctx.client_sides(self.region)]
 
     def label(self) -> str:
         return self.name or f"hosts-entry {', '.join(self.names)} -> {self.address}"

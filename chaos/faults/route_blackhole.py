@@ -21,6 +21,9 @@ class RouteBlackhole(Fault):
     """CIDRs, addresses or host names (resolved when the run is planned)."""
     kind: Literal["blackhole", "unreachable", "prohibit"] = "blackhole"
     """The route type."""
+    region: str | None = None
+    """Only the clients of this region (in the lab: `default` the docker host, `cache` the
+    cache); default: every client."""
 
     def injectors(self, ctx):
         from chaos.injectors.routes import RouteInjector
@@ -29,7 +32,7 @@ class RouteBlackhole(Fault):
         for index, dest in enumerate(self.destinations):
             nets += ctx.destinations(dest, ("destinations", index))
         return [RouteInjector([str(n) for n in nets], self.kind, netns)
-                for netns, _ in ctx.client_sides()]
+                for netns, _ in ctx.client_sides(self.region)]
 
     def label(self) -> str:
         return self.name or f"{self.kind} route {', '.join(self.destinations)}"

@@ -55,3 +55,14 @@ def status_check(expected, observed: dict) -> Check:
         return Check("status", "no HTTP answer", seen, status is None)
     allowed = expected if isinstance(expected, list) else [expected]
     return Check("status", " or ".join(map(str, allowed)), seen, status in allowed)
+
+
+def count_checks(what: str, n: int, probe, observed: str | None = None) -> list[Check]:
+    """`count` / `at_least` / `at_most` of a counting probe against what was counted."""
+    observed = observed or str(n)
+    checks = []
+    for label, bound, ok in (("=", probe.count, lambda b: n == b), (">=", probe.at_least, lambda b: n >= b),
+                             ("<=", probe.at_most, lambda b: n <= b)):
+        if bound is not None:
+            checks.append(Check(what, f"{label} {bound}", observed, ok(bound)))
+    return checks

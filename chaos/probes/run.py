@@ -42,11 +42,18 @@ class Place:
     """{name} placeholders expanded in commands and URLs."""
     regions: dict = field(default_factory=dict)
     """Region -> client namespace (sandbox)."""
+    lab: object = None
+    """The running registry lab (chaos.lab.Lab), when the scenario has `lab:`."""
+    marks: dict = field(default_factory=dict)
+    """Access-log positions / times at the start of the run and of the current phase."""
+    dns: object = None
+    """The run's DNS service (chaos.session.DnsService)."""
 
     def at(self, region: str | None) -> "Place":
         if region is None:
             return self
-        return Place(self.regions[region], self.env, self.variables, self.regions)
+        return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
+                     self.marks, self.dns)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
@@ -145,7 +152,72 @@ def run_tcp(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
     result.checks += expect.within_check(probe.within, result.duration)
 
 
-RUNNERS = {"command": run_command, "http": run_http, "tcp": run_tcp}
+def run_docker_pull(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
+    if place.lab is None or place.lab.dockerd is None:
+        raise RuntimeError("docker_pull needs `lab: registry` with its dockerd")
+    image = place.expand(probe.docker_pull)
+    limit = bound(probe)
+    argv = [sys.executable, "-m", "chaos.probes.docker_pull", place.lab.dockerd.base_url, image,
+            str(limit)]
+    code, out, err, took = run_process(journal, argv, Place(None, place.env), limit + 10.0)
+    result.duration = took
+    result.detail["image"] = image
+    try:
+        observed = json.loads(out)
+    except json.JSONDecodeError:
+        if code is None:
+            result.verdict = HUNG
+            return
+        raise RuntimeError((err or out or f"pull agent exited {code}").strip()[-500:]) from None
+    result.duration = observed.pop("duration", took)
+    result.detail.update(observed)
+    if observed.get("hung"):
+        result.verdict = HUNG
+        return
+    pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
+    result.checks.append(expect.Check("pull", "succeeds" if probe.ok else "fails", pulled,
+                                      observed["ok"] == probe.ok))
+    result.checks += expect.text_checks("error", probe.error, observed.get("error", ""))
+    if probe.layers is not None:
+        result.checks.append(expect.Check("layers downloaded", str(probe.layers),
+                                          str(observed.get("layers", 0)), observed.get("layers") == probe.layers))
+    result.checks += expect.within_check(probe.within, result.duration)
+
+
+def run_requests(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
+    if place.lab is None:
+        raise RuntimeError("requests needs `lab: registry`")
+    server = place.lab.server(probe.requests)
+    mark = place.marks.get((probe.since, probe.requests), 0)
+    seen = [r for r in server.access.matching(mark, method=probe.method, path=probe.path)
+            if (probe.status is None or r.status == probe.status)
+            and (probe.client is None or r.client == probe.client)]
+    n = len(seen)
+    what = f"{probe.requests} requests" + (f" {probe.method}" if probe.method else "") + (
+        f" {probe.path}" if probe.path else "") + (f" status {probe.status}" if probe.status else "") + (
+        f" from {probe.client}" if probe.client else "")
+    sample = "; ".join(str(r) for r in seen[:3])
+    result.checks += expect.count_checks(what, n, probe, f"{n}" + (f" ({sample})" if sample else ""))
+    result.detail["requests"] = [str(r) for r in seen[:20]]
+
+
+def run_dns_queries(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
+    server = getattr(place.dns, "server", None)
+    if server is None:
+        raise RuntimeError("dns_queries needs the sandbox's fake DNS server (a dns fault)")
+    since = place.marks.get((probe.since, "dns"), 0.0)
+    name = probe.dns_queries.lower().rstrip(".")
+    seen = [q for q in server.queries() if q.get("t", 0) >= since
+            and q.get("name", "").lower().rstrip(".") == name
+            and (probe.qtype is None or q.get("type") == probe.qtype)]
+    what = f"DNS queries for {name}" + (f" {probe.qtype}" if probe.qtype else "")
+    result.checks += expect.count_checks(what, len(seen), probe)
+    result.detail["queries"] = seen[:20]
+
+
+RUNNERS = {"command": run_command, "http": run_http, "tcp": run_tcp,
+           "docker-pull": run_docker_pull, "requests": run_requests,
+           "dns-queries": run_dns_queries}
 
 
 def probe_kind(probe) -> str:
@@ -155,7 +227,16 @@ def probe_kind(probe) -> str:
 
 
 def describe(probe) -> str:
-    return probe.name or getattr(probe, "run", None) or getattr(probe, "http", None) or probe.tcp
+    if probe.name:
+        return probe.name
+    for key in ("run", "http", "tcp"):
+        if getattr(probe, key, None):
+            return getattr(probe, key)
+    if getattr(probe, "docker_pull", None):
+        return f"docker pull {probe.docker_pull}"
+    if getattr(probe, "dns_queries", None):
+        return f"DNS queries for {probe.dns_queries}"
+    return f"{probe.requests} requests {probe.path or ''}".strip()
 
 
 def run_probe(probe, phase: str, place: Place, journal: Journal, started: float = 0.0) -> ProbeResult:

@@ -24,9 +24,11 @@ DEFAULT_REGION = "default"
 DEFAULT_LINK = ipaddress.ip_network("198.18.0.0/24")
 SANDBOX_NET = ipaddress.ip_network("198.18.0.0/15")
 SERVER_NET = ipaddress.ip_network("198.18.1.0/24")
-# Resolver settings of the sandbox: nothing listens on 127.0.0.1:53 unless a DNS fault starts
-# the fake server, so an unknown name fails at once instead of waiting for a timeout.
-RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+# Resolver settings of the sandbox: without a fake DNS server nothing listens on 127.0.0.1:53,
+# so an unknown name fails at once instead of waiting for a timeout; with one, a dropped
+# query costs one second (timeout:1 attempts:1), see docs/dns.md.
+def resolv_conf(nameserver: str | None) -> str:
+    return f"nameserver {nameserver or '127.0.0.1'}\noptions timeout:1 attempts:1\n"
 
 
 def _netns():
@@ -81,6 +83,9 @@ class Sandbox:
     regions: dict = field(default_factory=dict)
     """Region name -> chaos.scenario.model.Region."""
     clients: dict[str, Client] = field(default_factory=dict)
+    resolver: str | None = None
+    """The fake DNS server's address when the run has one: clients resolve through it, and
+    the hosts files then hold only localhost (as on a real host)."""
 
     def __post_init__(self) -> None:
         self.clients = {DEFAULT_REGION: Client(DEFAULT_REGION, client_namespace(self.run_id, DEFAULT_REGION),
@@ -121,7 +126,7 @@ class Sandbox:
             with _iproute(client.netns) as ipr:
                 ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
             files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
-            client.resolv_path.write_text(RESOLV_CONF)
+            client.resolv_path.write_text(resolv_conf(self.resolver))
             if client.profile:
                 from chaos.injectors.client_profile import client_profile
 
@@ -147,7 +152,8 @@ class Sandbox:
 
     def write_hosts(self) -> None:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{addr}\t{name}" for name, addr in self.zone.items()]
+        if self.resolver is None:
+            lines += [f"{addr}\t{name}" for name, addr in self.zone.items()]
         for client in self.clients.values():
             client.hosts_path.write_text("\n".join(lines) + "\n")
 

@@ -117,16 +117,16 @@ def _vocabulary() -> list[str]:
     from chaos.scenario import model
 
     words = set()
-    classes = [model.scenario_model(), model.Expect, model.CommandProbe, model.HttpProbe,
-               model.TcpProbe, model.TextMatch, model.Serve, model.HttpServe, model.Window,
-               model.Flap, *FAULT_TYPES]
+    classes = [model.scenario_model(), model.Expect, *model._PROBE_CLASSES.values(),
+               model.TextMatch, model.Serve, model.HttpServe, model.Window, model.Flap,
+               model.Region, model.LabSpec, *FAULT_TYPES]
     for cls in classes:
         for name, info in cls.model_fields.items():
             words.add(info.alias or name)
     return sorted(words)
 
 
-def _locate(data, loc: tuple) -> tuple[tuple, bool]:
+def _locate(data, loc: tuple, keys: bool = True) -> tuple[tuple, bool]:
     """Map a pydantic error location onto the data's path, dropping union tags.
 
     A tag can equal a key (the probe tag `tcp` and the key `tcp:`), so both readings are
@@ -147,7 +147,8 @@ def _locate(data, loc: tuple) -> tuple[tuple, bool]:
             sub, (matched, used), key = walk(child, rest[1:])
             best = ((part,) + sub, (matched + 1, used + 1), key)
         elif isinstance(node, dict) and isinstance(part, str) and len(rest) == 1:
-            return (part,), (0, 1), True
+            # A key that is missing or not allowed; for other errors a trailing union tag.
+            return ((part,), (0, 1), True) if keys else ((), (0, 1), False)
         if len(rest) > 1:  # maybe `part` was a union tag: try skipping it
             sub, (matched, used), key = walk(node, rest[1:])
             if (matched, used + 1) > best[1]:
@@ -197,7 +198,7 @@ def validate(data, source: SourceMap):
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
         for err in exc.errors(include_url=False):
-            path, is_key = _locate(data, err["loc"])
+            path, is_key = _locate(data, err["loc"], keys=err["type"] in ("missing", "extra_forbidden"))
             message = _message(err, path)
             if err["type"] == "missing":  # point at the mapping that lacks the key
                 line, col = source.position(path[:-1])

@@ -143,20 +143,77 @@ class TcpProbe(ProbeBase):
     """How long the connect waits before it counts as a timeout."""
 
 
+class DockerPullProbe(ProbeBase):
+    """Pull an image with the lab's dockerd (through the docker SDK), the local copy removed
+    first so the pull is real. Its mirror is the lab's cache; Docker Hub's names resolve to
+    the lab's upstream."""
+
+    docker_pull: str = Field(pattern=r"^[^\s]+$")
+    """The image reference, e.g. library/busybox:1 or {cache}/library/busybox:1."""
+    ok: bool = True
+    """Whether the pull must succeed (false: it must fail)."""
+    error: TextMatch | None = None
+    """Checks on the error text of a failed pull."""
+    layers: int | None = Field(None, ge=0)
+    """How many layers the pull must have downloaded (0: everything came from the local store)."""
+
+
+class CountedProbe(ProbeBase):
+    since: Literal["phase", "run"] = "phase"
+    """Count from the start of this probe's phase, or from the start of the run."""
+    count: int | None = Field(None, ge=0)
+    at_least: int | None = Field(None, ge=0)
+    at_most: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        if self.count is None and self.at_least is None and self.at_most is None:
+            raise ValueError("give count, at_least or at_most")
+        return self
+
+
+class RequestsProbe(CountedProbe):
+    """Count requests in a lab server's access log since the phase began: proves where a
+    pull was served from (e.g. the upstream saw no blob request)."""
+
+    requests: Literal["upstream", "registry", "auth", "cdn", "cache"]
+    """Whose access log: the upstream registry, the token server, the CDN or the cache."""
+    method: str | None = None
+    path: str | None = None
+    """A substring of the request path, e.g. /blobs/."""
+    status: int | None = None
+    client: str | None = None
+    """Only requests from this client address (the cache is 198.18.0.20, the docker host 198.18.0.30)."""
+
+
+class DnsQueriesProbe(CountedProbe):
+    """Count the queries the sandbox's fake DNS server got for a name (e.g. a client with a
+    DNS cache must not ask again)."""
+
+    dns_queries: str
+    """The name asked for (exact)."""
+    qtype: str | None = None
+    """Only queries of this type (A, AAAA, ...)."""
+
+
+_PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
+               ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"))
+_PROBE_CLASSES = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
+                  "docker-pull": DockerPullProbe, "requests": RequestsProbe,
+                  "dns-queries": DnsQueriesProbe}
+
+
 def _probe_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for key, kind in (("run", "command"), ("http", "http"), ("tcp", "tcp")):
-            if key in value:
-                return kind
-        return None
-    return {CommandProbe: "command", HttpProbe: "http", TcpProbe: "tcp"}.get(type(value))
+        return next((kind for key, kind in _PROBE_KEYS if key in value), None)
+    return next((k for k, cls in _PROBE_CLASSES.items() if type(value) is cls), None)
 
 
 Probe = Annotated[
-    Union[Annotated[CommandProbe, Tag("command")], Annotated[HttpProbe, Tag("http")],
-          Annotated[TcpProbe, Tag("tcp")]],
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],
     Discriminator(_probe_kind, custom_error_type="probe_kind",
-                  custom_error_message="a probe needs one of the keys run, http or tcp"),
+                  custom_error_message="a probe needs one of the keys "
+                                       + ", ".join(key for key, _ in _PROBE_KEYS)),
 ]
 
 
@@ -185,6 +242,29 @@ class Region(Strict):
     @classmethod
     def _plain_range(cls, value):
         return {"range": value} if isinstance(value, str) else value
+
+
+class LabSpec(Strict):
+    """The registry lab (`lab: registry`): an upstream answering as registry-1.docker.io with
+    Hub's token flow and CDN redirect, a pull-through cache, a client dockerd and skopeo.
+    Probes run in the lab's client namespace; `{cache}`, `{upstream}`, `{auth}`, `{cdn}`
+    name its services. Faults act in the client and the cache namespaces (`region: cache`
+    or `region: default` for one of them); the world's edge is the upstream's network."""
+
+    dockerd: bool = True
+    """Start the client dockerd (docker_pull probes need it)."""
+    warm: list[str] = ["library/busybox:1"]
+    """Images pulled through the cache before the run, so they are cached. The lab also
+    seeds library/never-pulled:1 and library/big:1 (28 MB in three layers), never cached."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, value):
+        if value == "registry":
+            return {}
+        if isinstance(value, str):
+            raise ValueError(f"unknown lab {value!r}: the lab is `registry`")
+        return value
 
 
 class HttpServe(Strict):
@@ -228,6 +308,11 @@ class ScenarioBase(Strict):
     gets its own client namespace with a source address from its range."""
     expect: Expect = Expect()
     """The probes."""
+    lab: LabSpec | None = None
+    """Start the registry lab for this run (`lab: registry`)."""
+    seed: int | None = None
+    """Seed of every random choice the run's fault servers make (probabilities, random
+    answers), so a run can be repeated; default: fresh randomness each run."""
     _source: object = PrivateAttr(default=None)  # the loader's SourceMap, for located errors
 
     @field_validator("regions")
@@ -249,10 +334,11 @@ class ScenarioBase(Strict):
 
     @model_validator(mode="after")
     def _probe_regions_exist(self):
+        known_regions = set(self.regions) | ({"default", "cache"} if self.lab else set())
         for phase in ("before", "during", "after"):
             for index, probe in enumerate(getattr(self.expect, phase)):
-                if probe.region is not None and probe.region not in self.regions:
-                    known = ", ".join(self.regions) or "none declared"
+                if probe.region is not None and probe.region not in known_regions:
+                    known = ", ".join(sorted(known_regions)) or "none declared"
                     raise ValueError(f"expect.{phase}[{index}].region: unknown region "
                                      f"{probe.region!r} (regions: {known})")
         return self
@@ -263,6 +349,9 @@ class ScenarioBase(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.hosts)))
         if dupes:
             raise ValueError(f"name(s) declared twice in serve/hosts: {', '.join(dupes)}")
+        if self.lab and (self.serve or self.regions):
+            raise ValueError("a lab scenario brings its own servers and clients: "
+                             "no serve: or regions: beside lab:")
         return self
 
 

@@ -1,0 +1,92 @@
+"""dns: the sandbox's resolver answers the names wrongly (a registry outage as DNS shows it)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from chaos.faults.base import Fault
+from chaos.injectors.base import Injector
+from chaos.scenario.model import Duration
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Dns(Fault):
+    """Make the sandbox's DNS server answer names with a failure.
+
+    `nxdomain` / `servfail` / `refused` come back at once ("Could not resolve host");
+    `timeout` drops the query (the resolver gives up after its timeout: 1 s with the
+    sandbox's resolv.conf); `sinkhole` answers an address (default 0.0.0.0 / ::); `delay`
+    answers right but late; `truncate` sets TC so the client retries over TCP; `random`
+    answers a fresh address from `range`; `rotate` rotates `addresses`, some of them dead.
+    Names no fault matches are answered from the scenario's servers and `hosts:`.
+    """
+
+    type: Literal["dns"] = "dns"
+    names: list[str] = Field(min_length=1)
+    """Exact names or wildcards (`*.docker.io`, `*` for every name)."""
+    answer: Literal["nxdomain", "servfail", "refused", "timeout", "sinkhole", "delay",
+                    "truncate", "random", "rotate"]
+    address: Address | None = None
+    """`sinkhole`: the address to answer (default 0.0.0.0 for A, :: for AAAA)."""
+    addresses: list[Address] = []
+    """`rotate`: the addresses to rotate through."""
+    range: str | list[str] | None = None
+    """`random`: a CIDR (or one per family) to draw from."""
+    delay: Duration | None = None
+    """`delay`: how late the right answer comes."""
+    types: list[Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "SOA", "PTR", "ANY"]] = []
+    """Only these query types (e.g. [AAAA]: IPv6 lookups stall, IPv4 ones work)."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Answer this way for that share of queries; the others get the normal answer."""
+
+    @model_validator(mode="after")
+    def _parameters(self):
+        need = {"delay": "delay", "random": "range", "rotate": "addresses"}.get(self.answer)
+        if need and not getattr(self, need):
+            raise ValueError(f"answer {self.answer} needs `{need}`")
+        return self
+
+    def rule(self, rule_id: str) -> dict:
+        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap"},
+                               exclude_none=True)
+        data = {k: v for k, v in data.items() if v != []}  # an empty list means "not given"
+        return {**data, "id": rule_id}
+
+    def injectors(self, ctx):
+        from chaos.injectors.dns_rules import Rule
+
+        rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")  # per-run server: unique enough, and a seed repeats
+        try:
+            Rule.from_dict(rule)
+        except ValueError as exc:
+            ctx.fail((), str(exc))
+        return [ServerRule(ctx.use_dns(), rule)]
+
+    def label(self) -> str:
+        extra = f" p={self.probability:g}" if self.probability else ""
+        return self.name or f"dns {', '.join(self.names)} -> {self.answer}{extra}"
+
+
+class ServerRule(Injector):
+    """A rule for the run's DNS server, which starts only when the session opens."""
+
+    kind = "dns-rule"
+
+    def __init__(self, dns, rule: dict) -> None:
+        super().__init__()
+        self.dns, self.rule, self._inner = dns, rule, None
+
+    def describe(self) -> str:
+        return f"fake DNS: {', '.join(self.rule['names'])} -> {self.rule['answer']}"
+
+    def apply(self, journal) -> None:
+        from chaos.injectors.dns_rules import DnsRule
+
+        server = self.dns.server
+        self._inner = DnsRule(self.rule, rules_dir=server.rules_dir, pid=server.pid, start=server.start)
+        self._inner.entries = self.entries  # one list: revert() undoes what the inner recorded
+        self._inner.apply(journal)

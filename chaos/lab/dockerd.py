@@ -1,0 +1,147 @@
+"""The lab's client dockerd: its own containerd, data-root, exec-root, pidfile and socket,
+started inside the client namespace, pulling through the lab cache as its registry mirror.
+
+Why each setting:
+- ``bridge: none``, ``iptables: false``, ``ip-masq``/``ip-forward: false``: pulls need no
+  container network, so dockerd creates no bridge (never 172.17/16) and writes no iptables
+  rules - not even inside its namespace, where fault injectors own the rules.
+- ``storage-driver: vfs``: layers are plain directories, so nothing is mounted. (dockerd still
+  makes its data-root a shared bind mount; it does so inside the private mount namespace
+  ``ip netns exec`` gives it, which dies with the process: nothing leaks to the host.)
+- an external containerd (``--containerd``) started by us and journaled: dockerd's own would
+  be a child in another process group that only Pdeathsig would clean up.
+- ``SSL_CERT_FILE`` = the lab CA: dockerd verifies the mirror and registry-1.docker.io
+  against it, without touching /etc/docker/certs.d.
+- ``deprecated-key-path``: dockerd 20.10 otherwise writes /etc/docker/key.json.
+Unix socket paths are limited to 107 bytes, so exec-root and the sockets go to
+``/run/chaos-<tag>`` when the run dir is too deep (pytest's tmp dirs are).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos.journal import Journal
+from chaos.lab import paths
+from chaos.lab.netns import keep_sys_argv
+from chaos.lab.ready import wait_until
+
+_CONTAINERD_CONFIG = """version = 2
+root = "{root}"
+state = "{state}"
+# Only image pulls run here: no CRI, no extra snapshotters probing the host.
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.internal.v1.opt",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"""
+
+
+@dataclass
+class Dockerd:
+    """A running lab dockerd (and its containerd)."""
+
+    netns: str
+    socket: Path
+    config: Path
+    data_root: Path
+    exec_root: Path
+    proc: subprocess.Popen
+    containerd: subprocess.Popen
+    log: Path
+    containerd_log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self, timeout: float = 60):
+        """A docker SDK client for this daemon (API pinned to 20.10's 1.41: no probing)."""
+        import docker
+
+        return docker.DockerClient(base_url=self.base_url, version="1.41", timeout=timeout)
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        return _ping(self.socket, timeout)
+
+
+def _ping(sock_path: Path, timeout: float) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        return s.recv(64).startswith(b"HTTP/1.1 200")
+
+
+def _short_run_dir(journal: Journal, workdir: Path, tag: str) -> Path:
+    # exec-root holds sockets named by 64-hex ids: keep it well under the 107-byte limit.
+    candidate = workdir / "run"
+    if len(str(candidate)) <= 40:
+        candidate.mkdir(parents=True, exist_ok=True)
+        return candidate
+    return paths.make_dir(journal, Path("/run") / f"chaos-{tag}")
+
+
+def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str, ca_file: Path,
+                  mirrors: list[str], containerd_timeout: float = 20) -> Dockerd:
+    """Start containerd, wait (bounded) for its socket, then start dockerd; check dockerd
+    with ``wait_dockerd``. Both processes are journaled and killed by rollback."""
+    from chaos.processes import spawn
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = _short_run_dir(journal, workdir, tag)
+    data_root, exec_root = workdir / "data", run / "exec"
+    ctd_root = workdir / "containerd"
+    for d in (data_root, exec_root, ctd_root / "root", run / "ctd"):
+        d.mkdir(parents=True, exist_ok=True)
+    ctd_sock, sock = run / "ctd" / "containerd.sock", run / "docker.sock"
+    ctd_cfg = workdir / "containerd.toml"
+    ctd_cfg.write_text(_CONTAINERD_CONFIG.format(root=ctd_root / "root", state=run / "ctd" / "state",
+                                                 sock=ctd_sock))
+    ctd_log, log = workdir / "containerd.log", workdir / "dockerd.log"
+    env = dict(os.environ, SSL_CERT_FILE=str(ca_file))
+    for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(k, None)
+    with open(ctd_log, "ab") as out:
+        ctd, _ = spawn(journal, keep_sys_argv(netns, ["containerd", "--config", str(ctd_cfg)]),
+                       what=f"lab containerd in {netns}", stdin=subprocess.DEVNULL,
+                       stdout=out, stderr=out, env=env)
+    wait_until(f"containerd (in {netns})", ctd_sock.exists, containerd_timeout, proc=ctd, log=ctd_log)
+
+    config = {
+        "data-root": str(data_root), "exec-root": str(exec_root),
+        "pidfile": str(workdir / "dockerd.pid"), "hosts": [f"unix://{sock}"],
+        "containerd": str(ctd_sock), "containerd-namespace": f"chaos-{tag}",
+        "bridge": "none", "iptables": False, "ip-forward": False, "ip-masq": False,
+        "userland-proxy": False, "storage-driver": "vfs",
+        "registry-mirrors": mirrors, "max-concurrent-downloads": 3,
+        "features": {"buildkit": False}, "log-level": "info",
+        # dockerd 20.10 would otherwise create /etc/docker/key.json (no command-line flag).
+        "deprecated-key-path": str(workdir / "key.json"),
+    }
+    cfg = workdir / "daemon.json"
+    cfg.write_text(json.dumps(config, indent=2))
+    argv = ["dockerd", "--config-file", str(cfg)]
+    with open(log, "ab") as out:
+        proc, _ = spawn(journal, keep_sys_argv(netns, argv), what=f"lab dockerd in {netns}",
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    return Dockerd(netns, sock, cfg, data_root, exec_root, proc, ctd, log, ctd_log)
+
+
+def wait_dockerd(d: Dockerd, timeout: float) -> None:
+    """Until ``GET /_ping`` on its socket answers 200, at most ``timeout`` seconds."""
+    wait_until(f"dockerd (in {d.netns}, {d.socket})", d.ping, timeout, proc=d.proc, log=d.log,
+               interval=0.1)

@@ -1,0 +1,157 @@
+"""``lab_up``: the whole Docker-Hub-like lab, offline, in its own namespaces.
+
+Teardown is ``journal.rollback()``: every namespace, process, file and directory the lab
+made is in the journal, and ``chaos recover`` undoes the same records after a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chaos.journal import Journal
+from chaos.lab import netns, paths
+from chaos.lab.ca import LabCA
+from chaos.lab.images import DEFAULT_IMAGES, SeedImage
+from chaos.lab.topology import Topology
+
+if TYPE_CHECKING:
+    from chaos.lab.clients import Skopeo
+    from chaos.lab.dockerd import Dockerd
+    from chaos.lab.front import FrontServer
+    from chaos.lab.registry import Registry
+
+
+@dataclass
+class Lab:
+    """A running lab: topology, CA, servers, seeded image digests, and its clients."""
+
+    topology: Topology
+    run_dir: Path
+    ca: LabCA
+    upstream: Registry
+    cache: Registry
+    auth: FrontServer
+    cdn: FrontServer
+    skopeo: Skopeo
+    images: dict[str, str]
+    warmed: tuple[str, ...]
+    dockerd: Dockerd | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def docker(self, timeout: float = 60):
+        """A docker SDK client for the lab dockerd."""
+        if self.dockerd is None:
+            raise RuntimeError("this lab was started without a dockerd (lab_up(dockerd=False))")
+        return self.dockerd.client(timeout=timeout)
+
+    def server(self, role: str):
+        """The running server for a topology role: registry, auth, cdn or cache."""
+        return {"registry": self.upstream, "upstream": self.upstream, "auth": self.auth,
+                "cdn": self.cdn, "cache": self.cache}[role]
+
+    def digest(self, ref: str) -> str:
+        """Manifest digest of a seeded image, ``repo:tag`` -> ``sha256:...``."""
+        return self.images[ref]
+
+    def placeholders(self) -> dict[str, str]:
+        """Values for ``{cache}``, ``{upstream}``, ... in scenario commands."""
+        t = self.topology
+        return {"cache": t.cache.hostport, "upstream": t.registry.hostport,
+                "auth": t.auth.hostport, "cdn": t.cdn.hostport,
+                "client_ns": t.client_ns, "cache_ns": t.cache_ns, "hub_ns": t.hub_ns,
+                "docker_host": self.dockerd.base_url if self.dockerd else ""}
+
+
+def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None = None,
+           images: tuple[SeedImage, ...] = DEFAULT_IMAGES,
+           warm: tuple[str, ...] = ("library/busybox:1",),
+           dockerd: bool = True, timeout: float = 30) -> Lab:
+    """Start the lab under ``run_dir/lab`` (must not exist) and return it.
+
+    ``warm`` lists images pulled through the cache once, so they are cached; every other
+    seeded image is never cached. Each component must be ready within ``timeout`` seconds,
+    or ``NotReady`` (chaos.lab.ready) is raised - after undoing everything this call did.
+    """
+    if (Path(run_dir) / "lab").exists():
+        raise FileExistsError(f"{Path(run_dir) / 'lab'} exists: one lab per run dir")
+    mark = journal.mark()
+    try:
+        return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout)
+    except BaseException:
+        journal.rollback(mark)
+        raise
+
+
+def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
+        timeout: float) -> Lab:
+    from chaos.lab import dockerd as dockerd_mod
+    from chaos.lab import front, images as images_mod, registry
+    from chaos.lab.ca import create_ca
+    from chaos.lab.clients import Skopeo
+
+    timings: dict[str, float] = {}
+    t0 = last = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.monotonic()
+        timings[name] = round(now - last, 3)
+        last = now
+
+    root = paths.make_dir(journal, run_dir / "lab")
+    journal.note(event="lab-up", tag=topo.tag, run_dir=str(root), topology=topo.describe())
+    netns.build(journal, topo)
+    lap("namespaces")
+
+    ca = create_ca(root / "ca")
+    signer = ca.issue("token-signer")
+    tls = {s.role: ca.issue(s.role, [s.host], [s.address]) for s in (topo.registry, topo.cache)}
+    lap("certificates")
+
+    # Start everything that does not depend on anything else, then wait for each.
+    logs = root / "logs"
+    logs.mkdir()
+    upstream_storage = root / "upstream" / "storage"
+    auth = front.start_auth(journal, topo.auth, ca, signer, logs, issuer=registry.HUB_ISSUER,
+                            registry_service=registry.HUB_SERVICE)
+    cdn = front.start_cdn(journal, topo.cdn, ca, upstream_storage, logs)
+    upstream = registry.spawn_registry(
+        journal, "upstream", topo.registry,
+        registry.upstream_config(topo.registry, tls["registry"], upstream_storage,
+                                 ca_file=ca.cert, auth=topo.auth, cdn=topo.cdn),
+        root / "upstream", ca_file=ca.cert)
+    docker_d = None
+    if want_dockerd:
+        docker_d = dockerd_mod.spawn_dockerd(journal, topo.client_ns, root / "docker", tag=topo.tag,
+                                             ca_file=ca.cert, mirrors=[topo.cache.url],
+                                             containerd_timeout=timeout)
+    lap("spawn")
+    front.wait_front(auth, ca.cert, timeout)
+    front.wait_front(cdn, ca.cert, timeout)
+    registry.wait_registry(upstream, ca.cert, timeout)
+    # Only now: distribution's proxy asks the upstream for its auth challenge when it starts
+    # and exits (panics) if the upstream does not answer.
+    cache = registry.spawn_registry(
+        journal, "cache", topo.cache,
+        registry.cache_config(topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url),
+        root / "cache", ca_file=ca.cert)
+    registry.wait_registry(cache, ca.cert, timeout)
+    lap("servers ready")
+
+    skopeo = Skopeo(journal, topo.client_ns, ca.cert_dir, root / "tmp")
+    digests = images_mod.seed(skopeo, images, topo.registry.hostport,
+                              creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
+                              workdir=root / "images", timeout=max(timeout, 60))
+    lap("seed")
+    images_mod.warm(skopeo, warm, topo.cache.hostport, workdir=root / "tmp", timeout=max(timeout, 60))
+    lap("warm")
+    if docker_d is not None:
+        dockerd_mod.wait_dockerd(docker_d, timeout)
+        lap("dockerd ready")
+    timings["total"] = round(time.monotonic() - t0, 3)
+    journal.note(event="lab-ready", tag=topo.tag, timings=timings)
+    return Lab(topo, root, ca, upstream, cache, auth, cdn, skopeo, digests, tuple(warm),
+               docker_d, timings)

@@ -1,0 +1,125 @@
+"""docker-registry (the distribution registry) as the lab's upstream and as its pull-through
+cache, each started in its namespace with a bounded readiness check.
+
+Upstream (answers as registry-1.docker.io): TLS with a lab-CA leaf, ``auth: token`` whose
+realm is the lab's auth.docker.io (it really verifies the JWTs), and the ``redirect``
+storage middleware so blob GETs and HEADs are answered ``307`` to the CDN host - the same
+two hops a Docker Hub pull makes.
+
+Cache: ``proxy: remoteurl: https://registry-1.docker.io``, no auth of its own, trusting the
+lab CA through SSL_CERT_FILE. Both keep their access log (stdout, combined format) in a
+file: ``Registry.access`` tells where a pull was served from. Note distribution 2.8's proxy
+asks the upstream for the tag's digest on every pull by *tag* (it serves the cached copy
+only if that fails); a pull by *digest* of a cached image never reaches the upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos.journal import Entry, Journal
+from chaos.lab.accesslog import AccessLog
+from chaos.lab.ca import KeyPair
+from chaos.lab.topology import Service
+
+REGISTRY_BIN = "docker-registry"
+#: The token ``service`` and ``issuer`` Docker Hub uses; clients echo them back.
+HUB_SERVICE, HUB_ISSUER = "registry.docker.io", "auth.docker.io"
+
+
+@dataclass
+class Registry:
+    """A running docker-registry: where it listens, its files, its process."""
+
+    role: str
+    service: Service
+    proc: subprocess.Popen
+    config: Path
+    storage: Path
+    access_log: Path
+    app_log: Path
+    entry: Entry | None = None
+    journal: Journal | None = None
+
+    @property
+    def access(self) -> AccessLog:
+        return AccessLog(self.access_log)
+
+    def stop(self) -> None:
+        """Kill it now ("registry down"); its journal record is closed, rollback skips it."""
+        self.journal.undo(self.entry)
+
+
+def _base(service: Service, tls: KeyPair, storage: Path) -> dict:
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False},
+                "fields": {"service": service.role}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)},
+                    "delete": {"enabled": True},
+                    "cache": {"blobdescriptor": "inmemory"}},
+        "http": {"addr": f"{service.address}:{service.port}", "host": service.url,
+                 "secret": secrets.token_hex(16),
+                 "tls": {"certificate": str(tls.cert), "key": str(tls.key)},
+                 "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        "health": {"storagedriver": {"enabled": False}},
+    }
+
+
+def upstream_config(service: Service, tls: KeyPair, storage: Path, *, ca_file: Path,
+                    auth: Service | None, cdn: Service | None) -> dict:
+    """Config for the upstream: token auth against ``auth`` and 307s to ``cdn`` (either may
+    be None for a plain registry)."""
+    cfg = _base(service, tls, storage)
+    if auth is not None:
+        cfg["auth"] = {"token": {"realm": f"{auth.url}/token", "service": HUB_SERVICE,
+                                 "issuer": HUB_ISSUER, "rootcertbundle": str(ca_file)}}
+    if cdn is not None:
+        cfg["middleware"] = {"storage": [{"name": "redirect", "options": {"baseurl": cdn.url}}]}
+    return cfg
+
+
+def cache_config(service: Service, tls: KeyPair, storage: Path, remote_url: str) -> dict:
+    """Config for a pull-through cache of ``remote_url``."""
+    cfg = _base(service, tls, storage)
+    cfg["proxy"] = {"remoteurl": remote_url}
+    return cfg
+
+
+def spawn_registry(journal: Journal, role: str, service: Service, config: dict, workdir: Path,
+                   *, ca_file: Path) -> Registry:
+    """Write the config and start docker-registry in the service's namespace (journaled).
+    Check readiness with ``wait_registry``: starting several first and waiting after is faster."""
+    import yaml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage = Path(config["storage"]["filesystem"]["rootdirectory"])
+    storage.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / f"{role}.yml"
+    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    access_log, app_log = workdir / f"{role}.access.log", workdir / f"{role}.log"
+    # REGISTRY_* variables would override the config file; the lab CA is the only root.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env["SSL_CERT_FILE"] = str(ca_file)
+    from chaos.processes import spawn
+
+    with open(access_log, "ab") as out, open(app_log, "ab") as err:
+        proc, entry = spawn(journal, [REGISTRY_BIN, "serve", str(cfg_path)], netns=service.netns,
+                        what=f"lab {role} registry {service.host}", stdin=subprocess.DEVNULL,
+                        stdout=out, stderr=err, env=env)
+    return Registry(role, service, proc, cfg_path, storage, access_log, app_log, entry, journal)
+
+
+def wait_registry(reg: Registry, ca_file: Path, timeout: float) -> None:
+    """Until ``GET /v2/`` answers 200 or 401 over verified TLS, at most ``timeout`` seconds."""
+    from chaos.lab.ready import https_status, wait_until
+
+    svc = reg.service
+    wait_until(f"{reg.role} registry ({svc.host} {svc.address}:{svc.port} in {svc.netns})",
+               lambda: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
+                                    timeout=1.0) in (200, 401),
+               timeout, proc=reg.proc, log=reg.app_log)

@@ -1,0 +1,65 @@
+"""The dns fault type end to end: curl in the sandbox resolving through the fake server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SCENARIOS, assert_same, snapshot, write
+
+TEMPLATE = """\
+name: dns-{answer}
+description: registry.test answered with {answer}
+serve:
+  - name: registry.test
+faults:
+  - type: dns
+    names: [registry.test]
+    answer: {answer}
+{extra}
+expect:
+  during:
+    - name: symptom
+      run: curl -sS --noproxy '*' -m 5 -o /dev/null -w '%{{http_code}}' http://registry.test/
+      exit: {exit}
+      within: {within}
+"""
+
+
+@pytest.mark.parametrize("answer,extra,exit,within,at_least", [
+    ("nxdomain", "", 6, "500ms", 0.0),
+    ("servfail", "", 6, "500ms", 0.0),
+    ("refused", "", 6, "500ms", 0.0),
+    ("timeout", "", 6, "1.6s", 0.95),          # resolv.conf: timeout:1 attempts:1
+    ("sinkhole", "", 7, "500ms", 0.0),         # 0.0.0.0: connection refused at once
+    ("delay", "    delay: 400ms", 0, "1s", 0.4),
+])
+def test_each_answer_shows_its_symptom(chaos, tmp_path, answer, extra, exit, within, at_least):
+    report = tmp_path / "r.json"
+    text = TEMPLATE.format(answer=answer, extra=extra, exit=exit, within=within)
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    probe = json.loads(report.read_text())["scenarios"][0]["probes"][0]
+    assert probe["duration"] >= at_least
+
+
+@pytest.mark.parametrize("name", ["dns-nxdomain-registry.yaml", "dns-servfail-flaky.yaml"])
+def test_shipped_dns_scenarios(chaos, name):
+    before = snapshot()
+    result = chaos("run", str(SCENARIOS / name))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
+def test_dns_fault_needs_the_sandbox(chaos, tmp_path):
+    text = TEMPLATE.format(answer="nxdomain", extra="", exit=6, within="1s").replace(
+        "serve:\n  - name: registry.test\n", "")
+    result = chaos("run", "--host", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "faults[0]: dns faults need the sandbox" in result.stdout
+
+
+def test_missing_parameter_is_located(chaos, tmp_path):
+    text = TEMPLATE.format(answer="rotate", extra="", exit=0, within="1s")
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "s.yaml:6:5: faults[0]: answer rotate needs `addresses`" in result.stderr
