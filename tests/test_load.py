@@ -36,7 +36,7 @@ BROKEN = [
     ("missing key", GOOD.replace("    names: [registry.test]\n", ""), ":5:5: faults[0].names: missing required key 'names'"),
     ("bad enum", GOOD.replace("      within: 2s", "      exit: maybe"), ":10:13: expect.during[0].exit:"),
     ("probe without kind", GOOD.replace('    - run: "true"', '    - name: "x"'),
-     ":9:7: expect.during[0]: a probe needs one of the keys run, http or tcp"),
+     ":9:7: expect.during[0]: a probe needs one of the keys run, http, tcp, docker_pull, requests"),
     ("bad hostname", GOOD.replace("names: [registry.test]", "names: ['not a host']"),
      ":6:13: faults[0].names[0]: 'not a host' is not a host name"),
     ("duplicate key", GOOD.replace("name: ok\n", "name: ok\nname: again\n"), ":2:1: name: duplicate key"),
