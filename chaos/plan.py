@@ -59,6 +59,8 @@ class PlanContext:
     dns: object = None
     """The run's DNS service (chaos.session.DnsService); a fault that asks for it makes the
     session start the fake DNS server."""
+    http: object = None
+    """The run's HTTP fault proxy (chaos.session.HttpService), started when a fault asks."""
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""
@@ -85,6 +87,13 @@ class PlanContext:
             self.fail(rel, "dns faults need the sandbox's resolver (not --host, not a lab yet)")
         self.dns.wanted = True
         return self.dns
+
+    def use_http(self, rel: tuple = ()):
+        """The run's HTTP fault proxy at the world's edge (started because a fault asked)."""
+        if self.http is None:
+            self.fail(rel, "HTTP faults need the sandbox's fault proxy (not --host, not a lab yet)")
+        self.http.wanted = True
+        return self.http
 
     def destinations(self, target: str, rel: tuple) -> list[Net]:
         """A CIDR, an address or a name -> networks, each checked against the guardrails."""

@@ -135,6 +135,8 @@ class Run:
             for i, probe in enumerate(getattr(s.expect, phase)):
                 if getattr(probe, "dns_queries", None):
                     self.session.context(("expect", phase, i)).use_dns()
+                if getattr(probe, "http_requests", None):
+                    self.session.context(("expect", phase, i)).use_http()
 
     def open(self) -> None:
         self.session.open(step=self.reporter.step)

@@ -45,6 +45,17 @@ class DnsService:
         self.server = None  # chaos.injectors.dns_rules.DnsServer once started
 
 
+class HttpService:
+    """The sandbox's HTTP fault proxy (mitmdump with the chaos addons) at the world's edge:
+    wanted at plan time, started when the session opens; faults add rules and redirects."""
+
+    PORT = 18080  # where it listens in the world; never a port a scenario serves on
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self.proxy = None  # chaos.injectors.http_proxy.HttpProxy once started
+
+
 class FaultSwitch:
     """One planned fault: its injectors, applied and reverted as a unit."""
 
@@ -98,6 +109,8 @@ class Session:
         self.journal: Journal | None = None
         self.dns = DnsService()
         self.place.dns = self.dns
+        self.http = HttpService()
+        self.place.http = self.http
 
     @staticmethod
     def _zone(serve, hosts) -> dict[str, str]:
@@ -120,7 +133,8 @@ class Session:
         clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
         ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
         return PlanContext(self.run_id, False, clients, self.zone, path=path,
-                           world=self.sandbox.world, region_ranges=ranges, dns=self.dns)
+                           world=self.sandbox.world, region_ranges=ranges, dns=self.dns,
+                           http=self.http)
 
     def _lab_context(self, path: tuple) -> PlanContext:
         """In the lab, client-side faults act in the client and the cache namespaces; the
@@ -159,6 +173,8 @@ class Session:
         self.sandbox.create(self.journal)
         if self.dns.wanted:
             self.start_dns(step)
+        if self.http.wanted:
+            self.start_http(step)
         self.place.netns = self.sandbox.client
         self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
         for server in self.serve:
@@ -173,6 +189,18 @@ class Session:
         self.dns.server = start_dns_server(self.journal, netns=self.sandbox.world,
                                            listen=self.dns.ADDRESS, zone=self.zone,
                                            run_dir=self.journal.run_dir / "dns", seed=self.seed)
+        self.mark_logs("run")
+
+    def start_http(self, step) -> None:
+        from chaos.injectors.http_proxy import start_http_proxy
+
+        step(f"http: fault proxy (mitmdump) at the world's edge, port {self.http.PORT}")
+        run_dir = self.journal.run_dir / "http-proxy"
+        self.http.proxy = start_http_proxy(self.journal, netns=self.sandbox.world,
+                                           listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
+                                           run_dir=run_dir, confdir=run_dir / "ca")
+        self.place.env.update({k: v for k, v in self.http.proxy.client_env().items()
+                               if not k.lower().endswith("_proxy")})
         self.mark_logs("run")
 
     def open_lab(self, step) -> None:
@@ -198,6 +226,7 @@ class Session:
         import time
 
         self.place.marks[(scope, "dns")] = time.time()
+        self.place.marks[(scope, "http")] = time.time()
         if self.lab is not None:
             for role in ("upstream", "registry", "auth", "cdn", "cache"):
                 self.place.marks[(scope, role)] = self.lab.server(role).access.mark()

@@ -4,7 +4,9 @@ from chaos.faults.bot_mitigation import BotMitigation
 from chaos.faults.dns import Dns
 from chaos.faults.geo_block import GeoBlock
 from chaos.faults.hosts_entry import HostsEntry
+from chaos.faults.http_error import HttpError
 from chaos.faults.packet_filter import PacketFilter
+from chaos.faults.partial import Partial
 from chaos.faults.route_blackhole import RouteBlackhole
 
 FAULT_TYPES = [
@@ -14,6 +16,8 @@ FAULT_TYPES = [
     GeoBlock,
     BotMitigation,
     Dns,
+    HttpError,
+    Partial,
 ]
 
 FAULTS = {cls.model_fields["type"].default: cls for cls in FAULT_TYPES}

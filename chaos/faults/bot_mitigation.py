@@ -1,37 +1,106 @@
-"""bot-mitigation: a CDN rule drops packets of clients with one signature (Docker Hub, July 2020)."""
+"""bot-mitigation: a CDN rule singles out clients by a signature (Docker Hub, July 2020).
+
+Two layers, chosen by the signature: packet attributes (TTL, length, TCP flags / options,
+DSCP) act at the packet level in iptables; request attributes (user agent, headers, request
+rate) act at the HTTP level in the fault proxy.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from chaos.faults.base import Fault
+from chaos.faults.http_rule import HttpMatch, http_injectors
 from chaos.faults.packet_match import PacketMatch
+from chaos.scenario.model import Duration, Strict
+
+
+class Rate(Strict):
+    """More than `requests` requests (meeting the rest of the signature) within `per`."""
+
+    requests: int = Field(ge=0)
+    per: Duration
+
+
+class Signature(PacketMatch):
+    """What marks a client as a bot: packet attributes, or request attributes, not both."""
+
+    user_agent: str | None = None
+    """HTTP: a regular expression searched in the User-Agent (case-insensitive)."""
+    header_present: list[str] = []
+    """HTTP: requests carrying all of these headers."""
+    header_absent: list[str] = []
+    """HTTP: requests lacking all of these headers."""
+    rate: Rate | None = None
+    """HTTP: clients above this request rate."""
+
+    def http_fields(self) -> dict:
+        return self.model_dump(mode="json", include={"user_agent", "header_present",
+                                                      "header_absent", "rate"}, exclude_defaults=True)
+
+    def packet_fields(self) -> dict:
+        return self.rule_fields()
 
 
 class BotMitigation(Fault):
-    """Drop (or reset) packets from clients whose packets carry a signature.
+    """Single out clients by a signature and drop, reset, hang or challenge them.
 
-    In July 2020 a CDN anti-botnet rule dropped packets carrying one attribute from one OS
-    family: downloads started, hung mid-way, and clients reconnected asking for the rest
-    (HTTP 206). Clients of other families were fine. The rule sits at the edge of the world,
-    where the packets arrive with the TTL and options their client's kernel gave them; pair
-    it with `regions:` whose `os:` profile makes one client look like that family.
+    In July 2020 a CDN anti-botnet rule dropped packets carrying one attribute coming from
+    one OS family: downloads started, hung mid-way, and clients reconnected asking for the
+    rest (HTTP 206); other clients were fine. With a packet signature (e.g. {ttl: 128}, the
+    Windows initial TTL; pair it with a region whose `os:` is windows) the rule sits in
+    iptables at the world's edge. With a request signature (user agent, headers, rate) the
+    fault proxy answers: `challenge` (403/503 page with `cf-mitigated: challenge`), `drop`
+    (closed unanswered), `reset`, or `hang`.
     """
 
     type: Literal["bot-mitigation"] = "bot-mitigation"
-    signature: PacketMatch
-    """The packet attributes that select the victims (e.g. {ttl: 128} for Windows)."""
+    signature: Signature
+    """What selects the victims."""
     destinations: list[str] = []
-    """Only traffic to these (host names, addresses, CIDRs; default: every server)."""
+    """Packet level: only traffic to these (host names, addresses, CIDRs; default: every server)."""
     after_bytes: int | None = Field(None, ge=1)
-    """Start dropping once a connection carried this many bytes: downloads start, then hang."""
+    """Packet level: start dropping once a connection carried this many bytes."""
+    action: Literal["drop", "reset", "challenge", "hang"] = "drop"
+    """`challenge` and `hang` need a request signature."""
+    status: Literal[403, 503] = 403
+    """HTTP `challenge`: the status of the challenge page."""
+    hang_seconds: Duration | None = None
+    """HTTP `hang`: close after this long (default: until the client gives up)."""
+    match: HttpMatch | None = None
+    """HTTP level: only these requests."""
+    ports: list[int] = [80, 443]
+    """HTTP level: server ports whose traffic goes through the fault proxy."""
     probability: float | None = Field(None, gt=0, le=1)
-    """Drop only this share of matching packets."""
-    action: Literal["drop", "reset"] = "drop"
+    """Act on this share of matching packets / requests."""
+
+    @model_validator(mode="after")
+    def _one_layer(self):
+        http, packet = self.signature.http_fields(), self.signature.packet_fields()
+        if http and packet:
+            raise ValueError("a signature is either packet attributes (ttl, length, tcp_flags, "
+                             "tcp_option, dscp) or request attributes (user_agent, headers, "
+                             "rate), not both")
+        if not http and not packet:
+            raise ValueError("the signature is empty: it would single out every client")
+        if not http and self.action in ("challenge", "hang"):
+            raise ValueError(f"action {self.action} needs a request signature (user_agent, ...)")
+        if http and self.after_bytes is not None:
+            raise ValueError("after_bytes is a packet-level option; for HTTP use the partial fault")
+        return self
 
     def injectors(self, ctx):
+        http = self.signature.http_fields()
+        if http:
+            rule = {"fault": "bot-mitigation", **http, "action": self.action, "status": self.status}
+            if self.hang_seconds is not None:
+                rule["hang_seconds"] = self.hang_seconds
+            return http_injectors(ctx, self, rule, self.ports)
+        return self._packet_injectors(ctx)
+
+    def _packet_injectors(self, ctx):
         from chaos.injectors.packet_filter import PacketFilter
 
         if ctx.host_mode or ctx.world is None:
@@ -40,7 +109,7 @@ class BotMitigation(Fault):
                 for n in ctx.destinations(d, ("destinations", i))]
         rule = {"action": "drop" if self.action == "drop" else "reject-reset", "protocol": "tcp",
                 "destinations": nets, "after_bytes": self.after_bytes,
-                "probability": self.probability, **self.signature.rule_fields()}
+                "probability": self.probability, **self.signature.packet_fields()}
         return [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
                              name=f"b{ctx.path[-1]}" if ctx.path else None)]
 

@@ -26,6 +26,8 @@ class GeoBlock(Fault):
     ports: list[int | str] = []
     """Only these destination ports (default: all)."""
     action: Literal["drop", "reject", "http-451"] = "drop"
+    """`drop`: clients time out; `reject`: refused at once; `http-451`: the fault proxy answers
+    451 Unavailable For Legal Reasons (the block page ISPs showed before kick-off)."""
 
     def injectors(self, ctx):
         from chaos.injectors.packet_filter import PacketFilter
@@ -36,8 +38,14 @@ class GeoBlock(Fault):
             known = ", ".join(ctx.region_ranges) or "none declared"
             ctx.fail(("region",), f"unknown region {self.region!r} (regions: {known})")
         if self.action == "http-451":
-            ctx.fail(("action",), "http-451 answers through the HTTP fault proxy, which this "
-                                  "build does not wire into geo-block yet; use drop or reject")
+            from chaos.faults.http_rule import http_injectors
+
+            ports = [int(p) for p in self.ports if str(p).isdigit()] or [80, 443]
+            hosts = [b for b in self.block if b in ctx.zone]
+            match = {"host": hosts} if hosts and len(hosts) == len(self.block) else {}
+            rule = {"fault": "http-451", "region": self.region}
+            return http_injectors(ctx, self, rule, ports, match=match,
+                                  clients=[str(ctx.region_ranges[self.region])])
         nets = [str(n) for i, d in enumerate(self.block) for n in ctx.destinations(d, ("block", i))]
         rule = {"action": "drop" if self.action == "drop" else "reject-reset",
                 "sources": [str(ctx.region_ranges[self.region])], "destinations": nets,

@@ -32,6 +32,7 @@ BUILTIN = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
     "raw": ("PREROUTING", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
 }
 MAX_CHAIN = 28  # xtables: names are "under 29 chars"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")

@@ -48,12 +48,14 @@ class Place:
     """Access-log positions / times at the start of the run and of the current phase."""
     dns: object = None
     """The run's DNS service (chaos.session.DnsService)."""
+    http: object = None
+    """The run's HTTP fault proxy (chaos.session.HttpService)."""
 
     def at(self, region: str | None) -> "Place":
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
-                     self.marks, self.dns)
+                     self.marks, self.dns, self.http)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
@@ -215,9 +217,24 @@ def run_dns_queries(probe, place: Place, journal: Journal, result: ProbeResult) 
     result.detail["queries"] = seen[:20]
 
 
+def run_http_requests(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
+    proxy = getattr(place.http, "proxy", None)
+    if proxy is None:
+        raise RuntimeError("http_requests needs the sandbox's HTTP fault proxy (an HTTP fault)")
+    since = place.marks.get((probe.since, "http"), 0.0)
+    host = probe.http_requests.lower()
+    seen = [r for r in proxy.requests() if (r.get("time") or 0) >= since
+            and (host == "*" or (r.get("host") or "").lower() == host)
+            and (probe.status is None or r.get("status") == probe.status)
+            and (probe.path is None or probe.path in (r.get("path") or ""))]
+    what = f"HTTP requests to {host}" + (f" answered {probe.status}" if probe.status else "")
+    result.checks += expect.count_checks(what, len(seen), probe)
+    result.detail["requests"] = seen[:20]
+
+
 RUNNERS = {"command": run_command, "http": run_http, "tcp": run_tcp,
            "docker-pull": run_docker_pull, "requests": run_requests,
-           "dns-queries": run_dns_queries}
+           "dns-queries": run_dns_queries, "http-requests": run_http_requests}
 
 
 def probe_kind(probe) -> str:
@@ -236,6 +253,8 @@ def describe(probe) -> str:
         return f"docker pull {probe.docker_pull}"
     if getattr(probe, "dns_queries", None):
         return f"DNS queries for {probe.dns_queries}"
+    if getattr(probe, "http_requests", None):
+        return f"HTTP requests to {probe.http_requests}"
     return f"{probe.requests} requests {probe.path or ''}".strip()
 
 

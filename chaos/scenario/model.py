@@ -196,11 +196,24 @@ class DnsQueriesProbe(CountedProbe):
     """Only queries of this type (A, AAAA, ...)."""
 
 
+class HttpRequestsProbe(CountedProbe):
+    """Count the requests the run's HTTP fault proxy saw for a host (e.g. the 206 answers a
+    resuming client got)."""
+
+    http_requests: str
+    """The host name (`*` for every host)."""
+    status: int | None = None
+    """Only requests answered with this status."""
+    path: str | None = None
+    """Only paths containing this."""
+
+
 _PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
-               ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"))
+               ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"),
+               ("http_requests", "http-requests"))
 _PROBE_CLASSES = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
                   "docker-pull": DockerPullProbe, "requests": RequestsProbe,
-                  "dns-queries": DnsQueriesProbe}
+                  "dns-queries": DnsQueriesProbe, "http-requests": HttpRequestsProbe}
 
 
 def _probe_kind(value: Any) -> str | None:

@@ -1,0 +1,66 @@
+"""What HTTP fault types share: a rule for the edge proxy, and the redirect that feeds it."""
+
+from __future__ import annotations
+
+from chaos.injectors.base import Injector
+from chaos.scenario.model import Strict
+
+
+class HttpMatch(Strict):
+    """Which requests a rule acts on; every given key must hold."""
+
+    host: str | list[str] | None = None
+    """Host name pattern(s), shell style (`*.docker.io`)."""
+    path: str | list[str] | None = None
+    """Path pattern(s), shell style; `*` also crosses `/` (`/v2/*/blobs/*`)."""
+    path_regex: str | None = None
+    method: str | list[str] | None = None
+
+
+def http_injectors(ctx, fault, rule: dict, ports: list[int], clients: list[str] = (),
+                   match: dict | None = None) -> list[Injector]:
+    """A redirect of the fault's ports at the world's edge, then its rule in the proxy.
+
+    The redirect is narrowed to the matched hosts when the sandbox knows their addresses.
+    """
+    from chaos.injectors.redirect import EdgeRedirect
+
+    http = ctx.use_http()
+    index = ctx.path[-1] if ctx.path else 0
+    if match is None:
+        match = fault.match.model_dump(exclude_none=True) if getattr(fault, "match", None) else {}
+    if clients:
+        match["clients"] = list(clients)
+    hosts = match.get("host")
+    hosts = [hosts] if isinstance(hosts, str) else hosts or []
+    destinations = [ctx.zone[h] for h in hosts if h in ctx.zone] if hosts and all(
+        h in ctx.zone for h in hosts) else []
+    full = {"id": f"fault-{index}", "fault": rule.pop("fault"), "match": match, **rule}
+    if getattr(fault, "probability", None) is not None:
+        full["probability"] = fault.probability
+    return [EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
+                         destinations=destinations),
+            ProxyRule(http, full)]
+
+
+class ProxyRule(Injector):
+    """A rule file for the run's HTTP proxy, which starts only when the session opens."""
+
+    kind = "http-rule"
+
+    def __init__(self, http, rule: dict) -> None:
+        super().__init__()
+        from chaos.injectors.http_proxy import check_rule
+
+        check_rule(rule)  # a bad rule fails at plan time, before anything changes
+        self.http, self.rule = http, rule
+
+    def describe(self) -> str:
+        return f"http {self.rule['fault']} rule {self.rule['id']}"
+
+    def apply(self, journal) -> None:
+        from chaos.injectors.http_proxy import HttpRule
+
+        inner = HttpRule(self.http.proxy.rules_dir, self.rule)
+        inner.entries = self.entries  # one list: revert() undoes what the inner recorded
+        inner.apply(journal)

@@ -1,0 +1,112 @@
+"""request_log: one JSON line per finished request, for expectations like
+``http_requests: {status: 206, at_least: 1}``.
+
+    {"time": 1717000000.12, "client": "127.0.0.1", "method": "GET", "host": "127.0.0.1",
+     "path": "/blob", "range": "bytes=100000-", "status": 206, "bytes": 948576,
+     "duration": 0.02, "rule": "cut-blob", "fault": "partial", "error": null}
+
+``bytes`` counts the body bytes sent to the client (after any cut); ``status`` is null when
+no answer was sent (drop, reset, hang); ``error`` says why a flow ended early. Load it after
+the fault addons so it sees what they did. Alone:
+``mitmdump -s chaos/injectors/http_faults/request_log.py --set chaos_request_log=FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+LOG_OPTION = "chaos_request_log"
+
+
+class Counter:
+    """Wraps a response's stream function (or plain streaming) and counts what goes out."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner if callable(inner) else None
+        self.total = 0
+
+    def __call__(self, data: bytes):
+        out = self.inner(data) if self.inner is not None else data
+        if isinstance(out, (bytes, bytearray)):
+            self.total += len(out)
+        else:  # an iterable of chunks
+            out = list(out)
+            self.total += sum(len(c) for c in out)
+        return out
+
+
+class RequestLog:
+    """Appends every finished request (answered, killed or failed) to a JSON-lines file."""
+
+    def __init__(self) -> None:
+        self.file = None
+        self.counters: dict[str, Counter] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option(LOG_OPTION, str, "",
+                          "Append one JSON line per request to this file; empty: off.")
+
+    def configure(self, updated) -> None:
+        from mitmproxy import ctx, exceptions
+
+        if LOG_OPTION not in updated:
+            return
+        self.done()
+        path = ctx.options.chaos_request_log
+        if path:
+            try:
+                self.file = open(path, "a", encoding="utf-8", buffering=1)
+            except OSError as exc:
+                raise exceptions.OptionsError(f"{LOG_OPTION}: {exc}") from exc
+
+    def responseheaders(self, flow) -> None:
+        if self.file is not None and flow.response.stream:
+            counter = Counter(flow.response.stream)
+            flow.response.stream = counter
+            self.counters[flow.id] = counter
+
+    def response(self, flow) -> None:
+        self.write(flow)
+
+    def error(self, flow) -> None:
+        self.write(flow)
+
+    def write(self, flow) -> None:
+        counter = self.counters.pop(flow.id, None)
+        if self.file is None or flow.metadata.get("chaos_logged"):
+            return
+        flow.metadata["chaos_logged"] = True
+        req, resp = flow.request, flow.response
+        killed = flow.error is not None and flow.error.msg == flow.error.KILLED_MESSAGE
+        if counter is not None:
+            sent = counter.total
+        elif resp is not None and not killed and flow.error is None:
+            sent = len(resp.raw_content or b"")
+        else:
+            sent = 0
+        answered = resp is not None and (counter is not None or flow.error is None)
+        peer = flow.client_conn.peername
+        entry = {
+            "time": req.timestamp_start,
+            "client": peer[0] if peer else None,
+            "method": req.method,
+            "host": req.pretty_host,  # the Host header: what rules match on (req.host is an IP in transparent mode)
+            "path": req.path,
+            "range": req.headers.get("range"),
+            "status": resp.status_code if answered else None,
+            "bytes": sent,
+            "duration": time.time() - req.timestamp_start,
+            "rule": flow.metadata.get("chaos_rule"),
+            "fault": flow.metadata.get("chaos_fault"),
+            "error": flow.error.msg if flow.error else None,
+        }
+        self.file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+    def done(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+addons = [RequestLog()]

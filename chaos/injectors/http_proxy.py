@@ -1,0 +1,419 @@
+"""The HTTP proxy injector: mitmdump with the chaos fault addons, rules switched by files.
+
+    proxy = start_http_proxy(journal, netns="chaos-client-1a2b", listen="127.0.0.1:8080",
+                             mode="regular", run_dir=run_dir / "http-proxy", confdir=lab_dir / "mitmproxy")
+    rule = HttpRule(proxy.rules_dir, {"id": "hub-503", "fault": "http-error", "status": 503,
+                                      "match": {"host": "registry-1.docker.io"}})
+    rule.apply(journal)   # the fault is on at the proxy's next request
+    rule.revert(journal)  # and off again
+    proxy.requests()      # every request seen: time, client, method, path, range, status, bytes
+
+The proxy process is journaled (kind "process", killed by pid + start time); each rule file
+(kind "http-rule") and each transparent-mode redirect (kind "http-redirect") is journaled
+before it exists, so ``chaos recover`` removes them after a crash.
+
+Transparent mode: ``HttpRedirect`` adds an iptables nat OUTPUT REDIRECT of the target's ports
+to the proxy inside a namespace. The proxy's own upstream connections must escape that
+redirect: transparent mitmdump runs with group id ``PROXY_GID`` and the rule skips sockets of
+that group (``-m owner ! --gid-owner``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from chaos.injectors.base import Injector
+from chaos.journal import Entry, Journal, is_alive
+from chaos.processes import netns_argv, spawn
+
+FAULTS_DIR = Path(__file__).with_name("http_faults")
+# One file per addon; ALL_ADDONS loads them all in one script (less per-request overhead),
+# fault addons first, the request log last so it sees their work.
+ADDON_FILES = ("http_error.py", "bot_mitigation.py", "geo_451.py", "partial.py", "request_log.py")
+ALL_ADDONS = "all.py"
+FAULT_MODULES = {
+    "http-error": "http_error",
+    "bot-mitigation": "bot_mitigation",
+    "http-451": "geo_451",
+    "partial": "partial",
+}
+# Group id of a transparent-mode mitmdump, exempt from the REDIRECT (any unused number works).
+PROXY_GID = 47145
+STREAM_LARGE_BODIES = "256k"
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CLONE_NEWNET = 0x40000000
+
+
+# -- running things inside a namespace ---------------------------------------------------
+
+def in_netns(netns: str | None, fn):
+    """Call fn() with this thread's network namespace set to netns (a fresh thread: the
+    caller's namespace is untouched; a socket keeps the namespace it was created in)."""
+    if not netns:
+        return fn()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"netns-{netns}")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def parse_listen(listen: str | tuple[str, int]) -> tuple[str, int]:
+    if isinstance(listen, tuple):
+        return listen[0], int(listen[1])
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen {listen!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _connectable(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+# -- the proxy process -------------------------------------------------------------------
+
+def mitmdump_executable() -> str:
+    beside = Path(sys.executable).with_name("mitmdump")
+    return str(beside) if beside.exists() else (shutil.which("mitmdump") or "mitmdump")
+
+
+def check_mode(mode: str) -> str:
+    if mode in ("regular", "transparent") or (mode.startswith("reverse:") and "://" in mode):
+        return mode
+    raise ValueError(f"mode {mode!r}: expected regular, transparent or reverse:URL")
+
+
+def mitmdump_argv(*, listen: tuple[str, int], mode: str, confdir: Path,
+                  rules_dir: Path | None = None, request_log: Path | None = None,
+                  addons: bool = True, upstream_ca: str | os.PathLike | None = None,
+                  options: dict[str, Any] | None = None) -> list[str]:
+    """The mitmdump command line; ``addons=False`` gives the plain peer a benchmark compares to."""
+    host, port = listen
+    sets = {
+        "confdir": str(confdir),
+        # Bodies above this stream through (flat memory); smaller ones are buffered.
+        "stream_large_bodies": STREAM_LARGE_BODIES,
+        # Do not contact the origin before a request needs it: faults answer for hosts that
+        # are down or do not exist, and CONNECT succeeds without the origin.
+        "connection_strategy": "lazy",
+        "flow_detail": 0,
+        "termlog_verbosity": "warn",
+    }
+    if upstream_ca:
+        sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
+    argv = [mitmdump_executable(), "--mode", check_mode(mode), "--listen-host", host,
+            "--listen-port", str(port)]
+    if addons:
+        sets["chaos_rules_dir"] = str(rules_dir)
+        sets["chaos_request_log"] = str(request_log)
+        argv += ["-s", str(FAULTS_DIR / ALL_ADDONS)]
+    sets.update(options or {})
+    for key, value in sets.items():
+        value = str(value).lower() if isinstance(value, bool) else value
+        argv += ["--set", f"{key}={value}"]
+    return argv
+
+
+class HttpProxy:
+    """A running mitmdump with the fault addons, journaled as a process of the run.
+
+    Files in ``run_dir``: ``rules/`` (one JSON file per active rule), ``requests.jsonl``
+    (the request log), ``mitmdump.log``, ``ca-bundle.pem`` (proxy CA + system CAs).
+    """
+
+    def __init__(self, journal: Journal, proc: subprocess.Popen, entry: Entry, *,
+                 netns: str | None, host: str, port: int, mode: str, run_dir: Path,
+                 confdir: Path) -> None:
+        self.journal, self.proc, self.entry = journal, proc, entry
+        self.netns, self.host, self.port, self.mode = netns, host, port, mode
+        self.run_dir, self.confdir = run_dir, confdir
+        self.rules_dir = run_dir / "rules"
+        self.request_log = run_dir / "requests.jsonl"
+        self.log_path = run_dir / "mitmdump.log"
+
+    def __repr__(self) -> str:
+        return f"HttpProxy({self.mode} {self.url} netns={self.netns} pid={self.pid})"
+
+    @property
+    def pid(self) -> int:
+        return self.entry.undo["pid"]
+
+    @property
+    def url(self) -> str:
+        host = _connectable(self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The proxy's CA certificate (PEM): what a client must trust for HTTPS."""
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def ca_bundle(self) -> Path:
+        """The proxy CA plus the system's CAs in one file, for SSL_CERT_FILE and friends."""
+        bundle = self.run_dir / "ca-bundle.pem"
+        parts = [self.ca_cert.read_text()]
+        if SYSTEM_CA_BUNDLE.exists():
+            parts.append(SYSTEM_CA_BUNDLE.read_text())
+        bundle.write_text("\n".join(parts))
+        return bundle
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a probe: trust the proxy's CA; in regular mode, use the proxy."""
+        bundle = str(self.ca_bundle())
+        env = {"SSL_CERT_FILE": bundle, "CURL_CA_BUNDLE": bundle, "REQUESTS_CA_BUNDLE": bundle}
+        if self.mode == "regular":
+            for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+                env[name] = self.url
+        return env
+
+    def alive(self) -> bool:
+        return is_alive(self.pid, self.entry.undo.get("start"))
+
+    def accepts(self) -> bool:
+        def probe() -> bool:
+            try:
+                socket.create_connection((_connectable(self.host), self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+
+        return in_netns(self.netns, probe)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mitmdump exited with {self.proc.returncode}: {self.log_tail()}")
+            if self.accepts() and self.ca_cert.exists():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mitmdump not accepting on {self.url} after {timeout}s: "
+                                   f"{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def requests(self) -> list[dict]:
+        """Every request the proxy finished, oldest first (see request_log.py for the fields)."""
+        try:
+            text = self.request_log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line being written right now
+        return out
+
+    def rule(self, rule: dict) -> "HttpRule":
+        return HttpRule(self.rules_dir, rule)
+
+    def reload(self) -> None:
+        """Rescan the rules now (SIGHUP); only needed after editing a rule file in place."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGHUP)
+
+    def stop(self) -> None:
+        self.journal.undo(self.entry)
+
+
+def start_http_proxy(journal: Journal, *, netns: str | None, listen: str | tuple[str, int],
+                     mode: str = "regular", run_dir: str | os.PathLike,
+                     confdir: str | os.PathLike, timeout: float = 10.0,
+                     upstream_ca: str | os.PathLike | None = None,
+                     options: dict[str, Any] | None = None) -> HttpProxy:
+    """Start mitmdump with every fault addon and wait until it accepts connections.
+
+    ``mode``: "regular" (clients configured to use the proxy), "transparent" (pair it with
+    ``HttpRedirect`` in the same namespace) or "reverse:URL" (the proxy stands in for URL).
+    ``confdir`` holds the CA (created there on first start, reused after): one per lab or
+    run. ``upstream_ca``: a CA file the proxy trusts for HTTPS origins (a lab's registry).
+    ``options``: more ``--set`` options for mitmdump.
+    """
+    host, port = parse_listen(listen)
+    check_mode(mode)
+    run_dir, confdir = Path(run_dir), Path(confdir)
+    (run_dir / "rules").mkdir(parents=True, exist_ok=True)
+    confdir.mkdir(parents=True, exist_ok=True)
+    argv = mitmdump_argv(listen=(host, port), mode=mode, confdir=confdir,
+                         rules_dir=run_dir / "rules", request_log=run_dir / "requests.jsonl",
+                         upstream_ca=upstream_ca, options=options)
+    if mode == "transparent":
+        # Still root, but in its own group: HttpRedirect lets this group's sockets through.
+        argv = ["setpriv", f"--regid={PROXY_GID}", "--clear-groups", *argv]
+    where = f" in {netns}" if netns else ""
+    with open(run_dir / "mitmdump.log", "ab") as log:
+        proc, entry = spawn(journal, argv, netns=netns, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT,
+                            what=f"mitmdump {mode} on {host}:{port}{where}")
+    proxy = HttpProxy(journal, proc, entry, netns=netns, host=host, port=port, mode=mode,
+                      run_dir=run_dir, confdir=confdir)
+    try:
+        proxy.wait_ready(timeout)
+    except BaseException:
+        proxy.stop()
+        raise
+    return proxy
+
+
+# -- rules -------------------------------------------------------------------------------
+
+def check_rule(rule: dict) -> None:
+    """Validate a rule with the same code the addon uses; raises ValueError."""
+    import importlib
+
+    from chaos.injectors.http_faults import rules
+
+    fault = rule.get("fault") if isinstance(rule, dict) else None
+    if fault not in FAULT_MODULES:
+        raise ValueError(f"fault {fault!r}: expected one of {', '.join(FAULT_MODULES)}")
+    module = importlib.import_module(f"chaos.injectors.http_faults.{FAULT_MODULES[fault]}")
+    rules.parse_rule(rule, module.check)
+
+
+class HttpRule(Injector):
+    """One fault rule file in a proxy's rules directory: on while the file exists."""
+
+    kind = "http-rule"
+
+    def __init__(self, rules_dir: str | os.PathLike, rule: dict) -> None:
+        super().__init__()
+        check_rule(rule)
+        self.rules_dir = Path(rules_dir)
+        self.rule = dict(rule)
+        self.path = self.rules_dir / f"{rule['id']}.json"
+
+    def describe(self) -> str:
+        return f"http {self.rule['fault']} rule {self.rule['id']} ({self.rules_dir})"
+
+    def apply(self, journal: Journal) -> None:
+        self.record(journal, {"path": str(self.path)})
+        # Write aside, then rename: the addons never read half a file, and the rename
+        # changes the directory's mtime, which they stat on every request.
+        tmp = self.rules_dir / f".{self.rule['id']}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(self.rule, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def undo_rule(record: dict) -> None:
+    try:
+        os.unlink(record["path"])
+    except FileNotFoundError:
+        pass
+
+
+# -- transparent mode --------------------------------------------------------------------
+
+def _iptables(netns: str, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(netns_argv(netns, argv), input=stdin, text=True, capture_output=True)
+
+
+class HttpRedirect(Injector):
+    """Inside a namespace, send TCP connections to ``ports`` (optionally only towards
+    ``destinations``) to the local transparent proxy on ``to_port``.
+
+    nat OUTPUT jumps to an own chain ``CHAOS-HTTP-<tag>``; every rule carries the comment
+    ``chaos-http-redirect-<tag>``; sockets of group ``exempt_gid`` (the proxy) are skipped.
+    Applied as one ``iptables-restore --noflush`` batch. Never in the host's namespace.
+    """
+
+    kind = "http-redirect"
+
+    def __init__(self, netns: str, ports: Iterable[int], to_port: int, *,
+                 destinations: Iterable[str] = (), exempt_gid: int = PROXY_GID,
+                 tag: str | None = None) -> None:
+        super().__init__()
+        if not netns:
+            raise ValueError("HttpRedirect needs a network namespace: the host's is never changed")
+        self.netns = netns
+        self.ports = sorted({int(p) for p in ports})
+        if not self.ports:
+            raise ValueError("HttpRedirect needs at least one port")
+        if to_port in self.ports:
+            raise ValueError(f"port {to_port} is the proxy's own: redirecting it would loop")
+        self.to_port = int(to_port)
+        self.destinations = list(destinations)
+        self.exempt_gid = exempt_gid
+        self.tag = tag or secrets.token_hex(4)
+        self.chain = f"CHAOS-HTTP-{self.tag}"
+        self.comment = f"chaos-http-redirect-{self.tag}"
+
+    def describe(self) -> str:
+        to = f" to {','.join(self.destinations)}" if self.destinations else ""
+        return (f"redirect tcp ports {','.join(map(str, self.ports))}{to} -> "
+                f"127.0.0.1:{self.to_port} in {self.netns}")
+
+    def batch(self) -> str:
+        lines = ["*nat", f":{self.chain} - [0:0]"]
+        tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.comment} "
+                f"-j REDIRECT --to-ports {self.to_port}")
+        for i in range(0, len(self.ports), 15):  # multiport takes at most 15 ports
+            dports = ",".join(map(str, self.ports[i:i + 15]))
+            for dest in self.destinations or [None]:
+                to = f"-d {dest} " if dest else ""
+                lines.append(f"-A {self.chain} -p tcp {to}-m multiport --dports {dports} {tail}")
+        lines += [f"-A OUTPUT -p tcp -m comment --comment {self.comment} -j {self.chain}", "COMMIT", ""]
+        return "\n".join(lines)
+
+    def apply(self, journal: Journal) -> None:
+        self.record(journal, {"netns": self.netns, "chain": self.chain, "comment": self.comment})
+        done = _iptables(self.netns, ["iptables-restore", "-w", "--noflush"], self.batch())
+        if done.returncode != 0:
+            raise RuntimeError(f"iptables-restore in {self.netns}: {done.stderr.strip()}")
+
+
+def undo_redirect(record: dict) -> None:
+    """Remove the OUTPUT jumps and the chain; nothing to do if they (or the namespace) are gone."""
+    netns, chain = record["netns"], record["chain"]
+    if not os.path.exists(f"/run/netns/{netns}"):
+        return  # the namespace, and every rule in it, is gone
+    saved = _iptables(netns, ["iptables-save", "-t", "nat"])
+    if saved.returncode != 0:
+        raise RuntimeError(f"iptables-save in {netns}: {saved.stderr.strip()}")
+    lines = saved.stdout.splitlines()
+    ops = ["-D" + line[2:] for line in lines
+           if line.startswith("-A OUTPUT ") and line.split()[-1] == chain]
+    if any(line.startswith(f":{chain} ") for line in lines):
+        ops += [f"-F {chain}", f"-X {chain}"]
+    if not ops:
+        return
+    done = _iptables(netns, ["iptables-restore", "-w", "--noflush"],
+                     "\n".join(["*nat", *ops, "COMMIT", ""]))
+    if done.returncode != 0:
+        raise RuntimeError(f"iptables-restore in {netns}: {done.stderr.strip()}")

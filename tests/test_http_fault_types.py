@@ -1,0 +1,93 @@
+"""HTTP fault types end to end through the fault proxy at the sandbox world's edge."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SCENARIOS, assert_same, snapshot, write
+
+PARTIAL = """\
+name: partial-resume
+description: the blob stops after 300 kB each time; a resuming client finishes through 206s
+serve:
+  - name: cdn.test
+    http: {size: 1000000}
+faults:
+  - type: partial
+    bytes: 300000
+    then: close
+    cut_ranges: true
+    match: {host: cdn.test}
+expect:
+  during:
+    - name: a plain download is cut short
+      run: curl -sS --noproxy '*' -m 5 -o /dev/null -w '%{size_download}' http://cdn.test/blob
+      exit: 18
+      stdout: {contains: "300000"}
+    - name: a resuming client finishes
+      run: |
+        f=$(mktemp); n=0
+        until curl -sS --noproxy '*' -m 5 -C - -o "$f" http://cdn.test/blob; do n=$((n+1)); [ $n -gt 10 ] && break; done
+        stat -c %s "$f"; rm -f "$f"
+      stdout: {contains: "1000000"}
+      within: 10s
+    - name: through partial-content answers
+      http_requests: cdn.test
+      status: 206
+      at_least: 3
+"""
+
+GEO_451 = """\
+name: geo-451
+description: Spanish clients get the ISP's 451 block page for the CDN, others the content
+regions:
+  ES: 198.18.64.0/24
+  US: 198.18.65.0/24
+serve:
+  - name: cdn.test
+    http: {body: "blob\\n"}
+faults:
+  - type: geo-block
+    region: ES
+    block: [cdn.test]
+    action: http-451
+expect:
+  during:
+    - {region: ES, http: "http://cdn.test/x", status: 451, body: {contains: "451"}}
+    - {region: US, http: "http://cdn.test/x", status: 200, body: {contains: blob}}
+  after:
+    - {region: ES, http: "http://cdn.test/x", status: 200}
+"""
+
+
+@pytest.mark.parametrize("text", [PARTIAL, GEO_451], ids=["partial", "geo-451"])
+def test_http_fault_types(chaos, tmp_path, text):
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, text)))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
+@pytest.mark.parametrize("name", ["cdn-outage-5xx.yaml", "cdn-bot-challenge-1010.yaml"])
+def test_shipped_cdn_scenarios(chaos, name):
+    before = snapshot()
+    result = chaos("run", str(SCENARIOS / name))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
+@pytest.mark.parametrize("signature,action,message", [
+    ("{ttl: 128, user_agent: x}", "drop", "either packet attributes"),
+    ("{}", "drop", "the signature is empty"),
+    ("{ttl: 128}", "challenge", "action challenge needs a request signature"),
+])
+def test_bot_mitigation_layers_are_checked(chaos, tmp_path, signature, action, message):
+    text = f"""\
+name: bot
+faults:
+  - type: bot-mitigation
+    signature: {signature}
+    action: {action}
+"""
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and message in result.stderr and "s.yaml:3:5: faults[0]" in result.stderr

@@ -1,0 +1,737 @@
+"""HTTP faults through mitmproxy: real curl and http.client, a real origin, real sockets.
+
+Each test asserts what a user sees: curl's exit code and message, the time to failure, the
+bytes received, the 200/206 sequence of a resuming client. Most tests share one proxy on
+loopback (rules are files: each test switches its own on and off); transparent mode runs in
+two namespaces this file creates; the journal tests use CHAOS_STATE_DIR=tmp_path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from chaos import processes
+from chaos.injectors.http_proxy import (
+    HttpRedirect, HttpRule, in_netns, mitmdump_executable, start_http_proxy, undo_redirect,
+    undo_rule,
+)
+from chaos.journal import Journal, is_alive, unfinished
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("curl") and Path(mitmdump_executable()).exists()),
+    reason="needs curl and mitmdump (pip install mitmproxy)",
+)
+
+BLOB = random.Random(7).randbytes(1 << 20)  # 1 MiB, deterministic
+BIG = 256 << 20
+FAULTS = Path(__file__).resolve().parents[1] / "chaos" / "injectors" / "http_faults"
+
+
+# -- the origin ------------------------------------------------------------------------------
+
+class Origin(BaseHTTPRequestHandler):
+    """/blob* honours Range, /norange* ignores it, /chunked* has no Content-Length,
+    /big* streams 256 MiB, anything else answers ``hello <path>``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self.answer(body=False)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.answer(body=True)
+
+    def answer(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/blob"):
+            self.send_blob(body, ranges=True)
+        elif path.startswith("/norange"):
+            self.send_blob(body, ranges=False)
+        elif path.startswith("/chunked"):
+            self.send_response(200)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(BLOB), 65536):
+                chunk = BLOB[i:i + 65536]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        elif path.startswith("/big"):
+            self.send_response(200)
+            self.send_header("content-length", str(BIG))
+            self.end_headers()
+            chunk = bytes(1 << 20)
+            for _ in range(BIG >> 20):
+                self.wfile.write(chunk)
+        else:
+            text = f"hello {path}\n".encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(text)))
+            self.end_headers()
+            if body:
+                self.wfile.write(text)
+
+    def send_blob(self, body: bool, ranges: bool) -> None:
+        start, end = 0, len(BLOB) - 1
+        m = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("range") or "")
+        if ranges and m:
+            start = int(m.group(1))
+            end = min(int(m.group(2)), end) if m.group(2) else end
+            self.send_response(206)
+            self.send_header("content-range", f"bytes {start}-{end}/{len(BLOB)}")
+        else:
+            self.send_response(200)
+        if ranges:
+            self.send_header("accept-ranges", "bytes")
+        self.send_header("content-length", str(end - start + 1))
+        self.end_headers()
+        if body:
+            self.wfile.write(BLOB[start:end + 1])
+
+
+@contextlib.contextmanager
+def serving(sock: socket.socket, tls: ssl.SSLContext | None = None):
+    """Serve Origin on an already bound socket (it may belong to another namespace)."""
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    server = ThreadingHTTPServer(sock.getsockname()[:2], Origin, bind_and_activate=False)
+    server.socket.close()
+    server.socket = tls.wrap_socket(sock, server_side=True) if tls else sock
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def bound(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def free_port() -> int:
+    with contextlib.closing(bound()) as s:
+        return s.getsockname()[1]
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+@dataclass
+class Curl:
+    rc: int
+    status: int
+    size: int
+    body: bytes
+    headers: dict
+    err: str
+    elapsed: float
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(extra)
+    return env
+
+
+def curl(url: str, *args: str, proxy=None, netns: str | None = None, out: Path | None = None,
+         env: dict | None = None) -> Curl:
+    """Run curl, return what a user sees: exit code, status, bytes, body, headers, message."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    body_file = out or tmp / f"chaos-curl-{secrets.token_hex(6)}"
+    head_file = tmp / f"chaos-curl-{secrets.token_hex(6)}.h"
+    argv = ["curl", "-sS", "-o", str(body_file), "-D", str(head_file),
+            "-w", "%{http_code} %{size_download}", *args, url]
+    if proxy is not None:
+        argv[1:1] = ["-x", proxy.url]
+    start = time.monotonic()
+    done = subprocess.run(processes.netns_argv(netns, argv), capture_output=True, text=True,
+                          env=env or clean_env(), timeout=30)
+    elapsed = time.monotonic() - start
+    try:
+        body = body_file.read_bytes() if body_file.exists() else b""
+        headers = {}
+        if head_file.exists():
+            for line in head_file.read_text(errors="replace").splitlines():
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+    finally:
+        if out is None:
+            body_file.unlink(missing_ok=True)
+        head_file.unlink(missing_ok=True)
+    code, _, size = done.stdout.strip().rpartition("\n")[2].partition(" ")
+    return Curl(done.returncode, int(code or 0), int(size or 0), body, headers,
+                done.stderr.strip(), elapsed)
+
+
+def via_proxy(proxy, method: str, url: str, headers: dict | None = None, body: bytes | None = None):
+    """One request with http.client through the (regular) proxy: (status, headers, body)."""
+    conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=10)
+    try:
+        conn.request(method, url, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout: float = 5.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    """A self-signed certificate for the HTTPS origin (127.0.0.1)."""
+    d = tmp_path_factory.mktemp("origin-tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def origin():
+    with serving(bound()) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def tls_origin(certs):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs / "cert.pem", certs / "key.pem")
+    with serving(bound(), tls=ctx) as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory):
+    base = tmp_path_factory.mktemp("state")
+    j = Journal.create(f"http-faults-{secrets.token_hex(4)}", base=base)
+    yield j
+    failures = j.rollback()
+    j.finish()
+    assert not failures, failures
+
+
+@pytest.fixture(scope="module")
+def proxy(journal, certs, tmp_path_factory):
+    p = start_http_proxy(journal, netns=None, listen=f"127.0.0.1:{free_port()}", mode="regular",
+                         run_dir=journal.run_dir / "http-proxy",
+                         confdir=tmp_path_factory.mktemp("mitmproxy-conf"),
+                         upstream_ca=certs / "cert.pem")
+    yield p
+    p.stop()
+    assert not p.alive()
+
+
+@pytest.fixture
+def rules(proxy, journal):
+    """rules(dict) switches a rule on; every rule is switched off after the test."""
+    applied = []
+
+    def add(rule: dict) -> HttpRule:
+        r = proxy.rule(rule)
+        r.apply(journal)
+        applied.append(r)
+        return r
+
+    yield add
+    for r in applied:
+        assert not r.revert(journal)
+
+
+def log_for(proxy, path: str) -> list[dict]:
+    return [e for e in proxy.requests() if e["path"] == path]
+
+
+# -- http-error ------------------------------------------------------------------------------
+
+CDN_STATUSES = [500, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526]
+
+
+def test_http_error_cdn_family(proxy, origin, rules):
+    for status in CDN_STATUSES:
+        rules({"id": f"err-{status}", "fault": "http-error", "status": status,
+               "match": {"path": f"/err/{status}"}})
+    for status in CDN_STATUSES:
+        r = curl(f"{origin}/err/{status}", proxy=proxy)
+        assert (r.rc, r.status) == (0, status)
+        assert r.headers["server"] == "cloudflare"
+        assert re.fullmatch(r"[0-9a-f]{16}-FRA", r.headers["cf-ray"])
+        assert r.headers["content-type"].startswith("text/html")
+        assert f"Error {status}".encode() in r.body and b"<!DOCTYPE html>" in r.body
+    assert b"Connection timed out" in curl(f"{origin}/err/522", proxy=proxy).body
+    failing = curl(f"{origin}/err/503", "--fail", proxy=proxy)
+    assert failing.rc == 22 and "returned error: 503" in failing.err
+    passing = curl(f"{origin}/err/other", proxy=proxy)
+    assert (passing.rc, passing.status, passing.body) == (0, 200, b"hello /err/other\n")
+
+
+def test_http_error_403_bot_answer_is_plain_text_1010(proxy, origin, rules):
+    rules({"id": "bot-1010", "fault": "http-error", "status": 403, "match": {"path": "/deny/*"}})
+    r = curl(f"{origin}/deny/me", proxy=proxy)
+    assert (r.rc, r.status, r.body) == (0, 403, b"error code: 1010")
+    assert r.headers["content-type"].startswith("text/plain")
+    assert r.headers["server"] == "cloudflare" and "cf-ray" in r.headers
+
+
+def test_http_error_delay_makes_the_client_wait(proxy, origin, rules):
+    rules({"id": "slow-524", "fault": "http-error", "status": 524, "delay": 0.8,
+           "match": {"path": "/slow524"}})
+    r = curl(f"{origin}/slow524", proxy=proxy)
+    assert r.status == 524 and 0.75 <= r.elapsed < 3
+
+
+def test_match_by_host_method_and_probability(proxy, origin, rules):
+    port = origin.rsplit(":", 1)[1]
+    rules({"id": "post-localhost", "fault": "http-error", "status": 502,
+           "match": {"host": "localhost", "method": "POST", "path": "/m/*"}})
+    assert via_proxy(proxy, "POST", f"http://localhost:{port}/m/x", body=b"x")[0] == 502
+    assert via_proxy(proxy, "POST", f"http://127.0.0.1:{port}/m/x", body=b"x")[0] == 200
+    assert via_proxy(proxy, "GET", f"http://localhost:{port}/m/x")[0] == 200
+    assert via_proxy(proxy, "POST", f"http://localhost:{port}/other", body=b"x")[0] == 200
+
+    rules({"id": "coin", "fault": "http-error", "status": 503, "probability": 0.5,
+           "match": {"path": "/coin"}})
+    rules({"id": "never", "fault": "http-error", "status": 500, "probability": 0.0,
+           "match": {"path": "/never"}})
+    conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=10)
+    statuses = []
+    for path in ["/coin"] * 60 + ["/never"] * 20:
+        conn.request("GET", f"{origin}{path}")
+        resp = conn.getresponse()
+        resp.read()
+        statuses.append((path, resp.status))
+    conn.close()
+    failed = sum(1 for p, s in statuses if p == "/coin" and s == 503)
+    assert 10 <= failed <= 50, failed  # 5 standard deviations around 30
+    assert all(s == 200 for p, s in statuses if p == "/never")
+
+
+def test_rules_switch_while_running_sighup_and_broken_files(proxy, origin, rules):
+    assert curl(f"{origin}/live", proxy=proxy).status == 200
+    rule = rules({"id": "live", "fault": "http-error", "status": 503, "match": {"path": "/live"}})
+    assert curl(f"{origin}/live", proxy=proxy).status == 503
+    # Edited in place (no rename): SIGHUP makes the proxy rescan at once.
+    rule.path.write_text(json.dumps({**rule.rule, "status": 502}))
+    proxy.reload()
+    # (within 0.5 s: the periodic rescan is 1 s away, only the signal explains a quick 502)
+    assert wait_for(lambda: curl(f"{origin}/live", proxy=proxy).status == 502, timeout=0.5)
+    rule.revert(proxy.journal)
+    assert curl(f"{origin}/live", proxy=proxy).status == 200
+    # A broken rule file is logged and skipped, the proxy keeps serving.
+    broken = proxy.rules_dir / "broken.json"
+    broken.write_text("{not json")
+    try:
+        assert curl(f"{origin}/live", proxy=proxy).status == 200
+        assert wait_for(lambda: "broken.json ignored" in proxy.log_path.read_text())
+    finally:
+        broken.unlink()
+    with pytest.raises(ValueError):
+        HttpRule(proxy.rules_dir, {"id": "bad", "fault": "http-error", "status": 299})
+
+
+# -- bot-mitigation --------------------------------------------------------------------------
+
+def test_bot_challenge_by_user_agent_and_headers(proxy, origin, rules):
+    rules({"id": "ua", "fault": "bot-mitigation", "user_agent": "^curl/",
+           "match": {"path": "/bot/*"}})
+    r = curl(f"{origin}/bot/a", proxy=proxy)
+    assert (r.rc, r.status) == (0, 403)
+    assert r.headers["cf-mitigated"] == "challenge" and r.headers["server"] == "cloudflare"
+    assert b"<title>Just a moment...</title>" in r.body
+    human = curl(f"{origin}/bot/a", "-A", "Mozilla/5.0 (X11; Linux x86_64)", proxy=proxy)
+    assert (human.status, human.body) == (200, b"hello /bot/a\n")
+
+    rules({"id": "nolang", "fault": "bot-mitigation", "status": 503,
+           "header_absent": ["accept-language"], "header_present": ["accept"],
+           "match": {"path": "/bot2/*"}})
+    assert curl(f"{origin}/bot2/a", proxy=proxy).status == 503
+    assert curl(f"{origin}/bot2/a", "-H", "Accept-Language: en", proxy=proxy).status == 200
+
+
+@pytest.mark.parametrize("action, extra, curl_args, rc, message, seconds", [
+    ("drop", {}, [], 52, "Empty reply from server", (0, 1)),
+    ("reset", {}, [], 56, "Connection reset by peer", (0, 1)),
+    ("hang", {"hang_seconds": 1.0}, [], 52, "Empty reply from server", (0.95, 3)),
+    ("hang", {}, ["--max-time", "1"], 28, "Operation timed out", (0.95, 3)),
+])
+def test_bot_drop_reset_hang(proxy, origin, rules, action, extra, curl_args, rc, message, seconds):
+    path = f"/bot-{action}-{len(extra)}"
+    rules({"id": f"b-{action}-{len(extra)}", "fault": "bot-mitigation", "action": action,
+           "user_agent": "curl", **extra, "match": {"path": path}})
+    r = curl(f"{origin}{path}", *curl_args, proxy=proxy)
+    assert r.rc == rc and message in r.err, (r.rc, r.err)
+    assert seconds[0] <= r.elapsed < seconds[1]
+    assert r.size == 0
+    entry = wait_for(lambda: log_for(proxy, path), timeout=3)
+    assert entry and entry[0]["status"] is None and entry[0]["fault"] == "bot-mitigation"
+    # A forever-hang ends with its client, not later.
+    assert entry[0]["duration"] < seconds[1]
+    ok = curl(f"{origin}{path}", "-A", "Mozilla/5.0", proxy=proxy)
+    assert (ok.rc, ok.status) == (0, 200)
+
+
+def test_bot_rate_limit_is_per_client(proxy, origin, rules):
+    rules({"id": "rate", "fault": "bot-mitigation", "rate": {"requests": 3, "per": 30},
+           "match": {"path": "/rate"}})
+    first = [curl(f"{origin}/rate", proxy=proxy).status for _ in range(5)]
+    assert first == [200, 200, 200, 403, 403]
+    other = curl(f"{origin}/rate", "--interface", "127.0.0.2", proxy=proxy)
+    assert other.status == 200  # another client's budget is its own
+
+
+# -- http-451 --------------------------------------------------------------------------------
+
+def test_geo_451_by_client_range(proxy, origin, rules):
+    rules({"id": "geo-es", "fault": "http-451", "region": "ES",
+           "blocked_by": "https://blocker.example/", "match": {"clients": ["127.0.0.2/32"]}})
+    r = curl(f"{origin}/geo", "--interface", "127.0.0.2", proxy=proxy)
+    assert (r.rc, r.status) == (0, 451)
+    assert r.headers["link"] == '<https://blocker.example/>; rel="blocked-by"'
+    assert b"not available in your region (ES)" in r.body
+    assert curl(f"{origin}/geo", proxy=proxy).status == 200  # 127.0.0.1 is elsewhere
+
+
+# -- partial ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("then, path, curl_args, rc, message, seconds", [
+    ("close", "/blob/close", [], 18, "transfer closed with 948576 bytes remaining", (0, 2)),
+    ("close", "/chunked/close", [], 18, "transfer closed", (0, 2)),
+    ("reset", "/blob/reset", [], 56, "Connection reset by peer", (0, 2)),
+    ("hang", "/blob/hang", ["--max-time", "1.5"], 28, "with 100000 out of 1048576 bytes", (1.4, 4)),
+])
+def test_partial_first_n_bytes_then(proxy, origin, rules, then, path, curl_args, rc, message, seconds):
+    rules({"id": f"cut-{then}-{path.strip('/').replace('/', '-')}", "fault": "partial",
+           "bytes": 100_000, "then": then, "match": {"path": path}})
+    r = curl(f"{origin}{path}", *curl_args, proxy=proxy)
+    assert r.rc == rc and message in r.err, (r.rc, r.err)
+    assert (r.status, r.size, r.body) == (200, 100_000, BLOB[:100_000])
+    assert seconds[0] <= r.elapsed < seconds[1]
+    entry = wait_for(lambda: log_for(proxy, path), timeout=3)
+    assert entry[0]["bytes"] == 100_000 and entry[0]["rule"].startswith("cut-")
+
+
+@pytest.mark.parametrize("path", ["/blob/resume", "/norange/resume"])
+def test_partial_resuming_client_sees_206_sequence(proxy, origin, rules, tmp_path, path):
+    """curl -C - in a retry loop: 300 kB per try, each retry a Range request answered 206
+    (by the origin, or by the proxy when the origin ignores Range)."""
+    rules({"id": f"resume-{path.split('/')[1]}", "fault": "partial", "bytes": 300_000,
+           "cut_ranges": True, "match": {"path": path}})
+    out = tmp_path / "download"
+    codes = []
+    for _ in range(8):
+        r = curl(f"{origin}{path}", "-C", "-", proxy=proxy, out=out)
+        codes.append((r.rc, r.status))
+        if r.rc == 0:
+            break
+    assert codes == [(18, 200), (18, 206), (18, 206), (0, 206)]
+    assert out.read_bytes() == BLOB
+    log = log_for(proxy, path)
+    assert [(e["status"], e["range"], e["bytes"]) for e in log] == [
+        (200, None, 300_000),
+        (206, "bytes=300000-", 300_000),
+        (206, "bytes=600000-", 300_000),
+        (206, "bytes=900000-", len(BLOB) - 900_000),
+    ]
+    assert sum(e["status"] == 206 for e in log) >= 1  # http_requests: {status: 206, at_least: 1}
+
+
+def test_partial_passes_range_requests_whole_and_answers_them_correctly(proxy, origin, rules, tmp_path):
+    rules({"id": "once", "fault": "partial", "bytes": 1000, "match": {"path": "/norange/once"}})
+    out = tmp_path / "download"
+    first = curl(f"{origin}/norange/once", proxy=proxy, out=out)
+    assert (first.rc, first.size) == (18, 1000)
+    second = curl(f"{origin}/norange/once", "-C", "-", proxy=proxy, out=out)
+    assert (second.rc, second.status) == (0, 206)
+    assert second.headers["content-range"] == f"bytes 1000-{len(BLOB) - 1}/{len(BLOB)}"
+    assert out.read_bytes() == BLOB
+    status, headers, body = via_proxy(proxy, "GET", f"{origin}/norange/once",
+                                      headers={"Range": "bytes=10-19"})
+    assert (status, headers["content-range"], body) == (206, f"bytes 10-19/{len(BLOB)}", BLOB[10:20])
+    status, headers, body = via_proxy(proxy, "GET", f"{origin}/norange/once",
+                                      headers={"Range": "bytes=-5"})
+    assert (status, body) == (206, BLOB[-5:])
+    status, headers, body = via_proxy(proxy, "GET", f"{origin}/norange/once",
+                                      headers={"Range": f"bytes={len(BLOB)}-"})
+    assert (status, headers["content-range"], body) == (416, f"bytes */{len(BLOB)}", b"")
+
+
+def test_request_log_fields(proxy, origin):
+    curl(f"{origin}/logged?q=1", "-H", "Range: bytes=0-", proxy=proxy)
+    entry = wait_for(lambda: log_for(proxy, "/logged?q=1"))[0]
+    assert set(entry) >= {"time", "client", "method", "path", "range", "status", "bytes"}
+    assert (entry["client"], entry["method"], entry["range"], entry["status"], entry["bytes"]) == (
+        "127.0.0.1", "GET", "bytes=0-", 200, len(b"hello /logged\n"))
+    assert abs(entry["time"] - time.time()) < 30
+
+
+def test_large_body_streams_with_flat_memory(proxy, origin):
+    def rss_kib() -> int:
+        for line in Path(f"/proc/{proxy.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    before, peak = rss_kib(), 0
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(
+        r=curl(f"{origin}/big", proxy=proxy, out=Path(os.devnull))))
+    thread.start()
+    while thread.is_alive():
+        peak = max(peak, rss_kib())
+        time.sleep(0.02)
+    thread.join()
+    assert (result["r"].rc, result["r"].size) == (0, BIG)
+    assert peak - before < 64 * 1024, f"RSS grew by {(peak - before) // 1024} MiB for a 256 MiB body"
+
+
+# -- HTTPS -----------------------------------------------------------------------------------
+
+def test_https_with_the_generated_ca(proxy, tls_origin, rules, tmp_path):
+    assert proxy.ca_cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    ok = curl(f"{tls_origin}/tls/ok", "--cacert", str(proxy.ca_cert), proxy=proxy)
+    assert (ok.rc, ok.status, ok.body) == (0, 200, b"hello /tls/ok\n")
+    untrusted = curl(f"{tls_origin}/tls/ok", proxy=proxy)
+    assert untrusted.rc == 60 and "SSL certificate problem" in untrusted.err
+
+    rules({"id": "tls-503", "fault": "http-error", "status": 503, "match": {"path": "/tls/err"}})
+    err = curl(f"{tls_origin}/tls/err", "--cacert", str(proxy.ca_cert), proxy=proxy)
+    assert (err.rc, err.status) == (0, 503) and err.headers["server"] == "cloudflare"
+
+    # Python's http.client through a CONNECT tunnel, trusting the CA.
+    host, port = tls_origin.rsplit("/", 1)[1].split(":")
+    ctx = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    conn = http.client.HTTPSConnection(proxy.host, proxy.port, context=ctx, timeout=10)
+    conn.set_tunnel(host, int(port))
+    conn.request("GET", "/tls/err")
+    resp = conn.getresponse()
+    assert resp.status == 503 and b"Error 503" in resp.read()
+    conn.close()
+
+    # A probe run with client_env(): SSL_CERT_FILE + https_proxy, as the runner does.
+    code = f"import urllib.request; print(urllib.request.urlopen('{tls_origin}/tls/env').read().decode())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=clean_env(**proxy.client_env()), timeout=20)
+    assert done.returncode == 0 and done.stdout == "hello /tls/env\n\n", done.stderr
+    assert log_for(proxy, "/tls/env")
+
+
+# -- each addon alone ------------------------------------------------------------------------
+
+def test_each_addon_runs_alone_under_mitmdump(origin, proxy, tmp_path):
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for rule in [
+        {"id": "e", "fault": "http-error", "status": 504, "match": {"path": "/alone/err"}},
+        {"id": "b", "fault": "bot-mitigation", "user_agent": "curl", "match": {"path": "/alone/bot"}},
+        {"id": "g", "fault": "http-451", "match": {"path": "/alone/geo", "clients": ["127.0.0.0/8"]}},
+        {"id": "p", "fault": "partial", "bytes": 5000, "match": {"path": "/blob/alone"}},
+    ]:
+        (rules_dir / f"{rule['id']}.json").write_text(json.dumps(rule))
+    expect = {  # addon -> (path, what curl sees: exit code, status)
+        "http_error.py": ("/alone/err", (0, 504)),
+        "bot_mitigation.py": ("/alone/bot", (0, 403)),
+        "geo_451.py": ("/alone/geo", (0, 451)),
+        "partial.py": ("/blob/alone", (18, 200)),
+        "request_log.py": ("/alone/err", (0, 200)),
+    }
+    procs = {}
+    try:
+        for name in expect:
+            port = free_port()
+            argv = [mitmdump_executable(), "-s", str(FAULTS / name), "--listen-host", "127.0.0.1",
+                    "-p", str(port), "--set", f"chaos_rules_dir={rules_dir}",
+                    "--set", f"confdir={proxy.confdir}"]  # its CA exists: no keygen race
+            if name == "request_log.py":
+                argv[3:3] = ["--set", f"chaos_request_log={tmp_path / 'log.jsonl'}"]
+            log = open(tmp_path / f"{name}.log", "wb")
+            procs[name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL), port, log)
+
+        def ready(port):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            return False
+
+        for name, (proc, port, _log) in procs.items():
+            assert wait_for(lambda: ready(port) or proc.poll() is not None, timeout=20)
+            assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
+
+        class Alone:
+            def __init__(self, port):
+                self.url = f"http://127.0.0.1:{port}"
+
+        for name, (path, seen) in expect.items():
+            r = curl(f"{origin}{path}", proxy=Alone(procs[name][1]))
+            assert (r.rc, r.status) == seen, (name, r)
+        log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+        assert [(e["path"], e["status"]) for e in log] == [("/alone/err", 200)]
+    finally:
+        for proc, _port, log in procs.values():
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+# -- transparent mode in namespaces ----------------------------------------------------------
+
+@pytest.fixture
+def namespaces():
+    """Two namespaces joined by a veth pair: client 198.18.<n>.1, server 198.18.<n>.2."""
+    tag = secrets.token_hex(3)
+    client, server = f"chaos-hc{tag}", f"chaos-hs{tag}"
+    a, b = f"ch{tag}a", f"ch{tag}b"
+    net = random.randint(100, 250)
+    created = []
+
+    def ip(*args, ns=None):
+        subprocess.run(processes.netns_argv(ns, ["ip", *args]), check=True, capture_output=True)
+
+    try:
+        for ns in (client, server):
+            ip("netns", "add", ns)
+            created.append(ns)
+            ip("link", "set", "lo", "up", ns=ns)
+        ip("link", "add", a, "netns", client, "type", "veth", "peer", "name", b, "netns", server)
+        ip("addr", "add", f"198.18.{net}.1/30", "dev", a, ns=client)
+        ip("addr", "add", f"198.18.{net}.2/30", "dev", b, ns=server)
+        ip("link", "set", a, "up", ns=client)
+        ip("link", "set", b, "up", ns=server)
+        yield client, server, f"198.18.{net}.2"
+    finally:
+        for ns in created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        assert not {client, server} & set(subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+
+
+def test_transparent_mode_redirects_the_targets_port(namespaces, tmp_path, monkeypatch):
+    client, server, server_ip = namespaces
+    monkeypatch.setenv("CHAOS_STATE_DIR", str(tmp_path))
+    journal = Journal.create(f"http-tp-{secrets.token_hex(3)}")
+    sock = in_netns(server, lambda: bound(server_ip, 8000))
+    with serving(sock):
+        try:
+            proxy = start_http_proxy(journal, netns=client, listen="127.0.0.1:8080",
+                                     mode="transparent", run_dir=journal.run_dir / "http-proxy",
+                                     confdir=tmp_path / "conf")
+            url = f"http://{server_ip}:8000/tp"
+            direct = curl(url, netns=client)
+            assert (direct.status, direct.body) == (200, b"hello /tp\n") and not proxy.requests()
+
+            redirect = HttpRedirect(client, [8000, 8443], 8080, destinations=[f"{server_ip}/32"])
+            redirect.apply(journal)
+            seen = curl(url, netns=client)
+            assert (seen.status, seen.body) == (200, b"hello /tp\n")
+            assert [(e["host"], e["path"]) for e in proxy.requests()] == [(server_ip, "/tp")]
+
+            rule = proxy.rule({"id": "tp-503", "fault": "http-error", "status": 503})
+            rule.apply(journal)
+            assert curl(url, netns=client).status == 503
+            rule.revert(journal)
+
+            assert not redirect.revert(journal)
+            assert curl(url, netns=client).status == 200
+            assert len(proxy.requests()) == 2  # the last request went direct
+            saved = subprocess.run(processes.netns_argv(client, ["iptables-save", "-t", "nat"]),
+                                   capture_output=True, text=True, check=True).stdout
+            assert redirect.chain not in saved
+            undo_redirect({"netns": client, "chain": redirect.chain})  # idempotent
+            undo_redirect({"netns": "chaos-no-such-ns-x", "chain": redirect.chain})
+        finally:
+            failures = journal.rollback()
+            journal.finish()
+    assert not failures
+    with pytest.raises(ValueError):
+        HttpRedirect("", [80], 8080)
+    with pytest.raises(ValueError):
+        HttpRedirect(client, [8080], 8080)
+
+
+# -- journal and recovery --------------------------------------------------------------------
+
+def test_recover_kills_the_proxy_and_removes_rules(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAOS_STATE_DIR", str(tmp_path))
+    journal = Journal.create(f"http-rec-{secrets.token_hex(3)}")
+    proxy = start_http_proxy(journal, netns=None, listen=f"127.0.0.1:{free_port()}",
+                             mode="reverse:http://127.0.0.1:9", run_dir=journal.run_dir / "hp",
+                             confdir=tmp_path / "conf")
+    rule = proxy.rule({"id": "rec", "fault": "http-error", "status": 500})
+    rule.apply(journal)
+    assert rule.path.exists() and proxy.alive()
+    kinds = [json.loads(line).get("kind") for line in journal.path.read_text().splitlines()]
+    assert kinds[1:] == ["process", "http-rule"]  # both on disk before they existed
+
+    # The runner dies here; recovery reads the journal from disk, as `chaos recover` does.
+    found = [j for j in unfinished(tmp_path) if j.run_id == journal.run_id]
+    assert len(found) == 1
+    crashed = found[0]
+    crashed.reopen()
+    assert not crashed.undo_entries(crashed.pending())
+    assert not rule.path.exists()
+    assert not is_alive(proxy.pid, proxy.entry.undo["start"])
+    assert not proxy.accepts()
+    # Undo functions are idempotent: a second recovery finds nothing left to do.
+    undo_rule({"path": str(rule.path)})
+    processes.undo(proxy.entry.undo)
+    crashed.finish()
+    journal.finish()  # the dead runner's handle: entries still pending in it, so only closes
+
+
+def test_start_fails_cleanly_when_the_port_is_taken(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAOS_STATE_DIR", str(tmp_path))
+    journal = Journal.create(f"http-busy-{secrets.token_hex(3)}")
+    with contextlib.closing(bound()) as taken:
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises((RuntimeError, TimeoutError)):
+            start_http_proxy(journal, netns=None, listen=f"127.0.0.1:{port}",
+                             run_dir=journal.run_dir / "hp", confdir=tmp_path / "conf", timeout=10)
+    assert not journal.pending()  # the process was stopped and its record undone
+    journal.finish()
