@@ -149,6 +149,75 @@ def recover(state_dir, force) -> None:
     sys.exit(recover_all(state_dir, force, echo=click.echo))
 
 
+@cli.group()
+def lab() -> None:
+    """The registry lab: upstream (as registry-1.docker.io, with Hub's token flow and CDN
+    redirect), pull-through cache, client dockerd, all offline in namespaces."""
+
+
+@lab.command("up")
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+@click.option("--no-dockerd", is_flag=True, help="Do not start the client dockerd.")
+@click.option("--warm", multiple=True, default=["library/busybox:1"], show_default=True,
+              help="Images pulled through the cache at start (repeatable).")
+def lab_up_cmd(state_dir, no_dockerd, warm) -> None:
+    """Start the lab and leave it running (`chaos lab down` stops it)."""
+    from chaos.lab import control
+    from chaos.lab.ready import NotReady
+
+    click.echo("starting the lab (upstream, token server, CDN, cache, dockerd)...")
+    try:
+        info = control.up(state_dir, dockerd=not no_dockerd, warm=warm)
+    except (NotReady, RuntimeError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"lab {info['run_id']} up in {info['timings'].get('total', 0):.1f}s")
+    _print_lab(info)
+
+
+def _print_lab(info) -> None:
+    for name, value in info["placeholders"].items():
+        if value:
+            click.echo(f"  {{{name}}} = {value}")
+    click.echo(f"  lab CA: {info['ca']}")
+    if info["placeholders"].get("docker_host"):
+        click.echo(f"  try: DOCKER_HOST={info['placeholders']['docker_host']} docker pull library/busybox:1")
+
+
+@lab.command("status")
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+def lab_status_cmd(state_dir) -> None:
+    """Every component, its address, and whether it answers (bounded checks)."""
+    from chaos.lab import control
+
+    info = control.current(state_dir)
+    if info is None:
+        click.echo("no lab is up (`chaos lab up` starts one)")
+        sys.exit(1)
+    click.echo(f"lab {info['run_id']}")
+    rows = control.status(state_dir)
+    for row in rows:
+        click.echo(f"  {row['component']:<9} {row['host']:<34} {row['address']:<22} "
+                   f"{row['process']:<12} {row['ready']}")
+    sys.exit(0 if all(r["ready"].startswith("answers") for r in rows) else 1)
+
+
+@lab.command("down")
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+def lab_down_cmd(state_dir) -> None:
+    """Stop the lab and remove everything it made."""
+    from chaos.lab import control
+
+    if control.current(state_dir) is None:
+        click.echo("no lab is up")
+        return
+    left = control.down(state_dir)
+    for line in left:
+        click.echo(f"could not undo: {line}", err=True)
+    if left:
+        sys.exit(ExitStatus.INJECTION)
+    click.echo("lab down")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

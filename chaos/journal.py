@@ -81,6 +81,8 @@ class Journal:
     finished: bool = False
     owner_pid: int | None = None
     owner_start: int | None = None
+    detached: bool = False
+    """A lab left running by `chaos lab up`: its owner exits on purpose."""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -198,6 +200,8 @@ class Journal:
                     entry = Entry(rec["seq"], rec["kind"], rec["undo"], rec.get("what", ""))
                     by_seq[entry.seq] = entry
                     journal.entries.append(entry)
+                elif op == "note" and rec.get("detached"):
+                    journal.detached = True
                 elif op == "undone" and rec.get("seq") in by_seq:
                     by_seq[rec["seq"]].undone = True
                 elif op == "end":

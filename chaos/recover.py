@@ -19,6 +19,13 @@ def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
         if journal.owner_alive() and not force:
             echo(f"{journal.run_id}: still running (pid {journal.owner_pid}); skipped (--force to recover anyway)")
             continue
+        if journal.detached and not force:
+            from chaos.lab.control import detached_alive
+
+            if detached_alive(journal):
+                echo(f"{journal.run_id}: a lab that is up (`chaos lab down` stops it); skipped")
+                continue
+            echo(f"{journal.run_id}: a lab whose processes died: cleaning it up")
         pending = journal.pending()
         journal.reopen()
         for entry in sorted(pending, key=lambda e: e.seq, reverse=True):
@@ -33,4 +40,7 @@ def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
         journal.finish()
         shutil.rmtree(journal.run_dir, ignore_errors=True)
         echo(f"{journal.run_id}: recovered ({len(pending)} change(s) undone)")
+    from chaos.lab.control import forget_if_gone
+
+    forget_if_gone(state_dir)  # a lab recovered here is no longer "up"
     return status
