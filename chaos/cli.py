@@ -71,11 +71,13 @@ def validate(paths) -> None:
               help="Apply faults to this machine itself (/etc/hosts, its routes) instead of a sandbox.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@click.option("--timeline", "timeline_dir", type=click.Path(file_okay=False),
+              help="Write a timeline picture (SVG) per scenario into this folder.")
 @click.option("--var", "variables", multiple=True, type=VarType(),
               help="A {name} placeholder for commands and URLs (repeatable).")
 @click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
-def run(paths, host_mode, json_path, junit_path, variables, state_dir, verbose) -> None:
+def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_dir, verbose) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos.report.console import ConsoleReporter
     from chaos.runner import RunOptions, run_scenario
@@ -99,6 +101,11 @@ def run(paths, host_mode, json_path, junit_path, variables, state_dir, verbose) 
         from chaos.report import junit
 
         junit.write(results, junit_path)
+    if timeline_dir:
+        from chaos.report import timeline
+
+        for result in results:
+            timeline.write_svg(result, timeline_dir)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     sys.exit(_worst(codes))
 

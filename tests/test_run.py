@@ -181,3 +181,13 @@ expect:
         ("on", 0.0), ("off", 0.2), ("on", 0.4), ("off", 0.6), ("on", 0.8), ("off", 1.0)]
     for e in switches:
         assert 0 <= e["began"] - e["due"] < 0.020, e
+
+
+def test_timeline_picture_and_console_bars(chaos, tmp_path):
+    result = chaos("run", str(ROUTE), "--timeline", str(tmp_path / "tl"))
+    assert result.returncode == 0, result.stdout
+    assert "timeline" in result.stdout and "█" in result.stdout  # the fault's bar in the console
+    svg = ET.parse(tmp_path / "tl" / "dockerhub-route-blackhole.svg").getroot()
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("unreachable route registry-1.docker.io:") for t in titles), titles
+    assert sum("passed" in t for t in titles) == 5  # one bar per probe, coloured by verdict

@@ -66,6 +66,10 @@ class ConsoleReporter(Reporter):
         colour = {"passed": "green", "failed": "red"}.get(result.status, "red")
         for error in result.errors:
             self.console.print(f"  [red]{escape(error)}[/]")
+        from chaos.report.timeline import text
+
+        for line in text(result):
+            self.console.print(f"  [dim]{escape(line)}[/]")
         passed = sum(p.ok for p in result.probes)
         self.console.print(f"  [{colour}]{result.status}[/] {passed}/{len(result.probes)} probes "
                            f"passed in {format_duration(result.duration)}\n")
