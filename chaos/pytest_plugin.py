@@ -64,7 +64,9 @@ class SandboxHandle:
         from chaos.scenario.model import fault_union
 
         model = TypeAdapter(fault_union()).validate_python(fault)
-        switch = self.session.plan(model)
+        self._count = getattr(self, "_count", 0) + 1
+        switch = self.session.plan(model, ("faults", 100 + self._count))  # unique rule / chain names
+        self.session.ensure_services()
         switch.apply(self.session.journal)
         return _Applied(switch, self.session.journal)
 
@@ -112,6 +114,99 @@ def blackhole(chaos_sandbox):
                                      "kind": kind})
 
     return add
+
+
+@pytest.fixture
+def packet_filter(chaos_sandbox):
+    """``packet_filter("registry.test", action="reject-reset", ports=[80])``: a filter now."""
+
+    def add(*destinations: str, **params):
+        return chaos_sandbox.inject({"type": "packet-filter", "destinations": list(destinations), **params})
+
+    return add
+
+
+class FakeDns:
+    """The sandbox's fake DNS server: ``fail(name, answer=...)`` and the ``queries`` log."""
+
+    def __init__(self, sandbox: SandboxHandle) -> None:
+        self.sandbox = sandbox
+
+    def fail(self, *names: str, answer: str = "nxdomain", **params):
+        return self.sandbox.inject({"type": "dns", "names": list(names), "answer": answer, **params})
+
+    @property
+    def queries(self) -> list[dict]:
+        server = self.sandbox.session.dns.server
+        return server.queries() if server else []
+
+
+@pytest.fixture
+def fake_dns(chaos_sandbox):
+    return FakeDns(chaos_sandbox)
+
+
+class HttpFaults:
+    """The sandbox's HTTP fault proxy: ``error(host, status=503)``, ``partial(host, bytes=N)``,
+    ``add({...any HTTP fault...})``, and the ``requests`` it saw."""
+
+    def __init__(self, sandbox: SandboxHandle) -> None:
+        self.sandbox = sandbox
+
+    def add(self, fault: dict):
+        return self.sandbox.inject(fault)
+
+    def error(self, host: str, status: int = 503, **params):
+        return self.add({"type": "http-error", "status": status, "match": {"host": host}, **params})
+
+    def partial(self, host: str, bytes: int, **params):
+        return self.add({"type": "partial", "bytes": bytes, "match": {"host": host}, **params})
+
+    @property
+    def requests(self) -> list[dict]:
+        proxy = self.sandbox.session.http.proxy
+        return proxy.requests() if proxy else []
+
+
+@pytest.fixture
+def http_faults(chaos_sandbox):
+    return HttpFaults(chaos_sandbox)
+
+
+@pytest.fixture(scope="session")
+def make_registry_lab(request):
+    """The registry lab, started once per test session (about 3 s) and removed at its end."""
+    from chaos.scenario.model import LabSpec
+    from chaos.session import Session
+
+    session = Session(state_dir=request.config.getoption("--chaos-state-dir"), lab=LabSpec())
+    session.open()
+    try:
+        yield session
+    finally:
+        _close(session)
+
+
+@pytest.fixture
+def registry_lab(make_registry_lab):
+    """The session's lab, its log marks reset for this test: ``.lab`` (chaos.lab.Lab),
+    ``.run(cmd)`` in the lab's client namespace, ``.requests(role, path=...)`` since the test
+    began, ``.docker()`` SDK client."""
+    make_registry_lab.mark_logs("phase")
+    return LabHandle(make_registry_lab)
+
+
+class LabHandle(SandboxHandle):
+    @property
+    def lab(self):
+        return self.session.lab
+
+    def docker(self):
+        return self.session.lab.docker()
+
+    def requests(self, role: str, **match) -> list:
+        server = self.session.lab.server(role)
+        return server.access.matching(self.session.place.marks[("phase", role)], **match)
 
 
 @pytest.fixture

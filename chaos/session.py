@@ -171,15 +171,23 @@ class Session:
         if self.dns.wanted:  # names resolve through the fake DNS server, not the hosts files
             self.sandbox.resolver = self.dns.ADDRESS
         self.sandbox.create(self.journal)
-        if self.dns.wanted:
-            self.start_dns(step)
-        if self.http.wanted:
-            self.start_http(step)
+        self.ensure_services(step)
         self.place.netns = self.sandbox.client
         self.place.regions = {r: c.netns for r, c in self.sandbox.clients.items()}
         for server in self.serve:
             step(f"serve: {server.name} on {server.address}:{server.http.port}")
             self.start_server(server)
+
+    def ensure_services(self, step=lambda text: None) -> None:
+        """Start the fake DNS server / HTTP fault proxy that planned faults asked for (also
+        when a fixture injects a fault into a sandbox that is already open)."""
+        if self.dns.wanted and self.dns.server is None:
+            if self.sandbox.resolver is None:  # switch the clients over to the DNS server
+                self.sandbox.resolver = self.dns.ADDRESS
+                self.sandbox.write_resolver()
+            self.start_dns(step)
+        if self.http.wanted and self.http.proxy is None:
+            self.start_http(step)
 
     def start_dns(self, step) -> None:
         from chaos.injectors.dns_rules import start_dns_server

@@ -107,3 +107,36 @@ def test_chaos_scenario_fixture_returns_the_result(suite):
             assert [p.verdict for p in result.probes] == ["passed"] * 5
     """)
     suite.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_example_suite_catches_the_client_without_retries(pytester, state_dir):
+    from conftest import ROOT
+
+    pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n")
+    result = pytester.runpytest_subprocess(str(ROOT / "examples" / "pytest"), "--rootdir", str(ROOT))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED*test_naive_client_survives_a_flaky_edge*"])
+
+
+def test_fake_dns_and_http_faults_fixtures(suite):
+    suite.makepyfile("""
+        def test_dns(chaos_sandbox, fake_dns):
+            chaos_sandbox.serve("registry.test")
+            assert chaos_sandbox.run("curl -sS -m 3 http://registry.test/")[0] == 0
+            rule = fake_dns.fail("registry.test", answer="servfail")
+            code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry.test/")
+            assert code == 6 and "Could not resolve host" in err
+            assert any(q["name"] == "registry.test" for q in fake_dns.queries)
+            rule.revert()
+            assert chaos_sandbox.run("curl -sS -m 3 http://registry.test/")[0] == 0
+
+        def test_http(chaos_sandbox, http_faults):
+            chaos_sandbox.serve("cdn.test")
+            http_faults.error("cdn.test", status=522)
+            code, out, _ = chaos_sandbox.run("curl -sS -m 3 -o /dev/null -w '%{http_code}' http://cdn.test/x")
+            assert out == "522"
+            assert [r["status"] for r in http_faults.requests] == [522]
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=2)
+    assert_same(before, snapshot())

@@ -126,7 +126,7 @@ class Sandbox:
             with _iproute(client.netns) as ipr:
                 ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
             files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
-            client.resolv_path.write_text(resolv_conf(self.resolver))
+            client.resolv_path.write_text(resolv_conf(self.resolver))  # created: no bind mount yet
             if client.profile:
                 from chaos.injectors.client_profile import client_profile
 
@@ -149,6 +149,15 @@ class Sandbox:
         with _iproute(self.world) as ipr:
             lo = ipr.link_lookup(ifname="lo")[0]
             ipr.addr("add", index=lo, address=address, prefixlen=32)
+
+    def write_resolver(self) -> None:
+        """Point the clients at the fake DNS server after the fact (in place: the files may
+        be bind-mounted into running clients), and drop the zone from the hosts files."""
+        for client in self.clients.values():
+            with open(client.resolv_path, "r+") as f:
+                f.write(resolv_conf(self.resolver))
+                f.truncate()
+        self.write_hosts()
 
     def write_hosts(self) -> None:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
