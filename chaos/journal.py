@@ -83,6 +83,8 @@ class Journal:
     owner_start: int | None = None
     detached: bool = False
     """A lab left running by `chaos lab up`: its owner exits on purpose."""
+    kept: bool = False
+    """Finished with ``finish(keep=True)``: its folder stays for whoever asked for it."""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -175,12 +177,12 @@ class Journal:
                 self._file.close()
                 self._file = None
                 return
-            self._append({"op": "end", "time": time.time()})
+            self._append({"op": "end", "time": time.time(), **({"keep": True} if keep else {})})
             self._file.close()
             self._file = None
             self.finished = True
             if not keep:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                remove_run_dir(self.run_dir)
 
     # -- reading (recover) -------------------------------------------------------------------
     @classmethod
@@ -192,7 +194,9 @@ class Journal:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    break  # a torn last line from a crash mid-write: nothing after it exists
+                    # A line torn by a crash mid-write: its change was never made (the caller
+                    # waits for the fsync). Lines after it were appended later by recover.
+                    continue
                 op = rec.get("op")
                 if op == "begin":
                     journal.owner_pid, journal.owner_start = rec.get("pid"), rec.get("pid_start")
@@ -205,12 +209,17 @@ class Journal:
                 elif op == "undone" and rec.get("seq") in by_seq:
                     by_seq[rec["seq"]].undone = True
                 elif op == "end":
-                    journal.finished = True
+                    journal.finished, journal.kept = True, bool(rec.get("keep"))
         return journal
 
     def reopen(self) -> None:
         """Append to a journal read from disk (recover writes its 'undone' records there)."""
+        with open(self.path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            torn = size > 0 and f.seek(size - 1) >= 0 and f.read(1) != b"\n"
         self._file = open(self.path, "a", encoding="utf-8")
+        if torn:  # a crash cut the last line short: start the next record on a line of its own
+            self._file.write("\n")
 
     def owner_alive(self) -> bool:
         return self.owner_pid is not None and is_alive(self.owner_pid, self.owner_start)
@@ -222,8 +231,64 @@ def unfinished(base: str | os.PathLike | None = None) -> list[Journal]:
     if not runs.is_dir():
         return []
     found = []
-    for path in sorted(runs.glob("*/journal.jsonl"), key=lambda p: p.stat().st_mtime):
-        journal = Journal.read(path)
+    for path in runs.glob("*/journal.jsonl"):
+        try:  # a run that ends right now removes its journal: not ours to recover then
+            mtime = path.stat().st_mtime
+            journal = Journal.read(path)
+        except FileNotFoundError:
+            continue
         if not journal.finished:
-            found.append(journal)
-    return found
+            found.append((mtime, journal))
+    return [journal for _, journal in sorted(found, key=lambda f: f[0])]
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Remove a finished run's folder, its journal last: a crash part way leaves a folder
+    with a finished journal, which ``sweep`` removes, never one that no journal explains."""
+    journal = run_dir / "journal.jsonl"
+    try:
+        children = list(run_dir.iterdir())
+    except FileNotFoundError:
+        return
+    for child in children:
+        if child == journal:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        shutil.rmtree(run_dir, ignore_errors=True)  # something appeared meanwhile: it is ours too
+
+
+STALE_EMPTY = 10.0
+"""Seconds after which an empty run folder is a crash's leftover (Journal.create fills a new
+one within microseconds)."""
+
+
+def sweep(base: str | os.PathLike | None = None) -> list[str]:
+    """Remove run folders that hold nothing to undo: a finished journal (the run was stopped
+    while removing its folder) or, after STALE_EMPTY seconds, nothing at all (stopped while
+    creating it). Folders a run keeps (``finish(keep=True)``) stay. Returns the run ids."""
+    runs = state_dir(base) / "runs"
+    if not runs.is_dir():
+        return []
+    removed = []
+    for run_dir in sorted(runs.iterdir()):
+        journal = run_dir / "journal.jsonl"
+        try:
+            if journal.exists():
+                read = Journal.read(journal)
+                if read.finished and not read.kept:
+                    remove_run_dir(run_dir)
+                    removed.append(run_dir.name)
+            elif run_dir.is_dir() and not any(run_dir.iterdir()) \
+                    and time.time() - run_dir.stat().st_mtime > STALE_EMPTY:
+                run_dir.rmdir()
+                removed.append(run_dir.name)
+        except (FileNotFoundError, OSError):
+            continue  # removed by its own run meanwhile, or refilled: leave it
+    return removed

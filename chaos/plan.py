@@ -61,6 +61,8 @@ class PlanContext:
     session start the fake DNS server."""
     http: object = None
     """The run's HTTP fault proxy (chaos.session.HttpService), started when a fault asks."""
+    tcp: object = None
+    """The run's TCP fault proxy (chaos.session.TcpService), started when a fault asks."""
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""
@@ -94,6 +96,13 @@ class PlanContext:
             self.fail(rel, "HTTP faults need the sandbox's fault proxy (not --host, not a lab yet)")
         self.http.wanted = True
         return self.http
+
+    def use_tcp(self, rel: tuple = ()):
+        """The run's TCP fault proxy at the world's edge (started because a fault asked)."""
+        if self.tcp is None or self.world is None:
+            self.fail(rel, "TCP faults need the sandbox's fault proxy (not --host)")
+        self.tcp.wanted = True
+        return self.tcp
 
     def destinations(self, target: str, rel: tuple) -> list[Net]:
         """A CIDR, an address or a name -> networks, each checked against the guardrails."""

@@ -5,15 +5,20 @@ from __future__ import annotations
 import shutil
 
 from chaos.errors import ExitStatus
-from chaos.journal import unfinished
+from chaos.journal import sweep, unfinished
 
 
 def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
     """Roll back every unfinished journal whose run is gone; the exit status."""
     status = ExitStatus.OK
     journals = unfinished(state_dir)
+    # Runs stopped while removing (or creating) their folder: nothing to undo, only the folder.
+    swept = sweep(state_dir)
+    for run_id in swept:
+        echo(f"{run_id}: removed the folder of a run that had finished")
     if not journals:
-        echo("nothing to recover")
+        if not swept:
+            echo("nothing to recover")
         return status
     for journal in journals:
         if journal.owner_alive() and not force:

@@ -56,6 +56,16 @@ class HttpService:
         self.proxy = None  # chaos.injectors.http_proxy.HttpProxy once started
 
 
+class TcpService:
+    """The sandbox's TCP fault proxy at the world's edge (transparent: SO_ORIGINAL_DST)."""
+
+    PORT = 18081  # beside the HTTP proxy's 18080: the two never share a port
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self.proxy = None  # chaos.injectors.tcp_proxy.TcpProxy once started
+
+
 class FaultSwitch:
     """One planned fault: its injectors, applied and reverted as a unit."""
 
@@ -111,6 +121,7 @@ class Session:
         self.place.dns = self.dns
         self.http = HttpService()
         self.place.http = self.http
+        self.tcp = TcpService()
 
     @staticmethod
     def _zone(serve, hosts) -> dict[str, str]:
@@ -134,7 +145,7 @@ class Session:
         ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
         return PlanContext(self.run_id, False, clients, self.zone, path=path,
                            world=self.sandbox.world, region_ranges=ranges, dns=self.dns,
-                           http=self.http)
+                           http=self.http, tcp=self.tcp)
 
     def _lab_context(self, path: tuple) -> PlanContext:
         """In the lab, client-side faults act in the client and the cache namespaces; the
@@ -148,7 +159,7 @@ class Session:
         clients = {r: (ns, NETNS_ETC / ns / "hosts") for r, (ns, _) in sides.items()}
         ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
         return PlanContext(self.run_id, False, clients, self.zone, path=path, world=topo.hub_ns,
-                           region_ranges=ranges)
+                           region_ranges=ranges, http=self.http, tcp=self.tcp)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
         return FaultSwitch(fault, fault.injectors(self.context(path)))
@@ -188,6 +199,19 @@ class Session:
             self.start_dns(step)
         if self.http.wanted and self.http.proxy is None:
             self.start_http(step)
+        if self.tcp.wanted and self.tcp.proxy is None:
+            self.start_tcp(step)
+
+    def start_tcp(self, step) -> None:
+        from chaos.injectors.tcp_proxy import start_tcp_proxy
+
+        step(f"tcp: fault proxy at the world's edge, port {self.tcp.PORT}")
+        world = self.topology.hub_ns if self.lab is not None else self.sandbox.world
+        run_dir = self.journal.run_dir / "tcp-proxy"
+        run_dir.mkdir(exist_ok=True)
+        config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
+                                 "transparent": True}]}
+        self.tcp.proxy = start_tcp_proxy(self.journal, netns=world, config=config, run_dir=run_dir)
 
     def start_dns(self, step) -> None:
         from chaos.injectors.dns_rules import start_dns_server
@@ -204,11 +228,22 @@ class Session:
 
         step(f"http: fault proxy (mitmdump) at the world's edge, port {self.http.PORT}")
         run_dir = self.journal.run_dir / "http-proxy"
-        self.http.proxy = start_http_proxy(self.journal, netns=self.sandbox.world,
+        confdir, upstream_ca = run_dir / "ca", None
+        if self.lab is not None:
+            # The proxy signs with the lab's own CA, which every lab client already trusts,
+            # and checks the lab's servers against it: TLS stays real on both sides.
+            confdir.mkdir(parents=True)
+            ca = self.lab.ca
+            (confdir / "mitmproxy-ca.pem").write_bytes(ca.key.read_bytes() + ca.cert.read_bytes())
+            (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
+            upstream_ca = ca.cert
+        world = self.topology.hub_ns if self.lab is not None else self.sandbox.world
+        self.http.proxy = start_http_proxy(self.journal, netns=world,
                                            listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
-                                           run_dir=run_dir, confdir=run_dir / "ca")
-        self.place.env.update({k: v for k, v in self.http.proxy.client_env().items()
-                               if not k.lower().endswith("_proxy")})
+                                           run_dir=run_dir, confdir=confdir, upstream_ca=upstream_ca)
+        if self.lab is None:
+            self.place.env.update({k: v for k, v in self.http.proxy.client_env().items()
+                                   if not k.lower().endswith("_proxy")})
         self.mark_logs("run")
 
     def open_lab(self, step) -> None:
@@ -228,6 +263,7 @@ class Session:
         if self.lab.dockerd is not None:
             self.place.env["DOCKER_HOST"] = self.lab.dockerd.base_url
         self.mark_logs("run")
+        self.ensure_services(step)
 
     def mark_logs(self, scope: str) -> None:
         """Remember where each log ends: `requests` / `dns_queries` probes count from there."""

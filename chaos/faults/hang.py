@@ -1,0 +1,35 @@
+"""hang: the server accepts and never answers, or a download stops and the connection stays open."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from chaos.faults.tcp_rule import TcpFault
+from chaos.scenario.model import Duration
+
+
+class Hang(TcpFault):
+    """Connections are held: nothing more comes back, and the connection stays open.
+
+    `accept`: TCP connects, then silence (the server is never contacted). `after-request`:
+    the request reaches the server, no response byte comes back. `after-bytes`: `bytes` pass,
+    then the stream stalls. For `for` (default: forever), then `then`.
+    """
+
+    type: Literal["hang"] = "hang"
+    at: Literal["accept", "after-request", "after-bytes"] = "after-request"
+    bytes: int = Field(0, ge=0)
+    """With `after-bytes`: how many bytes pass before the stall."""
+    for_: Duration | None = Field(None, alias="for")
+    """How long each connection is held (default: until the client gives up)."""
+    then: Literal["resume", "close", "reset"] = "resume"
+    """When `for` elapses: the held bytes flow again, or the connection closes or resets."""
+    toxic: ClassVar[str] = "hang"
+
+    def toxic_params(self) -> dict:
+        return {"at": self.at, "bytes": self.bytes, "duration": self.for_, "then": self.then}
+
+    def label(self) -> str:
+        return self.name or f"hang {self.at} {', '.join(self.destinations) or 'all'}:{','.join(map(str, self.ports))}"

@@ -1,0 +1,33 @@
+"""reset: connections reset (RST) or closed (FIN) at once or after N bytes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chaos.faults.tcp_rule import TcpFault
+from chaos.scenario.model import Duration
+
+
+class Reset(TcpFault):
+    """End connections: `how: rst` sends a TCP reset (SO_LINGER 0: "Connection reset by
+    peer"), `how: fin` a clean close (a short read, "transfer closed with N bytes remaining").
+    `after` bytes in `direction` (0: at once, with no response at all)."""
+
+    type: Literal["reset"] = "reset"
+    how: Literal["rst", "fin"] = "rst"
+    after: int = Field(0, ge=0)
+    """Bytes that pass first (0: right after the connection is accepted)."""
+    delay: Duration = 0.0
+    """Wait this long before ending it."""
+
+    @property
+    def toxic(self) -> str:  # type: ignore[override]
+        return "reset" if self.how == "rst" else "close"
+
+    def toxic_params(self) -> dict:
+        return {"after": self.after, "delay": self.delay}
+
+    def label(self) -> str:
+        return self.name or f"reset ({self.how}) after {self.after} B"

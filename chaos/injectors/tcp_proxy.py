@@ -1,0 +1,274 @@
+"""TCP fault proxy: start it, switch toxics on and off, send a namespace's traffic through it.
+
+- ``start_tcp_proxy(journal, netns=..., config=..., run_dir=...)`` starts the proxy process
+  (journaled like every process a run starts) and waits for it to say ``ready``.
+- ``TcpToxic(proxy, rule)`` writes one rule file and has the proxy reload (SIGHUP); its undo
+  removes the file and reloads again. A toxic switched on applies to new connections; one
+  switched off also lets go of the open connections it acts on (held ones resume, slowed
+  ones run at full speed); reset/close/garbage already done stay done.
+- ``NatRedirect(netns, destinations, proxy_port)`` makes a namespace's connections to
+  ``addr:port`` land on the proxy without client settings (iptables nat OUTPUT REDIRECT in
+  its own chain, one ``iptables-restore --noflush`` batch each way).
+
+The process itself is ``chaos.injectors.tcp_server``; ``python -m chaos.injectors.tcp_proxy``
+runs it. Rule format: ``chaos.injectors.tcp_toxics``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos.injectors.base import Injector
+from chaos.injectors.tcp_server import PROXY_MARK
+from chaos.injectors.tcp_toxics import RuleError, parse_rule, rule_digest
+from chaos.journal import Entry, Journal, is_alive
+from chaos.processes import netns_argv, spawn
+
+RELOAD_TIMEOUT = 3.0
+
+
+@dataclass
+class TcpProxy:
+    """A running proxy process. ``listeners`` maps listener name -> bound (host, port)."""
+
+    proc: subprocess.Popen
+    entry: Entry
+    netns: str | None
+    dir: Path
+    listeners: dict[str, tuple[str, int]]
+
+    @property
+    def pid(self) -> int:
+        return self.entry.undo["pid"]
+
+    @property
+    def start(self) -> int | None:
+        return self.entry.undo["start"]
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.dir / "rules"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "connections.jsonl"
+
+    def address(self, listener: str) -> tuple[str, int]:
+        return self.listeners[listener]
+
+    def connections(self) -> list[dict]:
+        """The connection log so far: one dict per ended connection."""
+        if not self.log_path.exists():
+            return []
+        with open(self.log_path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.endswith("\n")]
+
+    def stop(self, journal: Journal) -> None:
+        """Stop the process (the journal's undo for it: SIGTERM to its group, then SIGKILL)."""
+        journal.undo(self.entry)
+        self.proc.wait()
+
+
+def start_tcp_proxy(journal: Journal, *, netns: str | None, config: dict | str | os.PathLike,
+                    run_dir: str | os.PathLike, timeout: float = 5.0) -> TcpProxy:
+    """Start the proxy (inside netns) with its files in a new directory under run_dir."""
+    if not isinstance(config, dict):
+        config = json.loads(Path(config).read_text(encoding="utf-8"))
+    home = Path(tempfile.mkdtemp(prefix="tcp-proxy-", dir=run_dir))
+    (home / "rules").mkdir()
+    (home / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    argv = [sys.executable, "-m", "chaos.injectors.tcp_proxy", "--config", str(home / "config.json"),
+            "--rules-dir", str(home / "rules"), "--log", str(home / "connections.jsonl")]
+    names = ",".join(spec["name"] for spec in config["listeners"])
+    with open(home / "stderr.log", "wb") as stderr:
+        proc, entry = spawn(journal, argv, netns=netns, what=f"tcp proxy ({names})",
+                            stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        line = _read_line(proc, timeout)
+        if not line.startswith("ready "):
+            raise RuntimeError(f"tcp proxy did not start within {timeout}s: "
+                               f"{(home / 'stderr.log').read_text(errors='replace')[-2000:]}")
+    except BaseException:
+        journal.undo(entry)
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()  # the proxy writes nothing after 'ready'
+    bound = {name: _split_addr(addr) for name, addr in json.loads(line[6:]).items()}
+    return TcpProxy(proc, entry, netns, home, bound)
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """One stdout line, or what there is when the process exits or the time is up."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
+            if sel.select(left):
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _split_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+# -- toxics --------------------------------------------------------------------------------------
+class TcpToxic(Injector):
+    """One toxic rule in a running proxy: a rule file plus SIGHUP, confirmed by the proxy."""
+
+    kind = "tcp-toxic"
+
+    def __init__(self, proxy: TcpProxy, rule: dict) -> None:
+        super().__init__()
+        rule = {k: v for k, v in dict(rule).items() if v is not None}
+        parse_rule(rule)  # a bad rule fails here, before anything is touched
+        self.proxy, self.rule = proxy, rule
+
+    def describe(self) -> str:
+        r = self.rule
+        extra = {k: v for k, v in r.items() if k not in ("id", "toxic", "direction", "probability")}
+        return (f"tcp toxic {r['id']}: {r['toxic']} {r.get('direction', 'downstream')}"
+                f" p={r.get('probability', 1)} {json.dumps(extra, sort_keys=True)}")
+
+    def apply(self, journal: Journal) -> None:
+        path = self.proxy.rules_dir / f"{self.rule['id']}.json"
+        undo = {"file": str(path), "id": self.rule["id"], "pid": self.proxy.pid,
+                "start": self.proxy.start}
+        self.record(journal, undo)
+        tmp = path.with_name(f".{path.name}.tmp")  # not *.json: a reload never sees it half-written
+        tmp.write_text(json.dumps(self.rule), encoding="utf-8")
+        os.replace(tmp, path)
+        _reload(undo, rule_digest(self.rule))
+
+
+def undo_toxic(record: dict) -> None:
+    """Remove the rule file and have the proxy drop the rule (nothing to do if it is gone)."""
+    Path(record["file"]).unlink(missing_ok=True)
+    _reload(record, None)
+
+
+def _reload(record: dict, digest: str | None) -> None:
+    """SIGHUP the proxy, then wait until its .status shows the rule loaded (digest) or gone."""
+    pid, start = record["pid"], record["start"]
+    if not is_alive(pid, start):
+        if digest is None:
+            return  # no proxy, no rule
+        raise RuntimeError(f"tcp proxy {pid} is not running")
+    status_path = Path(record["file"]).parent / ".status"
+    before = _status(status_path).get("generation", 0)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        status = _status(status_path)
+        loaded = status.get("rules", {}).get(record["id"])
+        if status.get("generation", 0) > before:
+            error = status.get("errors", {}).get(Path(record["file"]).name)
+            if error and digest is not None:
+                raise RuleError(f"tcp proxy rejected rule {record['id']!r}: {error}")
+        if loaded == digest:
+            return
+        if not is_alive(pid, start):
+            raise RuntimeError(f"tcp proxy {pid} exited during reload")
+        time.sleep(0.002)
+    raise TimeoutError(f"tcp proxy {pid} did not reload rule {record['id']!r} "
+                       f"within {RELOAD_TIMEOUT}s")
+
+
+def _status(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+# -- transparent redirect ------------------------------------------------------------------------
+class NatRedirect(Injector):
+    """iptables nat OUTPUT REDIRECT of ``addr[:port]`` destinations to the proxy port, inside netns.
+
+    Own chain ``chaos-tcp-<tag>`` (comment-tagged), jumped to from the top of nat OUTPUT;
+    the proxy's own upstream connections carry ``mark`` and are not redirected. The proxy must
+    listen on 127.0.0.1 (REDIRECT sends locally made connections there) in the same namespace.
+    """
+
+    kind = "tcp-redirect"
+
+    def __init__(self, netns: str, destinations: list[tuple[str, int]], proxy_port: int, *,
+                 mark: int = PROXY_MARK, tag: str | None = None) -> None:
+        super().__init__()
+        if not netns:
+            raise ValueError("NatRedirect only works inside a namespace (never the host's)")
+        self.netns, self.proxy_port, self.mark = netns, proxy_port, mark
+        self.destinations = [(str(addr), int(port)) for addr, port in destinations]
+        self.chain = f"chaos-tcp-{tag or secrets.token_hex(4)}"
+        if len(self.chain) > 28:
+            raise ValueError(f"chain name {self.chain!r} is longer than iptables allows (28)")
+
+    def describe(self) -> str:
+        dests = ", ".join(f"{a}:{p}" for a, p in self.destinations)
+        return f"redirect {dests} to tcp proxy :{self.proxy_port} in {self.netns} ({self.chain})"
+
+    def apply(self, journal: Journal) -> None:
+        self.record(journal, {"netns": self.netns, "chain": self.chain})
+        saved = _iptables_save(self.netns)
+        lines = ["*nat", f":{self.chain} - [0:0]"]  # declaring a chain with --noflush empties it
+        if not _jumps(saved, self.chain):
+            lines.append(f"-I OUTPUT -m comment --comment {self.chain} -j {self.chain}")
+        for addr, port in self.destinations:
+            lines.append(f"-A {self.chain} -p tcp -d {addr} --dport {port} -m mark ! --mark {self.mark}"
+                         f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.proxy_port}")
+        _iptables_restore(self.netns, lines + ["COMMIT"])
+
+
+def undo_redirect(record: dict) -> None:
+    """Remove the jump(s) and the chain; nothing to do if the namespace or chain is gone."""
+    netns, chain = record["netns"], record["chain"]
+    if not Path("/run/netns", netns).exists():
+        return
+    saved = _iptables_save(netns)
+    lines = ["*nat"] + ["-D" + rule[2:] for rule in _jumps(saved, chain)]
+    if f"\n:{chain} " in saved:
+        lines += [f"-F {chain}", f"-X {chain}"]
+    if len(lines) > 1:
+        _iptables_restore(netns, lines + ["COMMIT"])
+
+
+def _jumps(saved: str, chain: str) -> list[str]:
+    return [line for line in saved.splitlines()
+            if line.startswith("-A OUTPUT ") and line.endswith(f"-j {chain}")]
+
+
+def _iptables_save(netns: str) -> str:
+    return _run(netns_argv(netns, ["iptables-save", "-t", "nat"]), None)
+
+
+def _iptables_restore(netns: str, lines: list[str]) -> None:
+    _run(netns_argv(netns, ["iptables-restore", "--noflush"]), "\n".join(lines) + "\n")
+
+
+def _run(argv: list[str], stdin: str | None) -> str:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+if __name__ == "__main__":
+    from chaos.injectors.tcp_server import main
+
+    main()

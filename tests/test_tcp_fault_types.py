@@ -1,0 +1,65 @@
+"""TCP proxy fault types end to end: the proxy at the world's edge, curl in the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SCENARIOS, assert_same, snapshot, write
+
+TEMPLATE = """\
+name: tcp-{type}
+description: registry.test's connections get a {type} fault
+serve:
+  - name: registry.test
+    http: {{size: 200000}}
+faults:
+  - type: {type}
+    destinations: [registry.test]
+    ports: [80]
+{params}
+expect:
+  during:
+    - name: symptom
+      run: curl -sS --noproxy '*' -m 3 -o /dev/null -w '%{{size_download}}' http://registry.test/blob
+      exit: {exit}
+{check}
+  after:
+    - http: http://registry.test/blob
+      within: 2s
+"""
+
+CASES = [
+    # type, params, curl exit, extra check, minimum duration
+    ("hang", "    at: after-bytes\n    bytes: 50000", 28, "      stdout: {regex: '^[1-9][0-9]{4}$'}", 2.9),
+    ("slow", "    latency: 300ms", 0, "      stdout: {contains: '200000'}", 0.3),
+    ("slow", "    rate: 100000", 0, "      stdout: {contains: '200000'}", 1.5),
+    ("reset", "    after: 20000", 56, "      stderr: {contains: 'reset'}", 0.0),
+    ("reset", "    how: fin\n    after: 20000", 18, "      stderr: {contains: 'transfer closed'}", 0.0),
+    ("garbage", "    bytes: 64", "nonzero", "", 0.0),
+]
+
+
+@pytest.mark.parametrize("kind,params,exit,check,at_least", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_each_tcp_fault_shows_its_symptom(chaos, tmp_path, kind, params, exit, check, at_least):
+    text = TEMPLATE.format(type=kind, params=params, exit=exit, check=check)
+    report = tmp_path / "r.json"
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    probe = json.loads(report.read_text())["scenarios"][0]["probes"][0]
+    assert probe["duration"] >= at_least
+    assert_same(before, snapshot())
+
+
+def test_shipped_hang_scenario(chaos):
+    result = chaos("run", str(SCENARIOS / "upstream-accepts-never-answers.yaml"))
+    assert result.returncode == 0, result.stdout
+
+
+def test_probability_and_typos_are_checked(chaos, tmp_path):
+    text = TEMPLATE.format(type="reset", params="    aftr: 1", exit=0, check="")
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "faults[0].aftr: unknown key 'aftr' (did you mean 'after'?)" in result.stderr
