@@ -86,7 +86,7 @@ class PlanContext:
     def use_dns(self, rel: tuple = ()):
         """The run's fake DNS server (started because a fault asked for it)."""
         if self.dns is None:
-            self.fail(rel, "dns faults need the sandbox's resolver (not --host, not a lab yet)")
+            self.fail(rel, "dns faults need the sandbox's or the lab's resolver (not --host)")
         self.dns.wanted = True
         return self.dns
 

@@ -126,6 +126,11 @@ class Run:
     def plan(self) -> None:
         """Everything that can be refused is refused here, before the machine changes."""
         s = self.scenario
+        if s.lab is not None and not s.lab.dns and (
+                any(f.type == "dns" for f in s.faults) or any(
+                    getattr(p, "dns_queries", None) for ph in ("before", "during", "after")
+                    for p in getattr(s.expect, ph))):
+            s.lab.dns = True  # the lab must resolve through the fake DNS server from the start
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,

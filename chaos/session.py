@@ -39,6 +39,7 @@ class DnsService:
     """The sandbox's fake DNS server: wanted at plan time, started when the session opens."""
 
     ADDRESS = "198.18.1.2"
+    LAB_ADDRESS = "198.18.0.53"  # on the lab hub's bridge
 
     def __init__(self) -> None:
         self.wanted = False
@@ -108,7 +109,8 @@ class Session:
         if lab is not None:
             from chaos.lab.topology import Topology
 
-            self.topology = Topology(tag=self.run_id.removeprefix("chaos-"))
+            self.topology = Topology(tag=self.run_id.removeprefix("chaos-"),
+                                     resolver=DnsService.LAB_ADDRESS if lab.dns else None)
             self.zone = {s.host: s.address for s in self.topology.services}
             self.zone.update({name: str(addr) for name, addr in (hosts or {}).items()})
         else:
@@ -159,7 +161,8 @@ class Session:
         clients = {r: (ns, NETNS_ETC / ns / "hosts") for r, (ns, _) in sides.items()}
         ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
         return PlanContext(self.run_id, False, clients, self.zone, path=path, world=topo.hub_ns,
-                           region_ranges=ranges, http=self.http, tcp=self.tcp)
+                           region_ranges=ranges, http=self.http, tcp=self.tcp,
+                           dns=self.dns if topo.resolver else None)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
         return FaultSwitch(fault, fault.injectors(self.context(path)))
@@ -193,6 +196,8 @@ class Session:
         """Start the fake DNS server / HTTP fault proxy that planned faults asked for (also
         when a fixture injects a fault into a sandbox that is already open)."""
         if self.dns.wanted and self.dns.server is None:
+            if self.sandbox is None:
+                raise PlanError((), "this lab was started without its DNS server (`lab: {dns: true}`)")
             if self.sandbox.resolver is None:  # switch the clients over to the DNS server
                 self.sandbox.resolver = self.dns.ADDRESS
                 self.sandbox.write_resolver()
@@ -201,6 +206,16 @@ class Session:
             self.start_http(step)
         if self.tcp.wanted and self.tcp.proxy is None:
             self.start_tcp(step)
+
+    def _lab_dns(self, journal, topo) -> None:
+        """The lab resolves through the run's fake DNS server, started before any service."""
+        if topo.resolver is None:
+            return
+        from chaos.injectors.dns_rules import start_dns_server
+
+        self.dns.server = start_dns_server(journal, netns=topo.hub_ns, listen=topo.resolver,
+                                           zone=self.zone, run_dir=journal.run_dir / "dns",
+                                           seed=self.seed)
 
     def start_tcp(self, step) -> None:
         from chaos.injectors.tcp_proxy import start_tcp_proxy
@@ -252,7 +267,7 @@ class Session:
         step("lab: upstream, token server, CDN, cache, dockerd (a few seconds)")
         spec = self.lab_spec
         self.lab = lab_up(self.journal, self.journal.run_dir, topology=self.topology,
-                          dockerd=spec.dockerd, warm=tuple(spec.warm))
+                          dockerd=spec.dockerd, warm=tuple(spec.warm), on_network=self._lab_dns)
         topo = self.topology
         self.place.netns = topo.client_ns
         self.place.regions = {"default": topo.client_ns, "cache": topo.cache_ns}

@@ -39,12 +39,16 @@ class HttpError(Fault):
     """Server ports whose traffic goes through the fault proxy."""
     probability: float | None = Field(None, gt=0, le=1)
     """Answer this way for that share of requests; the rest pass."""
+    every: int | None = Field(None, ge=2)
+    """Answer this way for every Nth matching request only (a deterministic flap)."""
 
     def injectors(self, ctx):
         rule = self.model_dump(mode="json", include={"status", "body", "error_code", "delay",
                                                       "retry_after", "headers"}, exclude_none=True)
         if not rule.get("headers"):
             rule.pop("headers", None)
+        if self.every:
+            rule["every"] = self.every
         return http_injectors(ctx, self, {"fault": "http-error", **rule}, self.ports)
 
     def label(self) -> str:

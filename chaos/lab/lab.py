@@ -68,25 +68,27 @@ class Lab:
 def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None = None,
            images: tuple[SeedImage, ...] = DEFAULT_IMAGES,
            warm: tuple[str, ...] = ("library/busybox:1",),
-           dockerd: bool = True, timeout: float = 30) -> Lab:
+           dockerd: bool = True, timeout: float = 30, on_network=None) -> Lab:
     """Start the lab under ``run_dir/lab`` (must not exist) and return it.
 
     ``warm`` lists images pulled through the cache once, so they are cached; every other
     seeded image is never cached. Each component must be ready within ``timeout`` seconds,
     or ``NotReady`` (chaos.lab.ready) is raised - after undoing everything this call did.
+    ``on_network(journal, topology)`` runs once the namespaces exist, before any service.
     """
     if (Path(run_dir) / "lab").exists():
         raise FileExistsError(f"{Path(run_dir) / 'lab'} exists: one lab per run dir")
     mark = journal.mark()
     try:
-        return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout)
+        return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
+                   on_network)
     except BaseException:
         journal.rollback(mark)
         raise
 
 
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
-        timeout: float) -> Lab:
+        timeout: float, on_network=None) -> Lab:
     from chaos.lab import dockerd as dockerd_mod
     from chaos.lab import front, images as images_mod, registry
     from chaos.lab.ca import create_ca
@@ -104,6 +106,8 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     root = paths.make_dir(journal, run_dir / "lab")
     journal.note(event="lab-up", tag=topo.tag, run_dir=str(root), topology=topo.describe())
     netns.build(journal, topo)
+    if on_network is not None:  # e.g. the run's DNS server, which every service resolves through
+        on_network(journal, topo)
     lap("namespaces")
 
     ca = create_ca(root / "ca")

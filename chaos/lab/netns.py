@@ -74,6 +74,9 @@ def build(journal: Journal, topo: Topology) -> None:
     for ns in topo.namespaces:
         d = paths.make_dir(journal, ETC_NETNS / ns)
         (d / "hosts").write_text(topo.hosts_text())
+        (d / "resolv.conf").write_text(topo.resolv_text())  # never the host's resolver
+    if topo.resolver is not None:  # the resolver's address lives on the hub's bridge
+        _ip("-n", hub, "addr", "add", f"{topo.resolver}/{plen}", "dev", topo.bridge)
 
 
 def keep_sys_argv(ns: str, argv: list[str]) -> list[str]:

@@ -61,6 +61,9 @@ class Topology:
     cdn_host: str = "production.cloudflare.docker.com"
     cache_host: str = "cache.chaos.test"
     extra_hosts: dict[str, str] = field(default_factory=dict)
+    resolver: str | None = None
+    """Address of a DNS server the lab's namespaces resolve through (a run's fake DNS, for
+    DNS faults); None: the service names are in every namespace's hosts file instead."""
 
     @classmethod
     def new(cls, **kw) -> "Topology":
@@ -146,9 +149,15 @@ class Topology:
     def hosts_text(self) -> str:
         """The /etc/hosts every lab namespace sees (ip netns exec binds /etc/netns/<ns>/hosts)."""
         lines = ["127.0.0.1 localhost", "::1 localhost"]
-        lines += [f"{s.address} {s.host}" for s in self.services]
+        if self.resolver is None:
+            lines += [f"{s.address} {s.host}" for s in self.services]
         lines += [f"{addr} {name}" for name, addr in self.extra_hosts.items()]
         return "\n".join(lines) + "\n"
+
+    def resolv_text(self) -> str:
+        """resolv.conf of every lab namespace: the lab's resolver, or one where nothing
+        listens (names come from the hosts file; anything else fails at once)."""
+        return f"nameserver {self.resolver or '127.0.0.1'}\noptions timeout:1 attempts:1\n"
 
     def describe(self) -> dict:
         """Plain data for reports and ``chaos lab status``."""

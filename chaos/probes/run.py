@@ -177,8 +177,9 @@ def run_docker_pull(probe, place: Place, journal: Journal, result: ProbeResult) 
         result.verdict = HUNG
         return
     pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
-    result.checks.append(expect.Check("pull", "succeeds" if probe.ok else "fails", pulled,
-                                      observed["ok"] == probe.ok))
+    if probe.ok is not None:
+        result.checks.append(expect.Check("pull", "succeeds" if probe.ok else "fails", pulled,
+                                          observed["ok"] == probe.ok))
     result.checks += expect.text_checks("error", probe.error, observed.get("error", ""))
     if probe.layers is not None:
         result.checks.append(expect.Check("layers downloaded", str(probe.layers),

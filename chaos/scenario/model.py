@@ -150,8 +150,9 @@ class DockerPullProbe(ProbeBase):
 
     docker_pull: str = Field(pattern=r"^[^\s]+$")
     """The image reference, e.g. library/busybox:1 or {cache}/library/busybox:1."""
-    ok: bool = True
-    """Whether the pull must succeed (false: it must fail)."""
+    ok: bool | None = True
+    """Whether the pull must succeed (false: it must fail; null: either, only `within` and
+    the other checks count)."""
     error: TextMatch | None = None
     """Checks on the error text of a failed pull."""
     layers: int | None = Field(None, ge=0)
@@ -266,6 +267,9 @@ class LabSpec(Strict):
 
     dockerd: bool = True
     """Start the client dockerd (docker_pull probes need it)."""
+    dns: bool = False
+    """Resolve the lab's names through the run's fake DNS server instead of hosts files
+    (what `dns` faults in a lab need)."""
     warm: list[str] = ["library/busybox:1"]
     """Images pulled through the cache before the run, so they are cached. The lab also
     seeds library/never-pulled:1 and library/big:1 (28 MB in three layers), never cached."""

@@ -6,7 +6,8 @@ A rule file (``<rules dir>/<id>.json``) holds one object::
      "match": {"host": "registry-1.docker.io", "path": "/v2/*", "method": ["GET", "HEAD"],
                "clients": ["198.18.2.0/24"]}}
 
-Every key besides ``id``, ``fault``, ``probability`` and ``match`` is a parameter of the
+``every`` (N) makes a rule act on every Nth matching request only.
+Every key besides ``id``, ``fault``, ``probability``, ``every`` and ``match`` is a parameter of the
 fault. Each ``match`` key is optional; a rule without ``match`` matches every request.
 ``host`` and ``path`` are shell-style patterns (a string or a list of them), ``path_regex``
 a regular expression searched in the path, ``clients`` CIDRs of the client's address.
@@ -163,9 +164,18 @@ class Rule:
     params: dict
     probability: float = 1.0
     match: Match = field(default_factory=Match)
+    every: int = 1
+    """Act only on every Nth matching request (a deterministic flap: 2 = every second one)."""
 
     def fires(self) -> bool:
+        if self.every > 1:
+            _SEEN[self.id] = _SEEN.get(self.id, 0) + 1
+            if _SEEN[self.id] % self.every:
+                return False
         return self.probability >= 1.0 or random.random() < self.probability
+
+
+_SEEN: dict[str, int] = {}  # matching requests per rule id, for `every`
 
 
 def parse_rule(raw: Any, check: Callable[[dict], dict]) -> Rule:
@@ -177,8 +187,12 @@ def parse_rule(raw: Any, check: Callable[[dict], dict]) -> Rule:
     probability = raw.get("probability", 1.0)
     if not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
         raise ValueError(f"probability {probability!r} is not within 0..1")
-    params = {k: v for k, v in raw.items() if k not in ("id", "fault", "probability", "match")}
-    return Rule(rule_id, raw["fault"], check(params), float(probability), Match.parse(raw.get("match")))
+    every = raw.get("every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every {every!r}: a whole number >= 1")
+    params = {k: v for k, v in raw.items() if k not in ("id", "fault", "probability", "match", "every")}
+    return Rule(rule_id, raw["fault"], check(params), float(probability), Match.parse(raw.get("match")),
+                every)
 
 
 class RuleSet:
