@@ -156,6 +156,83 @@ def recover(state_dir, force) -> None:
     sys.exit(recover_all(state_dir, force, echo=click.echo))
 
 
+class FaultSpec(click.ParamType):
+    """--fault 'NAMES=ANSWER' or a YAML mapping of a dns fault's parameters."""
+
+    name = "FAULT"
+
+    def convert(self, value, param, ctx):
+        import yaml
+        from pydantic import ValidationError
+
+        from chaos.faults.dns import Dns
+
+        if "=" in value and not value.lstrip().startswith("{"):
+            names, _, answer = value.partition("=")
+            data = {"names": names.split(","), "answer": answer}
+        else:
+            try:
+                data = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                self.fail(f"{value!r}: not YAML ({exc})", param, ctx)
+        try:
+            return Dns.model_validate({**(data or {}), "type": "dns"})
+        except (ValidationError, TypeError) as exc:
+            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()
+            self.fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'fault'}: {e['msg']}"
+                                for e in errors), param, ctx)
+
+
+@cli.group()
+def dns() -> None:
+    """The fake DNS server on its own, for trying faults by hand."""
+
+
+@dns.command("serve")
+@click.option("--zone", "zone_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or JSON: {name: address or [addresses]}; other names get REFUSED.")
+@click.option("--fault", "faults", multiple=True, type=FaultSpec(),
+              help="'NAMES=ANSWER' (e.g. '*.docker.io=servfail') or a YAML mapping "
+                   "('{names: [x.test], answer: delay, delay: 2s}'); repeatable.")
+@click.option("--listen", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5353, show_default=True)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Query log (JSON lines).")
+def dns_serve(zone_file, faults, listen, port, log_path) -> None:
+    """Serve a zone with faults until Ctrl-C: `dig @127.0.0.1 -p 5353 registry.test`."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    zone = {}
+    if zone_file:
+        raw = yaml.safe_load(open(zone_file)) or {}
+        if not isinstance(raw, dict):
+            raise click.BadParameter("the zone is a mapping of names to addresses", param_hint="--zone")
+        zone = {name: value if isinstance(value, list) else [value] for name, value in raw.items()}
+    with tempfile.TemporaryDirectory(prefix="chaos-dns-") as tmp:
+        rules = os.path.join(tmp, "rules")
+        os.mkdir(rules)
+        for index, fault in enumerate(faults):
+            rule = fault.rule(f"fault-{index}")
+            with open(os.path.join(rules, f"fault-{index}.json"), "w") as f:
+                json.dump(rule, f)
+        with open(os.path.join(tmp, "zone.json"), "w") as f:
+            json.dump(zone, f)
+        argv = [sys.executable, "-m", "chaos.injectors.dns_server", "--listen", listen, "--port",
+                str(port), "--zone", os.path.join(tmp, "zone.json"), "--rules-dir", rules,
+                "--log", log_path or os.path.join(tmp, "queries.jsonl")]
+        click.echo(f"fake DNS on {listen}:{port} ({len(zone)} names, {len(faults)} faults); Ctrl-C stops",
+                   err=True)
+        try:
+            code = subprocess.call(argv)
+        except KeyboardInterrupt:
+            code = 0
+    sys.exit(code)
+
+
 @cli.group()
 def lab() -> None:
     """The registry lab: upstream (as registry-1.docker.io, with Hub's token flow and CDN

@@ -63,3 +63,38 @@ def test_missing_parameter_is_located(chaos, tmp_path):
     text = TEMPLATE.format(answer="rotate", extra="", exit=0, within="1s")
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 2 and "s.yaml:6:5: faults[0]: answer rotate needs `addresses`" in result.stderr
+
+
+def test_dns_serve_alone_for_manual_testing(tmp_path, state_dir):
+    import signal
+    import socket
+    import subprocess
+    from conftest import chaos_cmd
+
+    zone = write(tmp_path, "registry.test: 198.18.1.10\nmirror.test: [198.18.1.11]\n", "zone.yaml")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(chaos_cmd("dns", "serve", "--zone", str(zone), "--port", str(port),
+                                      "--fault", "registry.test=servfail"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+
+        def dig(name):
+            return subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=2", name],
+                                  capture_output=True, text=True).stdout
+
+        assert "status: SERVFAIL" in dig("registry.test")
+        assert "198.18.1.11" in dig("mirror.test")
+        assert "status: REFUSED" in dig("elsewhere.test")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    servers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"--port {port}" not in servers, "the server must end with the command"
+
+
+def test_dns_serve_rejects_a_bad_fault(chaos):
+    result = chaos("dns", "serve", "--fault", "x.test=bogus")
+    assert result.returncode == 2 and "Invalid value for '--fault': answer:" in result.stderr
