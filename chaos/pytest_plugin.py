@@ -5,7 +5,11 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
 - ``chaos_sandbox``: a fresh sandbox. ``.serve(name, body=..)`` starts a server in its world,
   ``.run(cmd)`` runs a client command in it, ``.inject({"type": ..., ...})`` applies a fault
   (returns a handle with ``.revert()``).
-- ``blackhole``: ``blackhole("registry.test", kind="unreachable")``, routes in chaos_sandbox.
+- ``blackhole``: ``blackhole("registry.test", kind="unreachable")``, routes in chaos_sandbox;
+  ``packet_filter``, ``fake_dns``, ``tcp_faults``, ``http_faults``: the other fault kinds, on
+  demand, with their logs (``fake_dns.queries``, ``tcp_faults.connections``, ``http_faults.requests``).
+- ``registry_lab``: the registry lab, started once per session (``make_registry_lab``) and
+  reset (its log marks) for each test.
 - ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
   text) and returns its ScenarioResult.
 Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` applies that scenario's faults
@@ -171,6 +175,40 @@ class HttpFaults:
 @pytest.fixture
 def http_faults(chaos_sandbox):
     return HttpFaults(chaos_sandbox)
+
+
+class TcpFaults:
+    """The sandbox's TCP fault proxy: ``hang("registry.test", at="accept")``, ``slow(...,
+    latency="200ms")``, ``reset(..., after=1000)``, ``garbage(...)``, and its ``connections``."""
+
+    def __init__(self, sandbox: SandboxHandle) -> None:
+        self.sandbox = sandbox
+
+    def _add(self, kind: str, destinations, ports, params):
+        return self.sandbox.inject({"type": kind, "destinations": list(destinations),
+                                    "ports": list(ports), **params})
+
+    def hang(self, *destinations: str, ports=(80,), **params):
+        return self._add("hang", destinations, ports, params)
+
+    def slow(self, *destinations: str, ports=(80,), **params):
+        return self._add("slow", destinations, ports, params)
+
+    def reset(self, *destinations: str, ports=(80,), **params):
+        return self._add("reset", destinations, ports, params)
+
+    def garbage(self, *destinations: str, ports=(80,), **params):
+        return self._add("garbage", destinations, ports, params)
+
+    @property
+    def connections(self) -> list[dict]:
+        proxy = self.sandbox.session.tcp.proxy
+        return proxy.connections() if proxy else []
+
+
+@pytest.fixture
+def tcp_faults(chaos_sandbox):
+    return TcpFaults(chaos_sandbox)
 
 
 @pytest.fixture(scope="session")

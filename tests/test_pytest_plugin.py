@@ -140,3 +140,39 @@ def test_fake_dns_and_http_faults_fixtures(suite):
     before = snapshot()
     suite.runpytest_subprocess().assert_outcomes(passed=2)
     assert_same(before, snapshot())
+
+
+def test_tcp_faults_fixture(suite):
+    suite.makepyfile("""
+        def test_hang_then_release(chaos_sandbox, tcp_faults):
+            chaos_sandbox.serve("registry.test")
+            held = tcp_faults.hang("registry.test", at="accept")
+            code, _, err = chaos_sandbox.run("curl -sS -m 1 http://registry.test/")
+            assert code == 28, err
+            held.revert()
+            assert chaos_sandbox.run("curl -sS -m 2 http://registry.test/")[0] == 0
+            held_ones = [c for c in tcp_faults.connections if c["toxics"]]
+            assert held_ones and held_ones[0]["destination"].endswith(":80")
+    """)
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_registry_lab_fixture_is_shared_and_reset(suite):
+    import shutil
+
+    if shutil.which("dockerd") is None:
+        pytest.skip("the lab needs docker.io (scripts/setup)")
+    suite.makepyfile("""
+        def test_pull_through_the_cache(registry_lab):
+            client = registry_lab.docker()
+            client.images.pull("library/busybox", tag="1")
+            assert registry_lab.requests("cache", path="/manifests/")
+
+        def test_marks_reset_per_test(registry_lab):
+            assert registry_lab.requests("cache") == []  # nothing yet in this test
+            code, out, _ = registry_lab.run("getent hosts cache.chaos.test")
+            assert code == 0 and "198.18.0.20" in out
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=2)
+    assert_same(before, snapshot())
