@@ -269,6 +269,10 @@ class Session:
         self.lab = lab_up(self.journal, self.journal.run_dir, topology=self.topology,
                           dockerd=spec.dockerd, warm=tuple(spec.warm), on_network=self._lab_dns)
         topo = self.topology
+        if spec.client_os:
+            from chaos.injectors.client_profile import client_profile
+
+            client_profile(topo.client_ns, os_family=spec.client_os, tag=self.run_id).apply(self.journal)
         self.place.netns = topo.client_ns
         self.place.regions = {"default": topo.client_ns, "cache": topo.cache_ns}
         self.place.lab = self.lab

@@ -20,6 +20,10 @@ KNOWN = {
     "registry-route-blackhole-upstream": {"cached image still pulls, from the cache": "failed"},
     # the cache waits on the CDN with no deadline of its own; dockerd waits on the cache
     "registry-geo-block-cdn": {"never-cached image fails within a bound (no hang)": "hung"},
+    # dockerd waits on the stalled CDN connection and never resumes with Range (120 s measured)
+    "registry-bot-mitigation-drop": {
+        "the Windows-profile docker host pulls big:1 straight from Hub, resuming": "hung",
+        "the CDN answered partial content to the resumed layers": "failed"},
     # about 30 s: dockerd waits for the cache, then tries Hub itself (TLS handshake timeout)
     "registry-upstream-never-answers": {"never-cached image pulls or fails within a bound": "failed"},
     # the cache passes the upstream's 503 on at once, dockerd does not retry a manifest

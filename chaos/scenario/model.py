@@ -270,6 +270,9 @@ class LabSpec(Strict):
     dns: bool = False
     """Resolve the lab's names through the run's fake DNS server instead of hosts files
     (what `dns` faults in a lab need)."""
+    client_os: Literal["linux", "macos", "windows", "network-device"] | None = None
+    """Make the docker host's kernel send what that OS family sends (initial TTL, TCP
+    options), for packet-level bot-mitigation faults."""
     warm: list[str] = ["library/busybox:1"]
     """Images pulled through the cache before the run, so they are cached. The lab also
     seeds library/never-pulled:1 and library/big:1 (28 MB in three layers), never cached."""
