@@ -276,7 +276,8 @@ class Session:
         self.place.netns = topo.client_ns
         self.place.regions = {"default": topo.client_ns, "cache": topo.cache_ns}
         self.place.lab = self.lab
-        self.place.variables.update(self.lab.placeholders())
+        # --var values win over the lab's own names (a cache of your own for {cache}).
+        self.place.variables = {**self.lab.placeholders(), **self.place.variables}
         ca = str(self.lab.ca.cert)
         self.place.env.update(SSL_CERT_FILE=ca, CURL_CA_BUNDLE=ca)
         if self.lab.dockerd is not None:

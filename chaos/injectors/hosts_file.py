@@ -4,10 +4,22 @@ glibc returns every line that names a host (not only the first), and clients the
 other addresses, so adding `127.0.0.1 name` is not enough when the file already maps
 `name`: such lines are disabled in place with a tagged prefix (their other names are kept
 in the block) and re-enabled on revert, byte for byte.
+
+Two rules keep the file whole whatever happens:
+- every read-change-write holds an exclusive lock (flock on the file's folder, so no lock
+  file is left behind): two runs editing /etc/hosts at once would otherwise lose a block,
+  resurrect one already reverted, or read a half-written file and write it back;
+- the file is written in place (see ``_write_in_place``), which a SIGKILL can cut short,
+  leaving the new content's start over the old content's end. So the content being
+  replaced is first saved as a *spare* in the run's folder, and removed once the write is
+  complete; an undo that finds a spare puts it back first, then removes the block.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 from pathlib import Path
 
@@ -21,12 +33,62 @@ def _markers(tag: str) -> tuple[bytes, bytes, bytes]:
 
 
 def _write_in_place(path: Path, data: bytes) -> None:
-    # In place, not rename: /etc/hosts is often a bind mount (containers), which rename breaks.
+    # In place, not rename: /etc/hosts is often a bind mount (containers), which rename
+    # breaks, and processes started by `ip netns exec` see /etc/netns/<ns>/hosts through a
+    # bind mount of the file made when they started: a renamed-over file would not reach them.
     with open(path, "r+b") as f:
         f.write(data)
         f.truncate()
         f.flush()
         os.fsync(f.fileno())
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # the spare is there whole or not at all
+
+
+def _replace(path: Path, old: bytes, new: bytes, spare: Path | None) -> None:
+    """Write ``new`` over ``old`` in place; ``spare`` keeps ``old`` until the write is whole."""
+    if spare is None or not spare.parent.is_dir():
+        _write_in_place(path, new)
+        return
+    _fsync_write(spare, old)
+    _write_in_place(path, new)
+    spare.unlink(missing_ok=True)
+
+
+def _restore_spare(path: Path, spare: Path | None) -> None:
+    """A spare left behind means a write was cut short: put the content it replaced back."""
+    if spare is None:
+        return
+    try:
+        data = spare.read_bytes()
+    except FileNotFoundError:
+        return
+    _write_in_place(path, data)  # cut short again? the spare is still there for the next try
+    spare.unlink(missing_ok=True)
+
+
+def spare_path(run_dir: Path, path: Path) -> Path:
+    """Where the content of ``path`` waits while a write over it is under way."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    return run_dir / f"hosts-{digest}.spare"
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold the lock every chaos edit of ``path`` takes (flock on its folder)."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _names(line: bytes) -> list[str]:
@@ -50,8 +112,13 @@ class HostsBlock(Injector):
     def apply(self, journal: Journal) -> None:
         if self.applied:
             return
+        spare = spare_path(journal.run_dir, self.path)
+        self.record(journal, {"path": str(self.path), "tag": self.tag, "spare": str(spare)})
+        with locked(self.path):
+            self._apply(spare)
+
+    def _apply(self, spare: Path) -> None:
         begin, end, disabled = _markers(self.tag)
-        self.record(journal, {"path": str(self.path), "tag": self.tag})
         old = self.path.read_bytes()
         if begin in old:  # already there (a retried apply): leave it as it is
             return
@@ -67,16 +134,27 @@ class HostsBlock(Injector):
                     block.append(line.split()[0] + b"\t" + " ".join(rest).encode() + b"\n")
             else:
                 body.append(line)
-        _write_in_place(self.path, begin + b"".join(block) + end + b"".join(body))
+        _replace(self.path, old, begin + b"".join(block) + end + b"".join(body), spare)
 
 
-def remove_block(path: Path, tag: str) -> bool:
-    """Cut the tagged block out and re-enable disabled lines; False when nothing was there."""
+def remove_block(path: Path, tag: str, spare: Path | None = None) -> bool:
+    """Cut the tagged block out and re-enable disabled lines; False when nothing was there.
+
+    A ``spare`` left by a write that was cut short is put back first."""
+    if not path.exists():
+        return False
+    with locked(path):
+        _restore_spare(path, spare)
+        return _remove_block(path, tag, spare)
+
+
+def _remove_block(path: Path, tag: str, spare: Path | None) -> bool:
     begin, end, disabled = _markers(tag)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return False
+    original = data
     start = data.find(begin)
     if start >= 0:
         stop = data.find(end, start)
@@ -87,9 +165,10 @@ def remove_block(path: Path, tag: str) -> bool:
         return False
     lines = data.splitlines(keepends=True)
     restored = b"".join(line[len(disabled):] if line.startswith(disabled) else line for line in lines)
-    _write_in_place(path, restored)
+    _replace(path, original, restored, spare)
     return True
 
 
 def undo(record: dict) -> None:
-    remove_block(Path(record["path"]), record["tag"])
+    spare = record.get("spare")
+    remove_block(Path(record["path"]), record["tag"], Path(spare) if spare else None)
