@@ -84,25 +84,14 @@ def challenge(p: dict, host: str):
     return response
 
 
-class BotMitigation:
+class BotMitigation(rules.RuleAddon):
     """Treats requests matching a bot signature the way a CDN's bot defence does."""
 
+    FAULT, check = FAULT, staticmethod(check)
+
     def __init__(self) -> None:
-        self.rules = rules.RuleSet({FAULT: check})
+        super().__init__()
         self.seen: dict[tuple[str, str], deque] = {}  # (rule id, client) -> request times
-
-    def load(self, loader) -> None:
-        rules.add_options(loader)
-
-    def configure(self, updated) -> None:
-        rules.check_rules_dir(updated)
-        if rules.RULES_DIR_OPTION in updated:
-            from mitmproxy import ctx
-
-            self.rules.configure(ctx.options.chaos_rules_dir)
-
-    def running(self) -> None:
-        rules.install_sighup()
 
     def signature(self, rule, flow) -> bool:
         p, headers = rule.params, flow.request.headers

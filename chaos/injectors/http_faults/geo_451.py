@@ -47,24 +47,10 @@ def make_response(p: dict, host: str):
     return response
 
 
-class Geo451:
+class Geo451(rules.RuleAddon):
     """Answers requests from the blocked region with 451."""
 
-    def __init__(self) -> None:
-        self.rules = rules.RuleSet({FAULT: check})
-
-    def load(self, loader) -> None:
-        rules.add_options(loader)
-
-    def configure(self, updated) -> None:
-        rules.check_rules_dir(updated)
-        if rules.RULES_DIR_OPTION in updated:
-            from mitmproxy import ctx
-
-            self.rules.configure(ctx.options.chaos_rules_dir)
-
-    def running(self) -> None:
-        rules.install_sighup()
+    FAULT, check = FAULT, staticmethod(check)
 
     def request(self, flow) -> None:
         if not actions.untouched(flow):

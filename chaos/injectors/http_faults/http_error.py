@@ -71,24 +71,10 @@ def make_response(p: dict, host: str):
     return response
 
 
-class HttpError:
+class HttpError(rules.RuleAddon):
     """Answers matching requests with a CDN error; the origin is never contacted."""
 
-    def __init__(self) -> None:
-        self.rules = rules.RuleSet({FAULT: check})
-
-    def load(self, loader) -> None:
-        rules.add_options(loader)
-
-    def configure(self, updated) -> None:
-        rules.check_rules_dir(updated)
-        if rules.RULES_DIR_OPTION in updated:
-            from mitmproxy import ctx
-
-            self.rules.configure(ctx.options.chaos_rules_dir)
-
-    def running(self) -> None:
-        rules.install_sighup()
+    FAULT, check = FAULT, staticmethod(check)
 
     async def request(self, flow) -> None:
         if not actions.untouched(flow):

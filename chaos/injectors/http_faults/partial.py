@@ -97,25 +97,14 @@ class Cut:
         return data if data else []
 
 
-class Partial:
+class Partial(rules.RuleAddon):
     """Cuts matching response bodies after N bytes and serves Range requests with 206."""
 
+    FAULT, check = FAULT, staticmethod(check)
+
     def __init__(self) -> None:
-        self.rules = rules.RuleSet({FAULT: check})
+        super().__init__()
         self.cuts: dict[str, tuple] = {}  # flow id -> (rule, Cut, reset task holder)
-
-    def load(self, loader) -> None:
-        rules.add_options(loader)
-
-    def configure(self, updated) -> None:
-        rules.check_rules_dir(updated)
-        if rules.RULES_DIR_OPTION in updated:
-            from mitmproxy import ctx
-
-            self.rules.configure(ctx.options.chaos_rules_dir)
-
-    def running(self) -> None:
-        rules.install_sighup()
 
     def responseheaders(self, flow) -> None:
         response = flow.response

@@ -300,3 +300,31 @@ def headers(params: dict) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("headers must be an object of strings")
     return value
+
+
+class RuleAddon:
+    """What every fault addon shares: the rules of its fault kind (``FAULT`` checked by
+    ``check``), the rules-dir option declared in ``load`` and checked in ``configure``, and
+    the SIGHUP reload once mitmproxy runs."""
+
+    FAULT: str = ""
+
+    @staticmethod
+    def check(params: dict) -> dict:
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        self.rules = RuleSet({self.FAULT: self.check})
+
+    def load(self, loader) -> None:
+        add_options(loader)
+
+    def configure(self, updated) -> None:
+        check_rules_dir(updated)
+        if RULES_DIR_OPTION in updated:
+            from mitmproxy import ctx
+
+            self.rules.configure(ctx.options.chaos_rules_dir)
+
+    def running(self) -> None:
+        install_sighup()
