@@ -177,10 +177,11 @@ class FaultSpec(click.ParamType):
                 self.fail(f"{value!r}: not YAML ({exc})", param, ctx)
         try:
             return Dns.model_validate({**(data or {}), "type": "dns"})
-        except (ValidationError, TypeError) as exc:
-            errors = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()
+        except ValidationError as exc:
             self.fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'fault'}: {e['msg']}"
-                                for e in errors), param, ctx)
+                                for e in exc.errors()), param, ctx)
+        except TypeError:  # YAML that is not a mapping
+            self.fail(f"{value!r}: give NAMES=ANSWER or a mapping", param, ctx)
 
 
 @cli.group()

@@ -384,18 +384,10 @@ class DnsServer:
 
     def queries(self) -> list[dict]:
         """Every query the server answered (or dropped) so far, oldest first."""
+        from chaos import jsonl
+
         self.flush()
-        try:
-            text = self.log_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # a torn last line of a killed server
-        return out
+        return jsonl.read(self.log_path)
 
     def stop(self, journal: Journal) -> None:
         """Kill it through its journal record (so the record is marked undone)."""

@@ -229,17 +229,9 @@ class HttpProxy:
 
     def requests(self) -> list[dict]:
         """Every request the proxy finished, oldest first (see request_log.py for the fields)."""
-        try:
-            text = self.request_log.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line being written right now
-        return out
+        from chaos import jsonl
+
+        return jsonl.read(self.request_log)
 
     def rule(self, rule: dict) -> "HttpRule":
         return HttpRule(self.rules_dir, rule)

@@ -68,10 +68,9 @@ class TcpProxy:
 
     def connections(self) -> list[dict]:
         """The connection log so far: one dict per ended connection."""
-        if not self.log_path.exists():
-            return []
-        with open(self.log_path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.endswith("\n")]
+        from chaos import jsonl
+
+        return jsonl.read(self.log_path)
 
     def stop(self, journal: Journal) -> None:
         """Stop the process (the journal's undo for it: SIGTERM to its group, then SIGKILL)."""
