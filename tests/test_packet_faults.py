@@ -81,9 +81,7 @@ def test_shipped_packet_incidents_pass_and_leave_nothing(chaos, name):
     assert_same(before, snapshot())
 
 
-def test_geo_block_refuses_unknown_region_and_http_451(chaos, tmp_path):
+def test_geo_block_refuses_an_unknown_region(chaos, tmp_path):
     text = (SCENARIOS / "cdn-geo-block-es.yaml").read_text()
     result = chaos("run", str(write(tmp_path, text.replace("region: ES\n    block", "region: FR\n    block"))))
     assert result.returncode == 2 and "faults[0].region: unknown region 'FR'" in result.stdout
-    result = chaos("run", str(write(tmp_path, text.replace("action: drop", "action: http-451"), "b.yaml")))
-    assert result.returncode == 2 and "faults[0].action: http-451" in result.stdout

@@ -1,0 +1,88 @@
+"""Whole-process time of a trivial scenario: `chaos run` against Chaos Toolkit's `chaos run`.
+
+    /opt/chaos-venv/bin/python benchmarks/process_time.py [--runs 20]
+
+Ours: ``chaos run --host trivial.yaml`` (one ``run: "true"`` probe, no fault, no sandbox;
+the journal is written and fsynced as in every run). Peer: Chaos Toolkit's ``chaos run`` of
+the equivalent experiment (one process probe running ``true``; ``--no-version-check`` so it
+does not call PyPI, ``--no-log-file``, its journal written to a temporary file). Chaos
+Toolkit lives in its own venv (its CLI is also called ``chaos``):
+
+    python3 -m venv /opt/chaostoolkit-venv && /opt/chaostoolkit-venv/bin/pip install chaostoolkit
+
+Runs alternate (ours, peer, peer, ours, ...) after a warm-up; the figure is the median wall
+time, the ratio the median of per-round ratios; CPU time (user + system of the child) is
+shown too, as a busy machine disturbs it less. Target: <= 1.0x Chaos Toolkit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
+                      round_ratio)
+
+SCENARIO = """\
+name: trivial
+description: one trivial probe, no fault
+expect:
+  during:
+    - run: "true"
+"""
+EXPERIMENT = {
+    "version": "1.0.0", "title": "trivial", "description": "one trivial probe, no fault",
+    "method": [{"type": "probe", "name": "true", "provider": {"type": "process", "path": "true"}}],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="8 runs each")
+    args = parser.parse_args()
+    runs = 8 if args.quick else args.runs
+    ctk = ctk_argv()
+    if ctk is None:
+        print(f"skipped: Chaos Toolkit is not installed; {CTK_INSTALL}")
+        figure("process time, trivial scenario", "-", "Chaos Toolkit: not installed", "-",
+               "<= 1.0x Chaos Toolkit", None)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="chaos-bench-process-"))
+    try:
+        (work / "trivial.yaml").write_text(SCENARIO)
+        (work / "experiment.json").write_text(json.dumps(EXPERIMENT))
+        commands = {
+            "chaos run": chaos_argv() + ["run", "--host", "trivial.yaml",
+                                         "--state-dir", str(work / "state")],
+            "chaostoolkit run": ctk + ["--no-version-check", "--no-log-file", "run",
+                                       "--journal-path", str(work / "journal.json"),
+                                       "experiment.json"],
+        }
+        t = alternate(commands, runs, warmup=2, cwd=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ours, peer = t["chaos run"], t["chaostoolkit run"]
+    wall_ratio = round_ratio(ours["wall"], peer["wall"])
+    cpu_ratio = round_ratio(ours["cpu"], peer["cpu"])
+    print(f"whole process, trivial scenario, median of {runs} alternating runs, "
+          f"{os.cpu_count()} CPUs")
+    for name, v in t.items():
+        print(f"  {name:17s} wall {median(v['wall']) * 1000:6.1f} ms   CPU "
+              f"{median(v['cpu']) * 1000:6.1f} ms")
+    print(f"  ratio ours/Chaos Toolkit: wall {wall_ratio:.2f}x, CPU {cpu_ratio:.2f}x "
+          "(medians of per-round ratios)")
+    figure("process time, trivial scenario (--host)", f"{median(ours['wall']) * 1000:.0f} ms",
+           f"Chaos Toolkit chaos run {median(peer['wall']) * 1000:.0f} ms",
+           f"{wall_ratio:.2f}x (CPU {cpu_ratio:.2f}x)", "<= 1.0x Chaos Toolkit", wall_ratio <= 1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
