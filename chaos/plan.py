@@ -2,8 +2,10 @@
 
 Guardrails (refused before anything is applied, with the field that asked for it):
 - a destination covering the whole address space (0.0.0.0/0, ::/0), in any mode;
-- in host mode, the default route's gateway, host loopback (127.0.0.0/8, ::1) and the
-  address the SSH session comes from.
+- in host mode, the default routes' gateways (IPv4 and IPv6), host loopback (127.0.0.0/8,
+  ::1) and the address the SSH session comes from;
+- in host mode, host names the machine needs itself (``guard_name``: localhost, its host
+  name), for faults that redirect names.
 """
 
 from __future__ import annotations
@@ -20,18 +22,58 @@ Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
 
-def default_gateways() -> list[ipaddress._BaseAddress]:
-    """Gateways of the host's default routes, read from /proc (no netlink import needed)."""
-    gateways = []
+_RTF_REJECT = 0x0200  # an "unreachable" default (the kernel's own on lo): no gateway there
+
+
+def default_gateways(ipv4: str = "/proc/net/route",
+                     ipv6: str = "/proc/net/ipv6_route") -> list[ipaddress._BaseAddress]:
+    """Gateways of the host's default routes, IPv4 and IPv6, read from /proc (no netlink
+    import needed)."""
+    gateways: list[ipaddress._BaseAddress] = []
     try:
-        with open("/proc/net/route") as f:
+        with open(ipv4) as f:
             for line in f.readlines()[1:]:
                 parts = line.split()
                 if parts[1] == "00000000" and parts[7] == "00000000":
                     gateways.append(ipaddress.IPv4Address(int(parts[2], 16).to_bytes(4, "little")))
     except OSError:
         pass
+    try:
+        with open(ipv6) as f:
+            for line in f:
+                # dest, dest prefix, source, source prefix, next hop, metric, refs, use, flags, dev
+                parts = line.split()
+                if len(parts) < 10 or parts[1] != "00" or int(parts[0], 16) != 0:
+                    continue
+                hop = int(parts[4], 16)
+                if hop and not int(parts[8], 16) & _RTF_REJECT:
+                    gateways.append(ipaddress.IPv6Address(hop))
+    except (OSError, ValueError):
+        pass
     return gateways
+
+
+LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def machine_names(hosts: str = "/etc/hosts") -> set[str]:
+    """Names this machine needs for itself: localhost, its host name, and every name the
+    hosts file maps to a loopback address (Debian's `127.0.1.1 <hostname>`). Local only:
+    no DNS lookup."""
+    names = set(LOCAL_NAMES) | {socket.gethostname().lower()}
+    try:
+        with open(hosts, "rb") as f:
+            for raw in f:
+                fields = raw.split(b"#", 1)[0].decode("utf-8", "replace").split()
+                try:
+                    loop = fields and ipaddress.ip_address(fields[0].split("%")[0]).is_loopback
+                except ValueError:
+                    continue
+                if loop:
+                    names.update(n.lower().rstrip(".") for n in fields[1:])
+    except OSError:
+        pass
+    return names
 
 
 def ssh_client() -> ipaddress._BaseAddress | None:
@@ -127,6 +169,13 @@ class PlanContext:
         except socket.gaierror as exc:
             self.fail(rel, f"cannot resolve {target!r}: {exc.strerror}")
         return sorted({ipaddress.ip_network(info[4][0]) for info in infos}, key=str)
+
+    def guard_name(self, name: str, rel: tuple) -> None:
+        """A host name a fault redirects: in host mode never one the machine needs itself
+        (redirecting localhost or its own host name breaks services and sudo)."""
+        if self.host_mode and name.lower().rstrip(".") in machine_names():
+            self.fail(rel, f"{name} is one of this machine's own names (localhost, its host "
+                           "name, a loopback entry of /etc/hosts); refusing it in host mode")
 
     def guard(self, net: Net, rel: tuple) -> None:
         if net.prefixlen == 0:
