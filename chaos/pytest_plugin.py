@@ -32,6 +32,11 @@ def pytest_addoption(parser) -> None:
                     help="allow scenarios to change this machine itself (host mode)")
     group.addoption("--chaos-scenarios", action="append", default=[], metavar="DIR",
                     help="collect the scenario YAML files in DIR as tests")
+    group.addoption("--chaos-lab-warm", action="append", default=None, metavar="IMAGE",
+                    help="images the registry_lab fixture pulls through its cache at start "
+                         "(default library/busybox:1)")
+    group.addoption("--chaos-lab-no-dockerd", action="store_true", default=False,
+                    help="start the registry_lab fixture without its client dockerd")
     parser.addini("chaos_scenarios", "folders of scenario YAML files collected as tests", type="paths")
 
 
@@ -217,7 +222,11 @@ def make_registry_lab(request):
     from chaos.scenario.model import LabSpec
     from chaos.session import Session
 
-    session = Session(state_dir=request.config.getoption("--chaos-state-dir"), lab=LabSpec())
+    config = request.config
+    spec = LabSpec(dockerd=not config.getoption("--chaos-lab-no-dockerd"),
+                   **({"warm": config.getoption("--chaos-lab-warm")}
+                      if config.getoption("--chaos-lab-warm") else {}))
+    session = Session(state_dir=config.getoption("--chaos-state-dir"), lab=spec)
     session.open()
     try:
         yield session
