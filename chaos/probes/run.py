@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from chaos.journal import Journal
@@ -187,6 +188,37 @@ def run_docker_pull(probe, place: Place, journal: Journal, result: ProbeResult) 
     result.checks += expect.within_check(probe.within, result.duration)
 
 
+def run_skopeo_copy(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
+    import shutil
+    import tempfile
+
+    from chaos.lab.clients import ClientError
+
+    if place.lab is None:
+        raise RuntimeError("skopeo_copy needs `lab: registry`")
+    ref = place.expand(probe.skopeo_copy).removeprefix("docker://")
+    scratch = Path(tempfile.mkdtemp(prefix="chaos-skopeo-", dir=place.lab.skopeo.tmp))
+    start = time.monotonic()
+    try:
+        done = place.lab.skopeo.copy(f"docker://{ref}", f"dir:{scratch / 'image'}",
+                                     timeout=bound(probe), check=False)
+        code, output = done.returncode, done.stdout
+    except ClientError as exc:  # killed at the bound
+        result.duration, result.verdict = time.monotonic() - start, HUNG
+        result.detail.update(image=ref, output=exc.output[-OUTPUT_KEEP:])
+        return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.duration = time.monotonic() - start
+    result.detail.update(image=ref, exit=code, output=output[-OUTPUT_KEEP:])
+    if probe.ok is not None:
+        seen = "copied" if code == 0 else f"failed (exit {code}): {output.strip()[-300:]}"
+        result.checks.append(expect.Check("copy", "succeeds" if probe.ok else "fails", seen,
+                                          (code == 0) == probe.ok))
+    result.checks += expect.text_checks("error", probe.error, output if code else "")
+    result.checks += expect.within_check(probe.within, result.duration)
+
+
 def run_requests(probe, place: Place, journal: Journal, result: ProbeResult) -> None:
     if place.lab is None:
         raise RuntimeError("requests needs `lab: registry`")
@@ -235,7 +267,8 @@ def run_http_requests(probe, place: Place, journal: Journal, result: ProbeResult
 
 RUNNERS = {"command": run_command, "http": run_http, "tcp": run_tcp,
            "docker-pull": run_docker_pull, "requests": run_requests,
-           "dns-queries": run_dns_queries, "http-requests": run_http_requests}
+           "dns-queries": run_dns_queries, "http-requests": run_http_requests,
+           "skopeo-copy": run_skopeo_copy}
 
 
 def probe_kind(probe) -> str:
@@ -252,6 +285,8 @@ def describe(probe) -> str:
             return getattr(probe, key)
     if getattr(probe, "docker_pull", None):
         return f"docker pull {probe.docker_pull}"
+    if getattr(probe, "skopeo_copy", None):
+        return f"skopeo copy {probe.skopeo_copy}"
     if getattr(probe, "dns_queries", None):
         return f"DNS queries for {probe.dns_queries}"
     if getattr(probe, "http_requests", None):

@@ -159,6 +159,18 @@ class DockerPullProbe(ProbeBase):
     """How many layers the pull must have downloaded (0: everything came from the local store)."""
 
 
+class SkopeoCopyProbe(ProbeBase):
+    """Copy an image with skopeo (a daemon-less client) from the lab's client namespace into a
+    scratch folder: what a CI job without dockerd does."""
+
+    skopeo_copy: str = Field(pattern=r"^[^\s]+$")
+    """The image reference, e.g. {cache}/library/busybox:1 (docker:// is implied)."""
+    ok: bool | None = True
+    """Whether the copy must succeed (false: it must fail; null: either)."""
+    error: TextMatch | None = None
+    """Checks on skopeo's output of a failed copy."""
+
+
 class CountedProbe(ProbeBase):
     since: Literal["phase", "run"] = "phase"
     """Count from the start of this probe's phase, or from the start of the run."""
@@ -211,10 +223,11 @@ class HttpRequestsProbe(CountedProbe):
 
 _PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
                ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"),
-               ("http_requests", "http-requests"))
+               ("http_requests", "http-requests"), ("skopeo_copy", "skopeo-copy"))
 _PROBE_CLASSES = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
                   "docker-pull": DockerPullProbe, "requests": RequestsProbe,
-                  "dns-queries": DnsQueriesProbe, "http-requests": HttpRequestsProbe}
+                  "dns-queries": DnsQueriesProbe, "http-requests": HttpRequestsProbe,
+                  "skopeo-copy": SkopeoCopyProbe}
 
 
 def _probe_kind(value: Any) -> str | None:
