@@ -33,6 +33,7 @@ class HostsEntry(Fault):
         for index, name in enumerate(self.names):
             if name.startswith("*."):
                 ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
+            ctx.guard_name(name, ("names", index))
         entries = [(str(self.address), n) for n in self.names]
         return [HostsBlock(hosts, entries, ctx.tag) for _, hosts in ctx.client_sides(self.region)]
 

@@ -88,6 +88,11 @@ class RouteInjector(Injector):
 
         with _iproute(self.netns) as ipr:
             for dst in self.destinations:
+                if _exists(ipr, dst, self.table):
+                    # Checked before the journal line: a crash between that line and the
+                    # refusal below would leave a record whose undo deletes the user's route.
+                    raise RuntimeError(f"a route to {dst} already exists in table "
+                                       f"{self.table}; refusing to replace it")
                 record = {"netns": self.netns, "dst": dst, "kind": self.route_kind,
                           "table": self.table}
                 entry = self.record(journal, record, f"{self.route_kind} route {dst}"
@@ -100,6 +105,21 @@ class RouteInjector(Injector):
                         raise RuntimeError(f"a route to {dst} already exists in table "
                                            f"{self.table}; refusing to replace it") from None
                     raise
+
+
+def _exists(ipr, dst: str, table: int) -> bool:
+    """A route to exactly ``dst`` that ours would collide with: same table, prefix and
+    priority (ours gets the kernel's default: none for IPv4, 1024 for IPv6)."""
+    args = _route_args(dst, "unicast", table)
+    net = ipaddress.ip_network(args["dst"])
+    ours = 1024 if net.version == 6 else None
+    for route in ipr.route("dump", family=args["family"]):
+        if (route.get_attr("RTA_TABLE") or route["table"]) != table or route["dst_len"] != net.prefixlen:
+            continue
+        if ipaddress.ip_address(route.get_attr("RTA_DST") or ("::" if net.version == 6 else "0.0.0.0")) \
+                == net.network_address and (route.get_attr("RTA_PRIORITY") or None) == ours:
+            return True
+    return False
 
 
 def undo(record: dict) -> None:

@@ -8,6 +8,7 @@ locations back onto those positions. All problems are reported, not only the fir
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class SourceMap:
 def format_path(path: tuple) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and not part.strip():
+            part = repr(part)  # an empty (or blank) key must still show in the field
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -63,7 +66,11 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
-                    self.problems.append(self.source.problem(path, f"a key must be text, not {key!r}"))
+                    # At the key itself, named by the mapping that holds it.
+                    kmark = key_node.start_mark
+                    self.problems.append(Problem(self.source.file, kmark.line + 1, kmark.column + 1,
+                                                 format_path(path) or "(top level)",
+                                                 f"a key must be text, not {key!r:.60}"))
                     continue
                 key = str(key) if not isinstance(key, str) else key
                 kmark = key_node.start_mark
@@ -126,12 +133,15 @@ def _vocabulary() -> list[str]:
     return sorted(words)
 
 
-def _locate(data, loc: tuple, keys: bool = True) -> tuple[tuple, bool]:
+def _locate(data, loc: tuple, keys: bool = True, present: bool = False) -> tuple[tuple, bool]:
     """Map a pydantic error location onto the data's path, dropping union tags.
 
     A tag can equal a key (the probe tag `tcp` and the key `tcp:`), so both readings are
     tried and the one that follows more of the location wins. The flag says the last part
-    is a key that is not in the data (missing or not allowed).
+    is a key that is not in the data (missing or not allowed). With ``present`` (a key that
+    is not allowed: it is in the data) a tie goes to the reading that finds it there:
+    `{http: {...}, connect_timeout: 1}` is `expect...[0].connect_timeout`, not a
+    `connect_timeout` inside the `http:` mapping.
     """
     def walk(node, rest: tuple) -> tuple[tuple, tuple[int, int], bool]:
         """(path, (parts matched in the data, parts consumed), last part is a key)."""
@@ -151,7 +161,8 @@ def _locate(data, loc: tuple, keys: bool = True) -> tuple[tuple, bool]:
             return ((part,), (0, 1), True) if keys else ((), (0, 1), False)
         if len(rest) > 1:  # maybe `part` was a union tag: try skipping it
             sub, (matched, used), key = walk(node, rest[1:])
-            if (matched, used + 1) > best[1]:
+            if (matched, used + 1) > best[1] or (
+                    present and (matched, used + 1) == best[1] and best[2] and not key):
                 best = (sub, (matched, used + 1), key)
         return best
 
@@ -162,8 +173,10 @@ def _locate(data, loc: tuple, keys: bool = True) -> tuple[tuple, bool]:
 def _message(err: dict, path: tuple) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        key = str(path[-1])
-        close = difflib.get_close_matches(key, _vocabulary(), n=1, cutoff=0.6)
+        key, vocabulary = str(path[-1]), _vocabulary()
+        if key in vocabulary:  # a real key, of another model: "did you mean" itself helps nobody
+            return f"unknown key {key!r} here (it belongs to another kind of fault, probe or section)"
+        close = difflib.get_close_matches(key, vocabulary, n=1, cutoff=0.6)
         return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "missing":
         return f"missing required key {path[-1]!r}" if path else "missing required key"
@@ -186,6 +199,21 @@ def _message(err: dict, path: tuple) -> str:
     return msg
 
 
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*): (.*)$", re.S)
+
+
+def _field_from_message(err: dict) -> dict:
+    """A whole-model check names the field it is about as "a.b[0].c: message": put it there."""
+    if err["type"] != "value_error":
+        return err
+    match = _FIELD_PREFIX.match(err["msg"].removeprefix("Value error, "))
+    if not match:
+        return err
+    path = tuple(int(p) if p.isdigit() else p
+                 for p in re.findall(r"[A-Za-z_][\w-]*|\d+", match[1]))
+    return {**err, "loc": tuple(err["loc"]) + path, "msg": match[2]}
+
+
 def validate(data, source: SourceMap):
     """Plain data -> Scenario; ScenarioInvalid lists every problem with its position."""
     from chaos.scenario.model import scenario_model
@@ -198,7 +226,9 @@ def validate(data, source: SourceMap):
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
         for err in exc.errors(include_url=False):
-            path, is_key = _locate(data, err["loc"], keys=err["type"] in ("missing", "extra_forbidden"))
+            err = _field_from_message(err)
+            path, is_key = _locate(data, err["loc"], keys=err["type"] in ("missing", "extra_forbidden"),
+                                   present=err["type"] == "extra_forbidden")
             message = _message(err, path)
             if err["type"] == "missing":  # point at the mapping that lacks the key
                 line, col = source.position(path[:-1])

@@ -378,10 +378,11 @@ class ScenarioBase(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [s.name for s in self.serve]
-        dupes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.hosts)))
-        if dupes:
-            raise ValueError(f"name(s) declared twice in serve/hosts: {', '.join(dupes)}")
+        seen = set()
+        for index, server in enumerate(self.serve):
+            if server.name in seen or server.name in self.hosts:
+                raise ValueError(f"serve[{index}].name: {server.name} is declared twice (serve/hosts)")
+            seen.add(server.name)
         if self.lab and (self.serve or self.regions):
             raise ValueError("a lab scenario brings its own servers and clients: "
                              "no serve: or regions: beside lab:")

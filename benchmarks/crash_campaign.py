@@ -1,0 +1,220 @@
+"""The long reliability campaigns; prints each figure and its ratio to a peer measured in the
+same run (docs/reliability.md records them).
+
+    .venv/bin/python benchmarks/crash_campaign.py                 # everything (about 15 min)
+    .venv/bin/python benchmarks/crash_campaign.py --only fuzz --fuzz 10000
+
+- crash:  --runs runs of the scenario mix (every fault type, the registry lab included),
+          each SIGKILLed at a random moment, then `chaos recover`; residue checked each time.
+          Peer: the same scenarios run uninterrupted (recover time vs a whole clean run).
+- signal: --signals runs stopped by SIGINT / SIGTERM; exit codes, residue (no recover).
+          Peer: the clean run's duration (time from the signal to the exit vs a whole run).
+- host:   --host-runs `chaos run --host` runs killed and recovered, with a user's line in
+          /etc/hosts naming a redirected host; /etc/hosts and routes compared byte for byte.
+- fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
+          tests/test_fuzz.py. Peer: loading and planning the shipped scenarios (cases/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import campaign as c  # noqa: E402
+
+
+def _median(xs) -> float:
+    return statistics.median(xs) if xs else 0.0
+
+
+def _p95(xs) -> float:
+    return sorted(xs)[max(0, int(len(xs) * 0.95) - 1)] if xs else 0.0
+
+
+def calibrate_all(items, workdir) -> dict:
+    cals = {}
+    for item in items:
+        cal = c.calibrate(item, workdir)
+        print(f"  peer  {item.name:34s} exit {cal.code}  {cal.duration:5.2f}s  {cal.counts}", flush=True)
+        cals[item.name] = cal
+    return cals
+
+
+def crash(args, workdir, host: bool = False) -> dict:
+    items = c.HOST if host else c.mix(lab=args.lab)
+    runs = args.host_runs if host else args.runs
+    label = "host crash" if host else "crash"
+    print(f"== {label} campaign: {runs} runs over {len(items)} scenario(s), seed {args.seed}", flush=True)
+    missing = c.uncovered(c.mix(lab=args.lab))
+    if not host and missing:
+        print(f"  WARNING: fault types not in the mix: {sorted(missing)}")
+    rng = random.Random(args.seed + (7 if host else 0))
+    cals = calibrate_all(items, workdir)
+    before = c.machine()
+    moments = (["inject", "probes", "revert", "time"] if host else c.MOMENTS)
+    landed, bad, recover_s = Counter(), [], []
+    t0 = time.monotonic()
+    for k in range(runs):
+        item = items[k % len(items)]
+        stop = c.random_stop(rng, cals[item.name], signal.SIGKILL, at=moments[k % len(moments)])
+        r = c.crash_and_recover(item, stop, workdir, before)
+        landed[r.outcome.moment] += 1
+        recover_s.append(r.recover_seconds)
+        if r.residue:
+            bad.append(f"{item.name}: {stop} -> {r.outcome.moment}: {r.residue}")
+            print(f"  RESIDUE {bad[-1]}", flush=True)
+            before = c.machine()
+        if (k + 1) % 10 == 0:
+            print(f"  {k + 1}/{runs} runs, {len(bad)} with residue", flush=True)
+    peer = _median([cal.duration for cal in cals.values()])
+    out = {"runs": runs, "clean": runs - len(bad), "landed": dict(landed), "residue": bad,
+           "recover_median_s": round(_median(recover_s), 3), "recover_p95_s": round(_p95(recover_s), 3),
+           "recover_max_s": round(max(recover_s, default=0), 3), "peer_clean_run_median_s": round(peer, 3),
+           "wall_s": round(time.monotonic() - t0, 1)}
+    print(f"  {label}: {out['clean']}/{runs} runs left nothing after `chaos recover`; "
+          f"stops landed in {dict(landed)}")
+    print(f"  recover: median {out['recover_median_s']}s, p95 {out['recover_p95_s']}s, "
+          f"max {out['recover_max_s']}s; peer (a whole clean run, median) {peer:.2f}s; "
+          f"ratio {out['recover_median_s'] / peer:.2f}x", flush=True)
+    return out
+
+
+def signals(args, workdir) -> dict:
+    items = c.mix()
+    print(f"== signal campaign: {args.signals} runs, SIGINT and SIGTERM, seed {args.seed}", flush=True)
+    rng = random.Random(args.seed + 1)
+    cals = calibrate_all(items, workdir)
+    before = c.machine()
+    codes, landed, bad, known, to_exit = Counter(), Counter(), [], Counter(), []
+    for k in range(args.signals):
+        item = items[k % len(items)]
+        sig = (signal.SIGINT, signal.SIGTERM)[k % 2]
+        cal = cals[item.name]
+        stop = c.random_stop(rng, cal, sig, at=c.MOMENTS[(k // 2) % len(c.MOMENTS)])
+        out = c.run_and_stop(item, stop, workdir)
+        landed[out.moment] += 1
+        codes[f"{signal.Signals(sig).name}->{out.code}"] += 1
+        left = c.leftovers(out.run_ids, out.state_dir, out.pids, out.marker) + c.machine_diff(before, c.machine())
+        if left:
+            bad.append(f"{item.name}: {stop} -> {out.moment}: left {left}")
+            c.recover(out.state_dir)
+            before = c.machine()
+        if out.code not in c.expected_codes(out, cal.code):
+            bug = c.known_signal_bug(out, cal.code)
+            if bug:
+                known[bug.split(":")[0]] += 1
+            else:
+                bad.append(f"{item.name}: {stop} -> {out.moment}: unexpected exit {out.code}")
+        if out.signalled and out.moment not in ("finished", "startup"):
+            to_exit.append(out.duration - out.signal_at)
+    peer = _median([cal.duration for cal in cals.values()])
+    result = {"runs": args.signals, "problems": bad, "known_bugs": dict(known), "codes": dict(codes),
+              "landed": dict(landed), "signal_to_exit_median_s": round(_median(to_exit), 3),
+              "peer_clean_run_median_s": round(peer, 3)}
+    print(f"  signal: {args.signals - len(bad)}/{args.signals} runs reverted by themselves with nothing "
+          f"left and an expected or known-bug exit code; known bugs hit {dict(known)}")
+    print(f"  exit codes {dict(codes)}; stops landed in {dict(landed)}")
+    print(f"  from the signal to the exit: median {result['signal_to_exit_median_s']}s; peer (a whole "
+          f"clean run) {peer:.2f}s; ratio {result['signal_to_exit_median_s'] / peer:.2f}x", flush=True)
+    return result
+
+
+def fuzz(args) -> dict:
+    from hypothesis import HealthCheck, given, settings
+
+    import fuzzing
+
+    print(f"== fuzz campaign: {args.fuzz} cases", flush=True)
+    verdicts, violations = Counter(), []
+
+    @settings(max_examples=args.fuzz, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(fuzzing.documents)
+    def run(text):
+        try:
+            verdicts[fuzzing.check(text).kind] += 1
+        except fuzzing.Violation as exc:
+            violations.append((str(exc), text))
+
+    t0 = time.monotonic()
+    run()
+    took = time.monotonic() - t0
+    cases = sum(verdicts.values()) + len(violations)
+    texts = fuzzing.shipped_texts()
+    t1, n = time.monotonic(), 0
+    while time.monotonic() - t1 < 3.0:
+        for text in texts:
+            fuzzing.check(text)
+            n += 1
+    peer_rate = n / (time.monotonic() - t1)
+    rate = cases / took
+    result = {"cases": cases, "verdicts": dict(verdicts), "violations": len(violations),
+              "known_model_bugs": dict(fuzzing.KNOWN_SEEN), "cases_per_s": round(rate, 1),
+              "peer_shipped_per_s": round(peer_rate, 1), "seconds": round(took, 1)}
+    for message, _ in violations[:10]:
+        print(f"  VIOLATION {message}")
+    print(f"  fuzz: {cases} cases, {len(violations)} violations (tracebacks, unlocated problems); "
+          f"verdicts {dict(verdicts)}; known model.py bugs seen {dict(fuzzing.KNOWN_SEEN)}")
+    print(f"  {rate:.0f} cases/s (generation included); peer: loading+planning the shipped scenarios "
+          f"{peer_rate:.0f}/s; ratio {rate / peer_rate:.2f}x", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--signals", type=int, default=40)
+    parser.add_argument("--host-runs", type=int, default=20)
+    parser.add_argument("--fuzz", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--no-lab", dest="lab", action="store_false", help="leave the registry lab scenario out")
+    parser.add_argument("--only", default="crash,signal,host,fuzz")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="chaos-campaign-") as tmp:
+        workdir = Path(tmp)
+        if "crash" in only:
+            results["crash"] = crash(args, workdir)
+        if "signal" in only:
+            results["signal"] = signals(args, workdir)
+        if "host" in only:
+            results["host"] = host_campaign(args, workdir)
+    if "fuzz" in only:
+        results["fuzz"] = fuzz(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    failed = any(r.get("residue") or r.get("problems") or r.get("violations") for r in results.values())
+    sys.exit(1 if failed else 0)
+
+
+def host_campaign(args, workdir) -> dict:
+    hosts = Path("/etc/hosts")
+    original = hosts.read_bytes()
+    line = b"198.19.255.254 registry.chaos-campaign.invalid kept.chaos-campaign.invalid\n"
+    with open(hosts, "ab") as f:
+        f.write(line)
+    try:
+        result = crash(args, workdir, host=True)
+        result["hosts_byte_for_byte"] = hosts.read_bytes() == original + line
+        print(f"  /etc/hosts byte for byte with the user's line: {result['hosts_byte_for_byte']}")
+        return result
+    finally:
+        with open(hosts, "r+b") as f:  # in place: /etc/hosts may be a bind mount
+            f.write(original)
+            f.truncate()
+
+
+if __name__ == "__main__":
+    main()
