@@ -79,6 +79,7 @@ def validate(paths) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_dir, verbose) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
+    from chaos import runner
     from chaos.report.console import ConsoleReporter
     from chaos.runner import RunOptions, run_scenario
 
@@ -88,11 +89,22 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables))
     reporter = ConsoleReporter(verbose=verbose)
     results = []
-    for path, scenario in loaded:
-        result = run_scenario(scenario, str(path), options, reporter)
-        results.append(result)
-        if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
-            break  # the user asked to stop: do not start the next scenario
+    # Between and after scenarios a signal is only recorded: it stops the next scenario
+    # from starting, but never costs the finished ones their reports or exit status.
+    with runner.signals_recorded():
+        for path, scenario in loaded:
+            if results and runner.received:
+                break  # the user asked to stop: do not start the next scenario
+            result = run_scenario(scenario, str(path), options, reporter)
+            results.append(result)
+            if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
+                break
+        _write_reports(results, json_path, junit_path, timeline_dir)
+    codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
+    sys.exit(_worst(codes))
+
+
+def _write_reports(results, json_path, junit_path, timeline_dir) -> None:
     if json_path:
         from chaos.report import json_report
 
@@ -106,8 +118,6 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
 
         for result in results:
             timeline.write_svg(result, timeline_dir)
-    codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
-    sys.exit(_worst(codes))
 
 
 def _worst(codes) -> int:

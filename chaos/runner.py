@@ -64,41 +64,78 @@ class Reporter:
     def scenario_done(self, result: ScenarioResult) -> None: ...
 
 
+received: list[int] = []
+"""Signals that arrived during a run: a raise can be swallowed (Python ignores exceptions in
+some callbacks, e.g. at fork) and a signal during a revert is held, so this list is what
+the run checks at every step."""
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
+
+
+def raise_pending() -> None:
+    """Stop now if a signal arrived whose raise was held or swallowed."""
+    if received:
+        raise _exception(received[0])
+
+
+def _install(handler) -> dict:
+    return {s: signal.signal(s, handler) for s in _SIGNALS}
+
+
+def _restore(old: dict) -> None:
+    for s, handler in old.items():
+        signal.signal(s, handler)
+
+
 @contextmanager
 def signals_raise():
-    """SIGTERM raises Interrupted in the main thread (SIGINT already raises KeyboardInterrupt)."""
+    """SIGINT and SIGTERM stop the run: recorded, then raised in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
     owner = os.getpid()
 
-    def on_term(signum, frame):
+    def on_signal(signum, frame):
         if os.getpid() != owner:
             # A forked helper (pyroute2 forks to enter namespaces) inherited this handler:
             # it must die quietly, never run the parent's revert path.
             os._exit(128 + signum)
-        raise Interrupted(signum)
+        received.append(signum)
+        raise _exception(signum)
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old = _install(on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        _restore(old)
 
 
 @contextmanager
-def signals_held():
-    """While reverting, a second Ctrl-C or SIGTERM must not cut the revert short."""
+def signals_recorded():
+    """Record SIGINT / SIGTERM without raising: while reverting (a second Ctrl-C must not cut
+    the revert short) and between runs. The caller decides what a recorded signal means."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    owner = os.getpid()
+
+    def on_signal(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        received.append(signum)
+
+    old = _install(on_signal)
     try:
         yield
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        _restore(old)
+
+
+signals_held = signals_recorded
 
 
 class Run:
@@ -166,6 +203,7 @@ class Run:
         self.session.mark_logs("phase")
         ok = True
         for probe in probes:
+            raise_pending()
             self.check_schedule()
             self.reporter.probe_start(phase, self.place.expand(_probe_label(probe)))
             result = run_probe(probe, phase, self.place.at(probe.region), self.journal,
@@ -269,6 +307,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
                  reporter: Reporter | None = None) -> ScenarioResult:
     """Run one validated scenario; always reverts; never raises for a failed run."""
     options, reporter = options or RunOptions(), reporter or Reporter()
+    received.clear()
     run = Run(scenario, file, options, reporter)
     result = run.result
     reporter.scenario_start(scenario, file, run.run_id)
@@ -285,12 +324,8 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
         with signals_raise():
             run.open()
             _phases(run)
-    except KeyboardInterrupt:
-        result.status, result.exit_code = "interrupted", ExitStatus.INTERRUPTED
-        result.errors.append("interrupted (SIGINT): reverted everything")
-    except Interrupted:
-        result.status, result.exit_code = "interrupted", ExitStatus.TERMINATED
-        result.errors.append("terminated (SIGTERM): reverted everything")
+    except (KeyboardInterrupt, Interrupted):
+        pass  # reported below, once everything is reverted
     except FaultError as exc:
         result.status, result.exit_code = "injection-error", ExitStatus.INJECTION
         result.errors.append(str(exc))
@@ -300,6 +335,12 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
     finally:
         with signals_held():
             failures = run.session.close()
+            if received:
+                term = received[0] == signal.SIGTERM
+                result.status = "interrupted"
+                result.exit_code = ExitStatus.TERMINATED if term else ExitStatus.INTERRUPTED
+                result.errors.append(("terminated (SIGTERM)" if term else "interrupted (SIGINT)")
+                                     + ": reverted everything")
             if failures:
                 result.status, result.exit_code = "injection-error", ExitStatus.INJECTION
                 result.left_behind = [str(f) for f in failures]
@@ -319,6 +360,7 @@ def _phases(run: Run) -> None:
     during_ok = run.during()
     with signals_held():
         failures = run.revert_faults()
+    raise_pending()  # told to stop while reverting: stop now, before the after probes
     if failures:
         raise FaultError("could not revert: " + "; ".join(map(str, failures)))
     after_ok = run.probe_phase("after", expect.after)

@@ -125,9 +125,6 @@ expect:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="R1, chaos/runner.py signals_held(): a signal during the "
-                   "revert is ignored (SIG_IGN), not deferred: the run goes on to its after "
-                   "probes and exits 0")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_revert_stops_the_run_once_reverted(workdir, sig):
     marker = workdir / f"after-ran-{sig}"
@@ -140,9 +137,6 @@ def test_signal_during_revert_stops_the_run_once_reverted(workdir, sig):
     assert out.code == 128 + sig
 
 
-@pytest.mark.xfail(strict=True, reason="R3, chaos/cli.py run(): after the last scenario the "
-                   "default handlers are back: SIGTERM kills the process (-15), SIGINT ends in "
-                   "'aborted' (130), and --json is not written")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_after_the_run_finished_keeps_its_exit_code(workdir, sig):
     path = workdir / "finished.yaml"
