@@ -77,3 +77,17 @@ def format_line(client: str, method: str, path: str, status: int, size: int, age
     """A combined-log-format line, as the front servers write it."""
     when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
     return f'{client} - - [{when}] "{method} {path} HTTP/1.1" {status} {size} "" "{agent}"\n'
+
+
+class LabServer:
+    """What a lab server (registry, cache, token server, CDN) offers scenarios: its access
+    log, and a way to stop it on purpose ("registry down"). Needs ``access_log``, ``journal``
+    and ``entry`` (its process record) on the instance."""
+
+    @property
+    def access(self) -> AccessLog:
+        return AccessLog(self.access_log)
+
+    def stop(self) -> None:
+        """Kill it now; its journal record is closed, so rollback skips it."""
+        self.journal.undo(self.entry)

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from chaos.journal import Entry, Journal
-from chaos.lab.accesslog import AccessLog, format_line
+from chaos.lab.accesslog import LabServer, format_line
 from chaos.lab.topology import Service
 
 #: Credentials that may push (the lab seeds images with them); anonymous callers get pull only.
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- starting them in the lab ------------------------------------------------------------------
 @dataclass
-class FrontServer:
+class FrontServer(LabServer):
     """A running auth or CDN process."""
 
     role: str
@@ -305,14 +305,6 @@ class FrontServer:
     app_log: Path
     entry: Entry | None = None
     journal: Journal | None = None
-
-    @property
-    def access(self) -> AccessLog:
-        return AccessLog(self.access_log)
-
-    def stop(self) -> None:
-        """Kill it now ("auth down", "CDN down"); rollback then skips its record."""
-        self.journal.undo(self.entry)
 
 
 def spawn_front(journal, role: str, service, argv_tail: list[str], log_dir: Path) -> FrontServer:

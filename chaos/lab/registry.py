@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos.journal import Entry, Journal
-from chaos.lab.accesslog import AccessLog
+from chaos.lab.accesslog import LabServer
 from chaos.lab.ca import KeyPair
 from chaos.lab.topology import Service
 
@@ -32,7 +32,7 @@ HUB_SERVICE, HUB_ISSUER = "registry.docker.io", "auth.docker.io"
 
 
 @dataclass
-class Registry:
+class Registry(LabServer):
     """A running docker-registry: where it listens, its files, its process."""
 
     role: str
@@ -44,14 +44,6 @@ class Registry:
     app_log: Path
     entry: Entry | None = None
     journal: Journal | None = None
-
-    @property
-    def access(self) -> AccessLog:
-        return AccessLog(self.access_log)
-
-    def stop(self) -> None:
-        """Kill it now ("registry down"); its journal record is closed, rollback skips it."""
-        self.journal.undo(self.entry)
 
 
 def _base(service: Service, tls: KeyPair, storage: Path) -> dict:
