@@ -100,6 +100,12 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
             if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
                 break
         _write_reports(results, json_path, junit_path, timeline_dir)
+        # Everything is reverted and reported: from here to the exit (interpreter shutdown
+        # resets handlers to the default, which would kill us) a signal changes nothing.
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     sys.exit(_worst(codes))
 
