@@ -91,7 +91,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
     results = []
     # Between and after scenarios a signal is only recorded: it stops the next scenario
     # from starting, but never costs the finished ones their reports or exit status.
-    with runner.signals_recorded():
+    # restore=False: no moment with a default handler between the runs and the exit.
+    with runner.signals_recorded(restore=False):
         for path, scenario in loaded:
             if results and runner.received:
                 break  # the user asked to stop: do not start the next scenario
@@ -100,12 +101,12 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
             if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
                 break
         _write_reports(results, json_path, junit_path, timeline_dir)
-        # Everything is reverted and reported: from here to the exit (interpreter shutdown
-        # resets handlers to the default, which would kill us) a signal changes nothing.
-        import signal
+    # Reverted and reported: ignore signals outright, since interpreter shutdown resets a
+    # Python handler (the recorder) to the default, which would kill us with the signal.
+    import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     sys.exit(_worst(codes))
 

@@ -115,9 +115,10 @@ def signals_raise():
 
 
 @contextmanager
-def signals_recorded():
+def signals_recorded(restore: bool = True):
     """Record SIGINT / SIGTERM without raising: while reverting (a second Ctrl-C must not cut
-    the revert short) and between runs. The caller decides what a recorded signal means."""
+    the revert short) and between runs. The caller decides what a recorded signal means.
+    ``restore=False`` leaves the recorder in place afterwards (until the process exits)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -132,7 +133,8 @@ def signals_recorded():
     try:
         yield
     finally:
-        _restore(old)
+        if restore:
+            _restore(old)
 
 
 signals_held = signals_recorded
