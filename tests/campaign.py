@@ -635,27 +635,22 @@ def crash_and_recover(item: Item, stop: Stop, workdir: Path, before: dict) -> Cr
 
 def expected_codes(outcome: Outcome, own: int) -> set[int]:
     """Exit codes a run stopped by SIGINT / SIGTERM may have, from where the signal landed:
-    its own code when it had finished, else 130 / 143; before the journal exists (Python
-    still starting) also death by the signal, which a shell shows as the same 130 / 143."""
+    130 / 143 while it runs; once its journal has ended, its own code, or still 130 / 143
+    in the few milliseconds before its result is reported (chaos run counts a signal as
+    stopping the run until then); before the journal exists (Python still starting) also
+    death by the signal, which a shell shows as the same 130 / 143."""
     sig = outcome.stop.sig
     documented = 128 + sig
     if outcome.moment == "finished":
-        return {own}
+        return {own, documented}
     if outcome.moment == "startup":
         return {documented, -sig}
     return {documented}
 
 
 def known_signal_bug(outcome: Outcome, own: int) -> str | None:
-    """A wrong exit code explained by a bug reported in chaos/runner.py or chaos/cli.py (see
-    docs/reliability.md); None when the code is unexplained."""
-    sig = outcome.stop.sig
-    if "Exception ignored in" in outcome.output and outcome.code == own:
-        return "R2: signal raised inside a callback whose exceptions Python ignores: lost"
-    if outcome.moment in ("revert", "teardown") and outcome.code == own:
-        return "R1: signal during a revert is ignored, not deferred: the run goes on"
+    """A wrong exit code explained by a bug still open (see docs/reliability.md); None when
+    the code is unexplained. R1-R3 are fixed: their symptoms fail the campaign again."""
     if outcome.moment == "startup" and outcome.code == 1 and "KeyboardInterrupt" in outcome.output:
         return "R4: Ctrl-C while Python imports the CLI: a traceback and exit 1"
-    if outcome.moment == "finished" and outcome.code in (-sig, 130):
-        return "R3: signal after the run finished: killed / 'aborted' instead of its own code"
     return None
