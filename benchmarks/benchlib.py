@@ -141,3 +141,14 @@ def socket_in(netns: str, family: int, kind: int):
         finally:
             if libc.setns(home.fileno(), clone_newnet) != 0:  # never stay in the namespace
                 os._exit(99)
+
+
+def count_arg(doc: str, name: str, default: int, quick: int) -> int:
+    """The one option every benchmark takes: how many rounds (``--NAME``, or ``--quick``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--quick", action="store_true", help=f"{quick} {name}")
+    args = parser.parse_args()
+    return quick if args.quick else getattr(args, name)

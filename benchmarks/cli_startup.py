@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import re
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
+from benchlib import (count_arg, CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
                       round_ratio, run_quiet)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,11 +42,7 @@ def copy_scenarios(dest: Path, chaos: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="8 runs each")
-    args = parser.parse_args()
-    runs = 8 if args.quick else args.runs
+    runs = count_arg(__doc__, "runs", default=20, quick=8)
     ours = chaos_argv()
     ctk = ctk_argv()
 

@@ -23,7 +23,6 @@ with a DNS query. Target: inject + revert <= 20 ms median for each fault type.
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -36,7 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import figure, median, namespace, need_root, round_ratio, run_quiet, socket_in
+from benchlib import count_arg, figure, median, namespace, need_root, round_ratio, run_quiet, socket_in
 
 TARGET_MS = 20.0
 DST = "198.18.200.0/24"
@@ -195,12 +194,8 @@ def build_cases(stack: ExitStack, journal, work: Path) -> list[Case]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="10 rounds")
-    args = parser.parse_args()
+    rounds = count_arg(__doc__, "rounds", default=30, quick=10)
     need_root()
-    rounds = 10 if args.quick else args.rounds
     from chaos.journal import Journal
 
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-inject-", dir="/var/tmp"))

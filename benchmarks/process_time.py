@@ -17,7 +17,6 @@ shown too, as a busy machine disturbs it less. Target: <= 1.0x Chaos Toolkit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
+from benchlib import (count_arg, CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
                       round_ratio)
 
 SCENARIO = """\
@@ -43,11 +42,7 @@ EXPERIMENT = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="8 runs each")
-    args = parser.parse_args()
-    runs = 8 if args.quick else args.runs
+    runs = count_arg(__doc__, "runs", default=20, quick=8)
     ctk = ctk_argv()
     if ctk is None:
         print(f"skipped: Chaos Toolkit is not installed; {CTK_INSTALL}")

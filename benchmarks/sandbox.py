@@ -17,7 +17,6 @@ Target: create + destroy <= 150 ms median.
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import figure, median, need_root, round_ratio, run_quiet
+from benchlib import count_arg, figure, median, need_root, round_ratio, run_quiet
 
 TARGET_MS = 150.0
 
@@ -91,12 +90,8 @@ def netns_only() -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="8 rounds")
-    args = parser.parse_args()
+    rounds = count_arg(__doc__, "rounds", default=20, quick=8)
     need_root()
-    rounds = 8 if args.quick else args.rounds
     from chaos.journal import Journal
 
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-sandbox-", dir="/var/tmp"))
