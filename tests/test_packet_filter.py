@@ -494,12 +494,12 @@ def test_undo_is_idempotent_and_survives_half_applied(journal, tag, fresh_ns):
     pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT")
     # Nothing applied: the record was fsynced, then the run died.
     entry = pf.record(journal, iptables.undo_record(
-        fresh_ns, "filter", pf.chain, tag, iptables.snapshot(fresh_ns, iptables.FAMILIES)))
+        fresh_ns, "filter", "OUTPUT", pf.chain, tag, iptables.snapshot(fresh_ns, iptables.FAMILIES)))
     journal.undo(entry)
     assert saved(fresh_ns) == ""
     # Half applied: the IPv4 batch landed, the IPv6 one never ran.
     entry = pf.record(journal, iptables.undo_record(
-        fresh_ns, "filter", pf.chain, tag, iptables.snapshot(fresh_ns, iptables.FAMILIES)))
+        fresh_ns, "filter", "OUTPUT", pf.chain, tag, iptables.snapshot(fresh_ns, iptables.FAMILIES)))
     iptables.restore(fresh_ns, "ipv4", pf.render()["ipv4"])
     assert pf.chain in saved(fresh_ns)
     journal.undo(entry)

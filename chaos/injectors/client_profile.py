@@ -103,7 +103,8 @@ class ClientProfile(Injector):
                          f'-m comment --comment "{self.tag} mss" -j TCPMSS --set-mss {self.mss}']
                      for f in iptables.FAMILIES}
             before = iptables.snapshot(self.netns, lines)
-            undo_rec = iptables.undo_record(self.netns, "mangle", self.chain, self.tag, before)
+            undo_rec = iptables.undo_record(self.netns, "mangle", "OUTPUT", self.chain, self.tag,
+                                                     before)
             self.entries.append(journal.record("iptables", undo_rec,
                                                f"mss clamp {self.mss} in {self.netns or 'host'}"))
             iptables.install(self.netns, "mangle", "OUTPUT", self.chain, self.tag, lines, before)

@@ -20,9 +20,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
-from chaos.processes import netns_argv
+from chaos.sandbox.enter import in_netns, netns_path
 
 FAMILIES = ("ipv4", "ipv6")
 _SAVE = {"ipv4": "iptables-save", "ipv6": "ip6tables-save"}
@@ -54,12 +53,13 @@ def chain_name(tag: str, suffix: str) -> str:
 
 
 def netns_exists(netns: str | None) -> bool:
-    return netns is None or Path("/run/netns", netns).exists()
+    return netns is None or netns_path(netns).exists()
 
 
 def run(netns: str | None, argv: list[str], stdin: str | None = None) -> str:
-    proc = subprocess.run(netns_argv(netns, argv), input=stdin, capture_output=True,
-                          text=True, timeout=30)
+    # Started from a thread inside the namespace: no `ip netns exec` process per command.
+    proc = in_netns(netns, subprocess.run, argv, input=stdin, capture_output=True, text=True,
+                    timeout=30)
     if proc.returncode != 0:
         where = f" in {netns}" if netns else ""
         raise IptablesError(f"{' '.join(argv)}{where} failed ({proc.returncode}): "
@@ -158,9 +158,9 @@ def snapshot(netns: str | None, families) -> dict[str, dict[str, Table]]:
     return {family: save(netns, family) for family in families}
 
 
-def undo_record(netns: str | None, table: str, chain: str, tag: str,
+def undo_record(netns: str | None, table: str, hook: str, chain: str, tag: str,
                 before: dict[str, dict[str, Table]]) -> dict:
-    return {"netns": netns, "table": table, "chain": chain, "tag": tag,
+    return {"netns": netns, "table": table, "hook": hook, "chain": chain, "tag": tag,
             "families": {f: {"table_existed": table in tables} for f, tables in before.items()}}
 
 
@@ -172,17 +172,34 @@ def install(netns: str | None, table: str, hook: str, chain: str, tag: str,
 
 
 def remove_chain(netns: str | None, family: str, table: str, chain: str,
-                 table_existed: bool = True) -> bool:
-    """Remove ``chain`` and its jumps in one batch; True when something was removed."""
+                 table_existed: bool = True, installed: tuple[str, str] | None = None) -> bool:
+    """Remove ``chain`` and its jumps in one batch; True when something was removed.
+
+    ``installed`` = (hook, tag) of the jump ``install_batch`` made: then the batch is built
+    from that alone (one process, no ``iptables-save``), and only if it does not apply as
+    a whole (half applied, already gone, a jump added by hand) from what the table holds."""
     if not netns_exists(netns):
         return False  # the namespace, and everything in it, is gone already
-    current = save(netns, family).get(table)
-    lines = removal_lines(current, chain)
-    if lines:
-        restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
+    removed = installed is not None and _remove_installed(netns, family, table, chain, *installed)
+    if not removed:
+        lines = removal_lines(save(netns, family).get(table), chain)
+        if lines:
+            restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
+        removed = bool(lines)
     if not table_existed:
         _drop_table_if_pristine(netns, family, table)
-    return bool(lines)
+    return removed
+
+
+def _remove_installed(netns: str | None, family: str, table: str, chain: str, hook: str,
+                      tag: str) -> bool:
+    batch = "\n".join([f"*{table}", f'-D {hook} -m comment --comment "{tag}" -j {chain}',
+                       f"-F {chain}", f"-X {chain}", "COMMIT", ""])
+    try:
+        run(netns, [_RESTORE[family], "-w", "5", "--noflush"], stdin=batch)
+    except IptablesError:
+        return False
+    return True
 
 
 def _drop_table_if_pristine(netns: str | None, family: str, table: str) -> None:
@@ -203,8 +220,9 @@ def _nft_backend() -> bool:
 def undo(record: dict) -> None:
     """Journal undo for kind ``iptables``: idempotent, safe on a half-applied change."""
     for family, info in record["families"].items():
+        installed = (record["hook"], record["tag"]) if "hook" in record else None
         remove_chain(record["netns"], family, record["table"], record["chain"],
-                     info.get("table_existed", True))
+                     info.get("table_existed", True), installed)
 
 
 def cleanup(netns: str | None, tag: str, tables=("filter", "mangle")) -> list[str]:

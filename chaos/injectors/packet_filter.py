@@ -331,7 +331,7 @@ class PacketFilter(Injector):
     def apply(self, journal: Journal) -> None:
         lines = self._lines()
         before = iptables.snapshot(self.netns, lines)
-        self.record(journal, iptables.undo_record(self.netns, "filter", self.chain, self.tag,
+        self.record(journal, iptables.undo_record(self.netns, "filter", self.hook, self.chain, self.tag,
                                                   before))
         iptables.install(self.netns, "filter", self.hook, self.chain, self.tag, lines, before)
 

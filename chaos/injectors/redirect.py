@@ -44,6 +44,7 @@ class EdgeRedirect(Injector):
         if self.applied:
             return
         before = iptables.snapshot(self.netns, ["ipv4"])
-        self.record(journal, iptables.undo_record(self.netns, "nat", self.chain, self.tag, before))
+        self.record(journal, iptables.undo_record(self.netns, "nat", "PREROUTING", self.chain, self.tag,
+                                                  before))
         iptables.install(self.netns, "nat", "PREROUTING", self.chain, self.tag,
                          {"ipv4": self.lines()}, before)

@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
-import os
 import socket
-import threading
 
 from chaos.injectors.base import Injector
 from chaos.journal import Journal
+from chaos.sandbox.enter import in_netns
 
 KINDS = ("blackhole", "unreachable", "prohibit")
-_CLONE_NEWNET = 0x40000000
 _NETLINK_ROUTE = 0
 
 
 def _netlink_socket_in(netns: str) -> socket.socket:
     """A route netlink socket made inside ``netns`` (a socket stays in the namespace it was
-    made in). ``IPRoute(netns=...)`` forks a child for this (about 9 ms, three quarters of
-    an inject + revert, see docs/benchmarks.md); a short-lived thread entering the namespace
-    takes 0.1 ms, and only that thread ever leaves ours. A missing namespace is an error:
-    pyroute2 would create it, and one is never brought back to life."""
-    try:
-        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"network namespace {netns} does not exist") from None
-    out: dict = {}
-
-    def enter_and_open() -> None:
-        try:
-            if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"setns into {netns}: {os.strerror(code)}")
-            out["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            out["error"] = exc
-
-    try:
-        thread = threading.Thread(target=enter_and_open, name=f"chaos-netns-{netns}")
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if "error" in out:
-        raise out["error"]
-    return out["sock"]
+    made in), without the child ``IPRoute(netns=...)`` forks for it (chaos.sandbox.enter)."""
+    return in_netns(netns, socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
 
 
 def _iproute(netns: str | None):

@@ -1,0 +1,54 @@
+"""Do one thing inside a named network namespace without forking a helper for it.
+
+Namespaces belong to threads: a short-lived thread that calls setns(2) is inside the
+namespace, the rest of the process is not, and a process it starts is born inside too.
+Entering this way costs about 0.1 ms, where ``ip netns exec`` (a process that also makes a
+mount namespace and remounts /sys) or ``IPRoute(netns=...)`` (a forked child) cost 3-9 ms
+each here (docs/benchmarks.md). A missing namespace is an error: it is never created.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+from typing import Callable, TypeVar
+
+_CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+def netns_path(netns: str) -> Path:
+    return Path("/run/netns", netns)
+
+
+def in_netns(netns: str | None, fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` called inside ``netns`` (None: here); its result, or its exception
+    raised in the caller's thread."""
+    if not netns:
+        return fn(*args, **kwargs)
+    try:
+        fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"network namespace {netns} does not exist") from None
+    out: dict = {}
+
+    def enter_and_call() -> None:
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"setns into {netns}: {os.strerror(code)}")
+            out["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = exc
+
+    try:
+        thread = threading.Thread(target=enter_and_call, name=f"chaos-netns-{netns}")
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
