@@ -28,7 +28,7 @@ CTK_INSTALL = (f"python3 -m venv {CTK_VENV} && {CTK_VENV}/bin/pip install chaost
 def chaos_argv() -> list[str]:
     """Our `chaos` entry point, the console script of this interpreter's venv."""
     script = VENV_BIN / "chaos"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "chaos.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "chaos"]
 
 
 def ctk_argv() -> list[str] | None:

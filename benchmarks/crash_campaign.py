@@ -95,7 +95,7 @@ def signals(args, workdir) -> dict:
     rng = random.Random(args.seed + 1)
     cals = calibrate_all(items, workdir)
     before = c.machine()
-    codes, landed, bad, known, to_exit = Counter(), Counter(), [], Counter(), []
+    codes, landed, bad, to_exit = Counter(), Counter(), [], []
     for k in range(args.signals):
         item = items[k % len(items)]
         sig = (signal.SIGINT, signal.SIGTERM)[k % 2]
@@ -110,19 +110,15 @@ def signals(args, workdir) -> dict:
             c.recover(out.state_dir)
             before = c.machine()
         if out.code not in c.expected_codes(out, cal.code):
-            bug = c.known_signal_bug(out, cal.code)
-            if bug:
-                known[bug.split(":")[0]] += 1
-            else:
-                bad.append(f"{item.name}: {stop} -> {out.moment}: unexpected exit {out.code}")
+            bad.append(f"{item.name}: {stop} -> {out.moment}: unexpected exit {out.code}")
         if out.signalled and out.moment not in ("finished", "startup"):
             to_exit.append(out.duration - out.signal_at)
     peer = _median([cal.duration for cal in cals.values()])
-    result = {"runs": args.signals, "problems": bad, "known_bugs": dict(known), "codes": dict(codes),
+    result = {"runs": args.signals, "problems": bad, "codes": dict(codes),
               "landed": dict(landed), "signal_to_exit_median_s": round(_median(to_exit), 3),
               "peer_clean_run_median_s": round(peer, 3)}
     print(f"  signal: {args.signals - len(bad)}/{args.signals} runs reverted by themselves with nothing "
-          f"left and an expected or known-bug exit code; known bugs hit {dict(known)}")
+          f"left and an expected exit code")
     print(f"  exit codes {dict(codes)}; stops landed in {dict(landed)}")
     print(f"  from the signal to the exit: median {result['signal_to_exit_median_s']}s; peer (a whole "
           f"clean run) {peer:.2f}s; ratio {result['signal_to_exit_median_s'] / peer:.2f}x", flush=True)
@@ -159,12 +155,12 @@ def fuzz(args) -> dict:
     peer_rate = n / (time.monotonic() - t1)
     rate = cases / took
     result = {"cases": cases, "verdicts": dict(verdicts), "violations": len(violations),
-              "known_model_bugs": dict(fuzzing.KNOWN_SEEN), "cases_per_s": round(rate, 1),
+              "cases_per_s": round(rate, 1),
               "peer_shipped_per_s": round(peer_rate, 1), "seconds": round(took, 1)}
     for message, _ in violations[:10]:
         print(f"  VIOLATION {message}")
     print(f"  fuzz: {cases} cases, {len(violations)} violations (tracebacks, unlocated problems); "
-          f"verdicts {dict(verdicts)}; known model.py bugs seen {dict(fuzzing.KNOWN_SEEN)}")
+          f"verdicts {dict(verdicts)}")
     print(f"  {rate:.0f} cases/s (generation included); peer: loading+planning the shipped scenarios "
           f"{peer_rate:.0f}/s; ratio {rate / peer_rate:.2f}x", flush=True)
     return result

@@ -22,7 +22,7 @@ def state_dir(tmp_path, monkeypatch) -> Path:
 
 
 def chaos_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "chaos.cli", *args]
+    return [sys.executable, "-m", "chaos", *args]  # the entry point users run
 
 
 @pytest.fixture

@@ -196,12 +196,6 @@ class Violation(AssertionError):
     pass
 
 
-# Problems without a field that a known, not yet fixed bug explains: {name: message regex}.
-# (The model-level checks that used to sit at 1:1 name their field since 1da9fe8.)
-KNOWN_BUGS: dict[str, re.Pattern] = {}
-KNOWN_SEEN: dict[str, int] = {}
-
-
 def _span(node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.end_mark.line + 1
 
@@ -260,10 +254,6 @@ def check_problem(problem, text: str) -> None:
     if problem.field == "(top level)" and problem.message.startswith("a key must be text"):
         return
     if not problem.field:
-        for name, pattern in KNOWN_BUGS.items():
-            if pattern.match(problem.message):
-                KNOWN_SEEN[name] = KNOWN_SEEN.get(name, 0) + 1
-                return
         raise Violation(f"no field named: {where}")
     spans = field_spans(text, problem.field)
     if not spans:

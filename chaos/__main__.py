@@ -1,0 +1,22 @@
+"""`chaos` and `python -m chaos`: the CLI, with Ctrl-C during its import handled.
+
+Importing the CLI (click, then what a command needs) takes tens of milliseconds; a Ctrl-C
+then would print a KeyboardInterrupt traceback and exit 1. Nothing is applied before the
+CLI runs, so it exits 130 quietly, as a stopped run does. (SIGTERM there keeps its default:
+death by the signal, which a shell shows as 143.)
+"""
+
+import sys
+
+
+def main() -> None:
+    try:
+        from chaos.cli import main as cli_main
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
