@@ -36,10 +36,28 @@ def cli() -> None:
     """
 
 
+def _skip_pydantic_plugin_scan() -> None:
+    """pydantic looks for plugins in the entry points of every installed distribution when
+    it builds its first model (15-20 ms here: docs/benchmarks.md). The scenario models want
+    none, and this process is ours alone (the pytest plugin, in a user's process, leaves
+    pydantic as it is); a PYDANTIC_DISABLE_PLUGINS the user set still rules."""
+    import os
+
+    if "PYDANTIC_DISABLE_PLUGINS" in os.environ:
+        return
+    try:
+        from pydantic.plugin import _loader
+    except ImportError:
+        return
+    if getattr(_loader, "_plugins", False) is None:  # not scanned yet (pydantic 2.x)
+        _loader._plugins = {}
+
+
 def _load_all(paths, echo_ok: bool = False):
     from chaos.errors import ScenarioInvalid
     from chaos.scenario.load import load, scenario_files
 
+    _skip_pydantic_plugin_scan()
     loaded, problems = [], []
     files = scenario_files(paths)
     if not files:
@@ -140,11 +158,14 @@ def _worst(codes) -> int:
 @cli.command("list")
 def list_faults() -> None:
     """The fault types and their parameters."""
-    from chaos.faults import FAULTS
+    from chaos.faults import fault_types
     from chaos.scenario.schema import describe_fields
 
-    for name, cls in FAULTS.items():
-        doc = (cls.__doc__ or "").strip()
+    import inspect
+
+    for cls in fault_types():
+        name = cls.model_fields["type"].default
+        doc = inspect.cleandoc(cls.__doc__ or "")
         click.secho(name, bold=True)
         click.echo("  " + doc.replace("\n", "\n  "))
         for line in describe_fields(cls):

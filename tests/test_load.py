@@ -124,6 +124,20 @@ def test_schema_has_descriptions_from_docstrings(chaos):
     assert "hosts file" in defs["HostsEntry"]["description"]
     assert defs["CommandProbe"]["properties"]["within"]["description"].startswith("The probe must finish")
     assert {"faults", "expect", "serve"} <= set(schema["properties"])
+    # A field's own docstring wins over its type's generic text (durations).
+    assert defs["Window"]["properties"]["after"]["description"].startswith("Switch the fault on")
+
+
+def test_a_scenario_loads_only_the_fault_types_it_names():
+    """Start-up cost: a run builds the models of the types it uses, not the library's."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from chaos.scenario.load import load; "
+            f"s = load({str(SCENARIOS / 'dockerhub-hosts-entry.yaml')!r}); "
+            "print(sorted(m for m in sys.modules if m.startswith('chaos.faults.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['chaos.faults.base', 'chaos.faults.hosts_entry']", out.stdout
 
 
 def test_list_shows_fault_types_and_parameters(chaos):

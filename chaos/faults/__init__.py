@@ -1,31 +1,35 @@
-"""Fault types, keyed by their `type:`. Adding one: a module here and one line below."""
+"""Fault types, keyed by their `type:`. Adding one: a module here and one line below.
 
-from chaos.faults.bot_mitigation import BotMitigation
-from chaos.faults.dns import Dns
-from chaos.faults.garbage import Garbage
-from chaos.faults.geo_block import GeoBlock
-from chaos.faults.hang import Hang
-from chaos.faults.hosts_entry import HostsEntry
-from chaos.faults.http_error import HttpError
-from chaos.faults.packet_filter import PacketFilter
-from chaos.faults.partial import Partial
-from chaos.faults.reset import Reset
-from chaos.faults.route_blackhole import RouteBlackhole
-from chaos.faults.slow import Slow
+A module is imported only when a scenario names its type, so a run pays for the types it
+uses, not for the whole library (building a type's models costs ~10 ms: docs/benchmarks.md).
+"""
 
-FAULT_TYPES = [
-    HostsEntry,
-    RouteBlackhole,
-    PacketFilter,
-    GeoBlock,
-    BotMitigation,
-    Dns,
-    HttpError,
-    Partial,
-    Hang,
-    Slow,
-    Reset,
-    Garbage,
-]
+from __future__ import annotations
 
-FAULTS = {cls.model_fields["type"].default: cls for cls in FAULT_TYPES}
+from importlib import import_module
+
+FAULTS = {  # type -> "module:Class" in this package
+    "hosts-entry": "hosts_entry:HostsEntry",
+    "route-blackhole": "route_blackhole:RouteBlackhole",
+    "packet-filter": "packet_filter:PacketFilter",
+    "geo-block": "geo_block:GeoBlock",
+    "bot-mitigation": "bot_mitigation:BotMitigation",
+    "dns": "dns:Dns",
+    "http-error": "http_error:HttpError",
+    "partial": "partial:Partial",
+    "hang": "hang:Hang",
+    "slow": "slow:Slow",
+    "reset": "reset:Reset",
+    "garbage": "garbage:Garbage",
+}
+
+
+def fault_class(name: str) -> type:
+    """The model class of fault type ``name`` (KeyError for an unknown type)."""
+    module, _, cls = FAULTS[name].partition(":")
+    return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def fault_types(names=None) -> list[type]:
+    """The classes of ``names`` (default: every type), in registry order."""
+    return [fault_class(name) for name in FAULTS if names is None or name in names]

@@ -1,34 +1,79 @@
-"""Console output with rich: a live line while a step runs, then one line per result."""
+"""Console output: a live line while a step runs, then one line per result.
+
+rich only on a terminal (spinner, colours). Elsewhere (CI logs, pipes) the same lines in
+plain text, without importing rich: it costs ~25 ms of every run's start-up
+(docs/benchmarks.md), and off a terminal rich printed plain lines anyway.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
+import sys
 
 from chaos.durations import format_duration
 from chaos.runner import Reporter
 
-MARKS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "hung": "[magenta]⧗ hung[/]",
-         "error": "[red]! error[/]"}
+MARKS = {"passed": ("green", "✓"), "failed": ("red", "✗"), "hung": ("magenta", "⧗ hung"),
+         "error": ("red", "! error")}
+
+
+class _Plain:
+    """What ConsoleReporter needs of a rich Console, for a stream that is not a terminal."""
+
+    is_terminal = False
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+
+    @staticmethod
+    def paint(style: str, text: str) -> str:
+        return text
+
+    def print(self, line: str = "") -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class _Rich:
+    def __init__(self, console=None) -> None:
+        from rich.console import Console
+
+        # soft_wrap: long lines (file:line: messages) must stay whole in logs and greps
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.is_terminal = self.console.is_terminal
+
+    @staticmethod
+    def paint(style: str, text: str) -> str:
+        from rich.markup import escape
+
+        return f"[{style}]{escape(text)}[/]"
+
+    def print(self, line: str = "") -> None:
+        self.console.print(line)
+
+    def status(self, text: str):
+        from rich.markup import escape
+
+        return self.console.status(escape(text))
 
 
 class ConsoleReporter(Reporter):
-    def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
-        # soft_wrap: long lines (file:line: messages) must stay whole in CI logs and greps
-        self.console = console or Console(highlight=False, soft_wrap=True)
+    def __init__(self, console=None, verbose: bool = False) -> None:
+        """``console``: a rich Console to print to (default: rich on a terminal, else plain
+        lines on stdout)."""
+        self.out = _Rich(console) if console is not None or sys.stdout.isatty() else _Plain()
         self.verbose = verbose
         self._status = None
 
     def _live(self, text: str) -> None:
         # A spinner line on a terminal; in CI (no terminal) plain lines, nothing redrawn.
-        if self.console.is_terminal:
+        if self.out.is_terminal:
             if self._status is None:
-                self._status = self.console.status(escape(text))
+                self._status = self.out.status(text)
                 self._status.start()
             else:
-                self._status.update(escape(text))
+                self._status.update(self.out.paint("default", text))
         elif self.verbose:
-            self.console.print(f"  … {escape(text)}")
+            self.out.print(f"  … {text}")
 
     def _stop_live(self) -> None:
         if self._status is not None:
@@ -36,7 +81,8 @@ class ConsoleReporter(Reporter):
             self._status = None
 
     def scenario_start(self, scenario, file, run_id) -> None:
-        self.console.print(f"[bold]{escape(scenario.name)}[/] [dim]{escape(file)} · run {run_id}[/]")
+        paint = self.out.paint
+        self.out.print(f"{paint('bold', scenario.name)} {paint('dim', f'{file} · run {run_id}')}")
 
     def step(self, text: str) -> None:
         self._live(text)
@@ -46,30 +92,34 @@ class ConsoleReporter(Reporter):
 
     def probe_done(self, result) -> None:
         self._stop_live()
-        mark = MARKS.get(result.verdict, result.verdict)
-        self.console.print(f"  {mark} [dim]{result.phase:<6}[/] {escape(result.name)} "
-                           f"[dim]{format_duration(result.duration)}[/]")
+        paint = self.out.paint
+        style, mark = MARKS.get(result.verdict, ("default", result.verdict))
+        self.out.print(f"  {paint(style, mark)} {paint('dim', f'{result.phase:<6}')} "
+                       f"{paint('default', result.name)} "
+                       f"{paint('dim', format_duration(result.duration))}")
         if not result.ok:
-            self.console.print(f"      [red]{escape(result.message())}[/]")
+            self.out.print(f"      {paint('red', result.message())}")
             for key in ("stderr", "stdout"):
                 text = (result.detail.get(key) or "").strip()
                 if text:
-                    self.console.print(f"      [dim]{key}: {escape(text[-300:])}[/]")
+                    self.out.print(f"      {paint('dim', f'{key}: {text[-300:]}')}")
 
     def fault(self, label: str, on: bool, t: float) -> None:
         self._stop_live()
-        state = "[yellow]on [/]" if on else "[blue]off[/]"
-        self.console.print(f"  ⚡ fault {state} {escape(label)} [dim]at {t:.2f}s[/]")
+        paint = self.out.paint
+        state = paint("yellow", "on ") if on else paint("blue", "off")
+        self.out.print(f"  ⚡ fault {state} {paint('default', label)} {paint('dim', f'at {t:.2f}s')}")
 
     def scenario_done(self, result) -> None:
         self._stop_live()
+        paint = self.out.paint
         colour = {"passed": "green", "failed": "red"}.get(result.status, "red")
         for error in result.errors:
-            self.console.print(f"  [red]{escape(error)}[/]")
+            self.out.print(f"  {paint('red', error)}")
         from chaos.report.timeline import text
 
         for line in text(result):
-            self.console.print(f"  [dim]{escape(line)}[/]")
+            self.out.print(f"  {paint('dim', line)}")
         passed = sum(p.ok for p in result.probes)
-        self.console.print(f"  [{colour}]{result.status}[/] {passed}/{len(result.probes)} probes "
-                           f"passed in {format_duration(result.duration)}\n")
+        self.out.print(f"  {paint(colour, result.status)} {passed}/{len(result.probes)} probes "
+                       f"passed in {format_duration(result.duration)}\n")

@@ -120,13 +120,13 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
 
 def _vocabulary() -> list[str]:
     """Every key the format knows, for "did you mean" hints."""
-    from chaos.faults import FAULT_TYPES
+    from chaos.faults import fault_types
     from chaos.scenario import model
 
     words = set()
     classes = [model.scenario_model(), model.Expect, *model._PROBE_CLASSES.values(),
                model.TextMatch, model.Serve, model.HttpServe, model.Window, model.Flap,
-               model.Region, model.LabSpec, *FAULT_TYPES]
+               model.Region, model.LabSpec, *fault_types()]
     for cls in classes:
         for name, info in cls.model_fields.items():
             words.add(info.alias or name)
@@ -221,8 +221,11 @@ def validate(data, source: SourceMap):
     if not isinstance(data, dict):
         raise ScenarioInvalid([source.problem((), f"a scenario is a mapping of keys (name:, "
                                                    f"faults:, expect:), not a {type(data).__name__}")])
+    faults = data.get("faults")
+    named = {f["type"] for f in faults if isinstance(f, dict) and isinstance(f.get("type"), str)
+             } if isinstance(faults, list) else set()
     try:
-        scenario = scenario_model().model_validate(data)
+        scenario = scenario_model(named).model_validate(data)
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
         for err in exc.errors(include_url=False):
