@@ -233,7 +233,7 @@ class Run:
             failures = sw.revert(self.journal)
             if failures:
                 raise FaultError(f"could not revert {label}: " + "; ".join(map(str, failures)))
-        timing = {"began": round(began, 4)}
+        timing = {"began": round(began, 4), "done": round(self.now(), 4)}  # done: in effect
         if scheduled is not None:
             timing["due"] = round(scheduled, 4)
         self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
@@ -266,6 +266,7 @@ class Run:
         return ok
 
     def _scheduler(self, switches, start: float, stop: threading.Event) -> None:
+        _wake_on_time()
         steps = sorted(((t, on, i) for i, sw in enumerate(switches)
                         for t, on in _take_until(switch_steps(sw.fault.window, sw.fault.flap), 3600)),
                        key=lambda s: (s[0], s[1]))
@@ -290,6 +291,17 @@ class Run:
 
 class FaultError(Exception):
     pass
+
+
+def _wake_on_time() -> None:
+    """Run the calling (scheduler) thread under SCHED_FIFO, so a switch due while both cores
+    are busy starts on time instead of queueing behind them (measured here: 23 ms late at
+    load average 5 without it). RESET_ON_FORK: nothing it starts (iptables, a fault proxy)
+    inherits the priority. Without CAP_SYS_NICE it stays as it was."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
+    except (AttributeError, OSError):
+        pass
 
 
 def _take_until(steps, horizon: float):
