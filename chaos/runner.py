@@ -233,7 +233,7 @@ class Run:
             failures = sw.revert(self.journal)
             if failures:
                 raise FaultError(f"could not revert {label}: " + "; ".join(map(str, failures)))
-        timing = {"began": round(began, 4), "done": round(self.now(), 4)}  # done: in effect
+        timing = {"began": round(began, 4)}  # the event's t: when it was done (in effect)
         if scheduled is not None:
             timing["due"] = round(scheduled, 4)
         self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
