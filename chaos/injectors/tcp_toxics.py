@@ -9,9 +9,9 @@ Common keys: ``id`` (required), ``toxic`` (required), ``direction`` (``upstream`
 server, ``downstream`` = server to client, ``both``; default downstream), ``probability``
 (rolled once per connection, default 1), ``match`` (``addr`` IP or CIDR, ``port``, each
 also a list of them, ``listener``: all given keys must fit the connection's destination).
-Times are seconds (a number, or "250ms", "1.5s"), sizes bytes, ``rate`` bytes per second. A key set to null
-counts as not given; an unknown key is an error (a typo must not pass for a fault). The
-toxics and their own keys are the classes below (``TOXICS``).
+Times are seconds (a number, or "250ms", "1.5s"), sizes bytes, ``rate`` bytes per second.
+A key set to null counts as not given; an unknown key is an error (a typo must not pass for
+a fault). The toxics and their own keys are the classes below (``TOXICS``).
 
 Each toxic is a small class with hooks the proxy calls (see ``Toxic``), one instance per
 connection it applies to. It never touches the proxy's internals: it holds, writes or ends
