@@ -62,8 +62,8 @@ expect:
 GEO_451_ADDRESS = """\
 name: geo-451-address
 description: >
-  The block names the CDN by address. Only it answers 451 to Spain: the registry, whose
-  requests another HTTP fault sends through the same proxy, still answers.
+  The block names the CDN by address, its ports with a range. Only it answers 451 to Spain:
+  the registry, whose requests another HTTP fault sends through the same proxy, still answers.
 regions:
   ES: 198.18.64.0/24
   US: 198.18.65.0/24
@@ -77,6 +77,7 @@ faults:
   - type: geo-block
     region: ES
     block: [198.18.1.50]
+    ports: ["79:81", 443]
     action: http-451
   - type: http-error
     status: 503
