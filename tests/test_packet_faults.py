@@ -124,6 +124,7 @@ def test_geo_block_refuses_an_unknown_region(chaos, tmp_path):
 
 
 def test_geo_block_ports_are_checked_where_they_are_written(chaos, tmp_path):
-    text = GEO_REJECT.replace("    action: reject\n", '    action: http-451\n    ports: [80, "90:85"]\n')
+    ports = '    action: http-451\n    ports: [80, "90:85"]\n'
+    text = GEO_REJECT.replace("    action: reject\n", ports)
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 2 and "s.yaml:14:17: faults[0].ports[1]: port '90:85'" in result.stderr
