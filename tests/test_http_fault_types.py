@@ -59,8 +59,42 @@ expect:
     - {region: ES, http: "http://cdn.test/x", status: 200}
 """
 
+GEO_451_ADDRESS = """\
+name: geo-451-address
+description: >
+  The block names the CDN by address, its ports with a range. Only it answers 451 to Spain:
+  the registry, whose requests another HTTP fault sends through the same proxy, still answers.
+regions:
+  ES: 198.18.64.0/24
+  US: 198.18.65.0/24
+serve:
+  - name: cdn.test
+    address: 198.18.1.50
+    http: {body: "blob\\n"}
+  - name: registry.test
+    http: {body: "registry v2\\n"}
+faults:
+  - type: geo-block
+    region: ES
+    block: [198.18.1.50]
+    ports: ["79:81", 443]
+    action: http-451
+  - type: http-error
+    status: 503
+    match: {host: registry.test, path: /broken}
+expect:
+  during:
+    - {region: ES, http: "http://cdn.test/x", status: 451, body: {contains: "451"}}
+    - {region: ES, http: "http://registry.test/broken", status: 503}
+    - {region: ES, http: "http://registry.test/x", status: 200, body: {contains: registry v2}}
+    - {region: US, http: "http://cdn.test/x", status: 200, body: {contains: blob}}
+  after:
+    - {region: ES, http: "http://cdn.test/x", status: 200}
+"""
 
-@pytest.mark.parametrize("text", [PARTIAL, GEO_451], ids=["partial", "geo-451"])
+
+@pytest.mark.parametrize("text", [PARTIAL, GEO_451, GEO_451_ADDRESS],
+                         ids=["partial", "geo-451", "geo-451-address"])
 def test_http_fault_types(chaos, tmp_path, text):
     before = snapshot()
     result = chaos("run", str(write(tmp_path, text)))

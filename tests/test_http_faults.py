@@ -676,9 +676,21 @@ def test_transparent_mode_redirects_the_targets_port(namespaces, tmp_path, monke
             assert curl(url, netns=client).status == 503
             rule.revert(journal)
 
+            # servers and ports match the original destination: a rule for another server or
+            # port lets this request pass, one for its own acts
+            for i, match in enumerate([{"servers": ["192.0.2.0/24"]}, {"ports": [8443, "9000:9100"]},
+                                       {"servers": [server_ip], "ports": ["7999:8001"]}]):
+                rule = proxy.rule({"id": f"tp-m{i}", "fault": "http-error", "status": 503,
+                                   "match": match})
+                rule.apply(journal)
+                assert curl(url, netns=client).status == (503 if i == 2 else 200), match
+                rule.revert(journal)
+            with pytest.raises(ValueError, match="match.servers: an empty list"):
+                proxy.rule({"id": "tp-none", "fault": "http-error", "match": {"servers": []}})
+
             assert not redirect.revert(journal)
             assert curl(url, netns=client).status == 200
-            assert len(proxy.requests()) == 2  # the last request went direct
+            assert len(proxy.requests()) == 5  # the last request went direct
             saved = subprocess.run(processes.netns_argv(client, ["iptables-save", "-t", "nat"]),
                                    capture_output=True, text=True, check=True).stdout
             assert redirect.chain not in saved

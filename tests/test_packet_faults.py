@@ -81,7 +81,50 @@ def test_shipped_packet_incidents_pass_and_leave_nothing(chaos, name):
     assert_same(before, snapshot())
 
 
+GEO_REJECT = """\
+name: geo-reject
+description: the CDN refuses Spain's connections at once; the US still gets it
+regions:
+  ES: 198.18.64.0/24
+  US: 198.18.65.0/24
+serve:
+  - name: cdn.test
+    http: {body: "blob\\n"}
+faults:
+  - type: geo-block
+    region: ES
+    block: [cdn.test]
+    action: reject
+expect:
+  during:
+    - name: refused at once from Spain
+      region: ES
+      run: curl -sS --noproxy '*' -m 3 http://cdn.test/x
+      exit: 7
+      stderr: {regex: "Couldn't connect|refused"}
+      within: 500ms
+    - {region: ES, tcp: "cdn.test:80", connect: refused}
+    - {region: US, http: "http://cdn.test/x", status: 200, body: {contains: blob}}
+  after:
+    - {region: ES, http: "http://cdn.test/x", status: 200}
+"""
+
+
+def test_geo_block_reject_fails_fast_from_the_region_only(chaos, tmp_path):
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, GEO_REJECT)))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())
+
+
 def test_geo_block_refuses_an_unknown_region(chaos, tmp_path):
     text = (SCENARIOS / "cdn-geo-block-es.yaml").read_text()
     result = chaos("run", str(write(tmp_path, text.replace("region: ES\n    block", "region: FR\n    block"))))
     assert result.returncode == 2 and "faults[0].region: unknown region 'FR'" in result.stdout
+
+
+def test_geo_block_ports_are_checked_where_they_are_written(chaos, tmp_path):
+    ports = '    action: http-451\n    ports: [80, "90:85"]\n'
+    text = GEO_REJECT.replace("    action: reject\n", ports)
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "s.yaml:14:17: faults[0].ports[1]: port '90:85'" in result.stderr

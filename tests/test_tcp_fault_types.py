@@ -63,3 +63,51 @@ def test_probability_and_typos_are_checked(chaos, tmp_path):
     text = TEMPLATE.format(type="reset", params="    aftr: 1", exit=0, check="")
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 2 and "faults[0].aftr: unknown key 'aftr' (did you mean 'after'?)" in result.stderr
+
+
+TWO_FAULTS = """\
+name: tcp-faults-keep-to-their-servers
+description: >
+  Two TCP faults share the edge proxy: a hang on two servers (all default ports) must not
+  reach the third server, whose own fault only slows it.
+serve:
+  - name: x.test
+    http: {body: "x-body\\n"}
+  - name: y.test
+    http: {body: "y-body\\n"}
+  - name: z.test
+    http: {body: "z-body\\n"}
+faults:
+  - type: hang
+    at: accept
+    destinations: [x.test, y.test]
+  - type: slow
+    latency: 300ms
+    destinations: [z.test]
+    ports: [80]
+expect:
+  during:
+    - name: x.test hangs
+      run: curl -sS --noproxy '*' -m 1 http://x.test/
+      exit: 28
+    - name: y.test hangs
+      run: curl -sS --noproxy '*' -m 1 http://y.test/
+      exit: 28
+    - name: z.test is slow, not hung
+      run: curl -sS --noproxy '*' -m 3 http://z.test/
+      stdout: {contains: z-body}
+  after:
+    - http: http://x.test/
+      within: 2s
+"""
+
+
+def test_a_rule_acts_only_on_its_own_servers(chaos, tmp_path):
+    """A fault with several destinations keeps its match: the other fault's server is spared."""
+    report = tmp_path / "r.json"
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, TWO_FAULTS)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    probes = {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
+    assert probes["z.test is slow, not hung"]["duration"] >= 0.3  # its own rule still applies
+    assert_same(before, snapshot())

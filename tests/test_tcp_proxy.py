@@ -536,6 +536,8 @@ def test_a_rule_the_proxy_rejects_is_reported_and_others_keep_working(proxy, tox
         TcpToxic(proxy, {"id": "bad", "toxic": "hang", "at": "later"})
     with pytest.raises(RuleError, match="unknown key"):
         TcpToxic(proxy, {"id": "bad", "toxic": "reset", "afterr": 3})
+    with pytest.raises(RuleError, match="match.port: an empty list"):
+        TcpToxic(proxy, {"id": "bad", "toxic": "close", "match": {"port": []}})
     broken = proxy.rules_dir / "broken.json"
     broken.write_text("{not json")
     try:
@@ -639,8 +641,13 @@ def test_transparent_mode_through_nat_redirect(netpair, tmp_path):
         assert rc in (7, 56)
         assert wait_log(p, lambda r: r["end"] == "no-original-destination")["destination"] is None
 
+        # lists of addresses and ports: a rule for other servers leaves this one alone
+        TcpToxic(p, {"id": "o", "toxic": "reset", "match": {"addr": ["192.0.2.1", "192.0.2.8/29"],
+                                                            "port": [80, 8080]}}).apply(journal)
+        assert curl(None, "", netns=ns, url=netpair["url"])[:3] == (0, "", 50_000)
         TcpToxic(p, {"id": "r", "toxic": "reset", "delay": 0.1,
-                     "match": {"addr": netpair["addr"], "port": 8080}}).apply(journal)
+                     "match": {"addr": ["192.0.2.1", netpair["addr"]],
+                               "port": [80, 8080]}}).apply(journal)
         rc, err, _, _ = curl(None, "", netns=ns, url=netpair["url"])
         assert rc == 56 and "Connection reset by peer" in err
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from chaos.faults.base import Fault
+
+
+def _port(value: int | str) -> str:
+    from chaos.injectors.packet_filter import port_text
+
+    return port_text(value)  # a bad one fails at load time, located at its list entry
+
+
+Port = Annotated[int | str, AfterValidator(_port)]
 
 
 class GeoBlock(Fault):
@@ -23,8 +33,9 @@ class GeoBlock(Fault):
     """The region whose clients are blocked (declared under `regions:`)."""
     block: list[str] = Field(min_length=1)
     """Destinations: host names the sandbox knows, addresses or CIDRs."""
-    ports: list[int | str] = []
-    """Only these destination ports (default: all)."""
+    ports: list[Port] = []
+    """Only these destination ports or ranges (443, "8000:8100"; default: all, and 80 and 443
+    for `http-451`)."""
     action: Literal["drop", "reject", "http-451"] = "drop"
     """`drop`: clients time out; `reject`: refused at once; `http-451`: the fault proxy answers
     451 Unavailable For Legal Reasons (the block page ISPs showed before kick-off)."""
@@ -37,16 +48,20 @@ class GeoBlock(Fault):
         if self.region not in ctx.region_ranges:
             known = ", ".join(ctx.region_ranges) or "none declared"
             ctx.fail(("region",), f"unknown region {self.region!r} (regions: {known})")
+        nets = [str(n) for i, d in enumerate(self.block) for n in ctx.destinations(d, ("block", i))]
         if self.action == "http-451":
             from chaos.faults.http_rule import http_injectors
 
-            ports = [int(p) for p in self.ports if str(p).isdigit()] or [80, 443]
-            hosts = [b for b in self.block if b in ctx.zone]
-            match = {"host": hosts} if hosts and len(hosts) == len(self.block) else {}
+            # The proxy also gets what other HTTP faults redirect: the rule keeps to the
+            # blocked servers and ports, as the redirect does (and, when every entry is a
+            # name, to those names: two names may share an address).
+            ports = list(self.ports) or ["80", "443"]
+            match = {"servers": nets, "ports": ports}
+            if not any(_is_address(b) for b in self.block):
+                match["host"] = [b.lower().rstrip(".") for b in self.block]
             rule = {"fault": "http-451", "region": self.region}
-            return http_injectors(ctx, self, rule, ports, match=match,
+            return http_injectors(ctx, self, rule, ports, match=match, destinations=nets,
                                   clients=[str(ctx.region_ranges[self.region])])
-        nets = [str(n) for i, d in enumerate(self.block) for n in ctx.destinations(d, ("block", i))]
         rule = {"action": "drop" if self.action == "drop" else "reject-reset",
                 "sources": [str(ctx.region_ranges[self.region])], "destinations": nets,
                 "protocol": "tcp", "ports": list(self.ports)}
@@ -55,3 +70,11 @@ class GeoBlock(Fault):
 
     def label(self) -> str:
         return self.name or f"geo-block {self.region}: {', '.join(self.block)} ({self.action})"
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True

@@ -17,11 +17,13 @@ class HttpMatch(Strict):
     method: str | list[str] | None = None
 
 
-def http_injectors(ctx, fault, rule: dict, ports: list[int], clients: list[str] = (),
-                   match: dict | None = None) -> list[Injector]:
+def http_injectors(ctx, fault, rule: dict, ports: list[int | str], clients: list[str] = (),
+                   match: dict | None = None,
+                   destinations: list[str] | None = None) -> list[Injector]:
     """A redirect of the fault's ports at the world's edge, then its rule in the proxy.
 
-    The redirect is narrowed to the matched hosts when the sandbox knows their addresses.
+    The redirect goes to ``destinations`` when given, else it is narrowed to the matched
+    hosts when the sandbox knows their addresses.
     """
     from chaos.injectors.redirect import EdgeRedirect
 
@@ -33,14 +35,18 @@ def http_injectors(ctx, fault, rule: dict, ports: list[int], clients: list[str] 
         match["clients"] = list(clients)
     hosts = match.get("host")
     hosts = [hosts] if isinstance(hosts, str) else hosts or []
-    destinations = [ctx.zone[h] for h in hosts if h in ctx.zone] if hosts and all(
-        h in ctx.zone for h in hosts) else []
+    if destinations is None:
+        destinations = [ctx.zone[h] for h in hosts] if hosts and all(
+            h in ctx.zone for h in hosts) else []
     full = {"id": f"fault-{index}", "fault": rule.pop("fault"), "match": match, **rule}
     if getattr(fault, "probability", None) is not None:
         full["probability"] = fault.probability
-    return [EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
-                         destinations=destinations),
-            ProxyRule(http, full)]
+    try:
+        redirect = EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
+                                destinations=destinations)
+    except ValueError as exc:  # a port range that takes in the proxy's own port
+        ctx.fail(("ports",), str(exc))
+    return [redirect, ProxyRule(http, full)]
 
 
 class ProxyRule(Injector):

@@ -37,13 +37,10 @@ class TcpFault(Fault):
         rule = {"id": f"fault-{index}", "toxic": self.toxic, "direction": self.direction,
                 **({"probability": self.probability} if self.probability else {}),
                 **self.toxic_params()}
-        # The proxy sees every redirected connection; the rule only needs to pick the ports
-        # (and addresses) of this fault when several TCP faults share the proxy.
-        match = {"port": self.ports[0]} if len(self.ports) == 1 else {}
-        if len(nets) == 1:
-            match["addr"] = nets[0]
-        if match:
-            rule["match"] = match
+        # Every TCP fault of the run redirects to the one proxy: the rule must pick exactly
+        # what this fault's redirect sends (its ports, its servers), or it would act on the
+        # connections the other faults redirect too.
+        rule["match"] = {"port": sorted(set(self.ports)), **({"addr": nets} if nets else {})}
         return [EdgeRedirect(ctx.world, self.ports, tcp.PORT, tag=ctx.tag, name=f"t{index}",
                              destinations=nets),
                 ProxyToxic(tcp, rule)]

@@ -144,6 +144,15 @@ def mitmdump_argv(*, listen: tuple[str, int], mode: str, confdir: Path,
     return argv
 
 
+def addon_env() -> dict[str, str]:
+    """The environment for mitmdump: the addons import this very chaos package first. Else a
+    checkout run next to another installed chaos would load that copy's addons, which may not
+    know a rule this code checked and wrote (it would be skipped: a fault that never fires)."""
+    root = str(FAULTS_DIR.parents[2])
+    rest = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + rest if rest else "")}
+
+
 class HttpProxy:
     """A running mitmdump with the fault addons, journaled as a process of the run.
 
@@ -272,7 +281,7 @@ def start_http_proxy(journal: Journal, *, netns: str | None, listen: str | tuple
     where = f" in {netns}" if netns else ""
     with open(run_dir / "mitmdump.log", "ab") as log:
         proc, entry = spawn(journal, argv, netns=netns, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT,
+                            stderr=subprocess.STDOUT, env=addon_env(),
                             what=f"mitmdump {mode} on {host}:{port}{where}")
     proxy = HttpProxy(journal, proc, entry, netns=netns, host=host, port=port, mode=mode,
                       run_dir=run_dir, confdir=confdir)

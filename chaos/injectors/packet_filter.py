@@ -94,7 +94,7 @@ class FilterRule:
                              f"{tuple(_ICMP_REJECT)}")
         self.destinations = [str(a) for a in self.destinations]
         self.sources = [str(a) for a in self.sources]
-        self.ports = [_port(p) for p in self.ports]
+        self.ports = [port_text(p) for p in self.ports]
         if self.ports and self.protocol not in ("tcp", "udp"):
             raise ValueError("ports need protocol tcp or udp")
         if self.ttl is not None:
@@ -130,10 +130,12 @@ class FilterRule:
         return found
 
 
-def _port(p: int | str) -> str:
+def port_text(p: int | str) -> str:
+    """A port or range (443, "8000:8100", "8000-8100") as iptables writes it; ValueError if not."""
     text = str(p).replace("-", ":")
     parts = text.split(":")
-    if len(parts) > 2 or not all(x.isdigit() and 0 < int(x) < 65536 for x in parts):
+    if len(parts) > 2 or not all(x.isdigit() and 0 < int(x) < 65536 for x in parts) \
+            or int(parts[0]) > int(parts[-1]):
         raise ValueError(f"port {p!r}: expected 1..65535 or a range like 8000:8100")
     return text
 
@@ -189,7 +191,7 @@ def _split(addresses: list[str]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _port_chunks(ports: list[str]) -> list[list[str]]:
+def port_chunks(ports: list[str]) -> list[list[str]]:
     chunks, current, used = [], [], 0
     for p in ports:
         cost = 2 if ":" in p else 1
@@ -226,7 +228,7 @@ def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[
     v6 = family == "ipv6"
     srcs = _split(rule.sources)[family] or [None]
     dsts = _split(rule.destinations)[family] or [None]
-    chunks = _port_chunks(rule.ports) or [[]]
+    chunks = port_chunks(rule.ports) or [[]]
     lines = []
     for src in srcs:
         for dst in dsts:

@@ -7,11 +7,11 @@ A rule is one JSON file in the proxy's rules directory::
 
 Common keys: ``id`` (required), ``toxic`` (required), ``direction`` (``upstream`` = client to
 server, ``downstream`` = server to client, ``both``; default downstream), ``probability``
-(rolled once per connection, default 1), ``match`` (``addr`` IP or CIDR, ``port``,
-``listener``: all given keys must fit the connection's destination). Times are seconds
-(a number, or "250ms", "1.5s"), sizes bytes, ``rate`` bytes per second. A key set to null
-counts as not given; an unknown key is an error (a typo must not pass for a fault). The
-toxics and their own keys are the classes below (``TOXICS``).
+(rolled once per connection, default 1), ``match`` (``addr`` IP or CIDR, ``port``, each
+also a list of them, ``listener``: all given keys must fit the connection's destination).
+Times are seconds (a number, or "250ms", "1.5s"), sizes bytes, ``rate`` bytes per second.
+A key set to null counts as not given; an unknown key is an error (a typo must not pass for
+a fault). The toxics and their own keys are the classes below (``TOXICS``).
 
 Each toxic is a small class with hooks the proxy calls (see ``Toxic``), one instance per
 connection it applies to. It never touches the proxy's internals: it holds, writes or ends
@@ -86,21 +86,35 @@ def _table(value: Any, key: str, keys: dict[str, Any]) -> dict:
 
 # -- the rule ------------------------------------------------------------------------------------
 class Match:
-    """Which connections a rule applies to: destination address/network, port, listener name."""
+    """Which connections a rule applies to: destination address/network, port, listener name.
+    ``addr`` and ``port`` also take lists (any of them fits): one fault, several servers."""
 
     def __init__(self, spec: Any) -> None:
         spec = _table(spec, "match", {"addr": None, "port": None, "listener": None})
+        addrs, ports = _listed(spec["addr"], "match.addr"), _listed(spec["port"], "match.port")
         try:
-            self.net = ipaddress.ip_network(spec["addr"], strict=False) if spec["addr"] else None
-        except ValueError as exc:
+            self.nets = [ipaddress.ip_network(a, strict=False) for a in addrs]
+        except (TypeError, ValueError) as exc:
             raise RuleError(f"match.addr: {exc}") from None
-        self.port = _count(spec["port"], "match.port", least=1) if spec["port"] is not None else None
+        self.ports = {_count(p, "match.port", least=1) for p in ports}
         self.listener = spec["listener"]
 
     def fits(self, addr: str, port: int, listener: str) -> bool:
-        return ((self.net is None or ipaddress.ip_address(addr) in self.net)
-                and (self.port is None or self.port == port)
+        return ((not self.nets or any(ipaddress.ip_address(addr) in n for n in self.nets))
+                and (not self.ports or port in self.ports)
                 and (self.listener is None or self.listener == listener))
+
+
+def _listed(value: Any, key: str) -> list:
+    """A match value: one item or a non-empty list of them (an empty list would match nothing
+    and is more likely a planning slip than a wish)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        if not value:
+            raise RuleError(f"{key}: an empty list matches nothing; leave the key out instead")
+        return value
+    return [value]
 
 
 class Rule:

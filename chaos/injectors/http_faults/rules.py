@@ -4,13 +4,17 @@ A rule file (``<rules dir>/<id>.json``) holds one object::
 
     {"id": "hub-503", "fault": "http-error", "status": 503, "probability": 1.0,
      "match": {"host": "registry-1.docker.io", "path": "/v2/*", "method": ["GET", "HEAD"],
-               "clients": ["198.18.2.0/24"]}}
+               "clients": ["198.18.2.0/24"],
+               "servers": ["198.18.1.10"], "ports": [80, "8000:8100"]}}
 
 ``every`` (N) makes a rule act on every Nth matching request only.
 Every key besides ``id``, ``fault``, ``probability``, ``every`` and ``match`` is a parameter of the
 fault. Each ``match`` key is optional; a rule without ``match`` matches every request.
 ``host`` and ``path`` are shell-style patterns (a string or a list of them), ``path_regex``
-a regular expression searched in the path, ``clients`` CIDRs of the client's address.
+a regular expression searched in the path, ``clients`` CIDRs of the client's address,
+``servers`` CIDRs of the server address the client connected to and ``ports`` its port
+(numbers or "first:last" ranges): in transparent mode the original destination, so a rule
+can keep to the servers its own redirect sends, whatever other faults redirect.
 
 Reloading: every request costs one ``stat`` of the directory (a rename or unlink in it, as
 ``HttpRule`` does, changes its mtime); a full rescan runs at least once a second (files
@@ -98,23 +102,29 @@ class Match:
     path_regex: re.Pattern | None = None
     methods: frozenset[str] = frozenset()
     clients: tuple = ()
+    servers: tuple = ()
+    ports: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def parse(cls, raw: Any) -> "Match":
         raw = raw or {}
         if not isinstance(raw, dict):
             raise ValueError("match must be an object")
-        unknown = set(raw) - {"host", "path", "path_regex", "method", "clients"}
+        unknown = set(raw) - {"host", "path", "path_regex", "method", "clients", "servers", "ports"}
         if unknown:
             raise ValueError(f"match: unknown keys {sorted(unknown)}")
+        for key in ("servers", "ports"):  # a planned list left empty must not mean "any"
+            if raw.get(key) == []:
+                raise ValueError(f"match.{key}: an empty list matches nothing; leave it out")
         regex = raw.get("path_regex")
         return cls(
             hosts=tuple(h.lower() for h in _patterns(raw.get("host"), "host")),
             paths=_patterns(raw.get("path"), "path"),
             path_regex=re.compile(regex) if regex else None,
             methods=frozenset(m.upper() for m in _patterns(raw.get("method"), "method")),
-            clients=tuple(ipaddress.ip_network(c, strict=False)
-                          for c in _patterns(raw.get("clients"), "clients")),
+            clients=_networks(raw.get("clients"), "clients"),
+            servers=_networks(raw.get("servers"), "servers"),
+            ports=_ports(raw.get("ports")),
         )
 
     def matches(self, flow) -> bool:
@@ -135,7 +145,39 @@ class Match:
             addr = client_ip(flow)
             if addr is None or not any(addr in net for net in self.clients):
                 return False
+        if self.servers or self.ports:
+            addr, port = server_address(flow)
+            if self.servers and (addr is None or not any(addr in net for net in self.servers)):
+                return False
+            if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
+                return False
         return True
+
+
+def _networks(value: Any, name: str) -> tuple:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in _patterns(value, name))
+
+
+def _ports(value: Any) -> tuple[tuple[int, int], ...]:
+    out = []
+    for p in value if isinstance(value, list) else [] if value is None else [value]:
+        ends = str(p).replace("-", ":").split(":")
+        ok = not isinstance(p, bool) and len(ends) <= 2 and all(e.isdigit() for e in ends)
+        lo, hi = (int(ends[0]), int(ends[-1])) if ok else (0, 0)
+        if not 0 < lo <= hi < 65536:
+            raise ValueError(f"match.ports: {p!r} is not a port 1..65535 or a range like 8000:8100")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def server_address(flow):
+    """(address, port) the client connected to: the original destination in transparent
+    mode (mitmproxy sets it before any request); None for what is not known or not an IP."""
+    try:
+        host, port = flow.server_conn.address[:2]
+    except (TypeError, ValueError, AttributeError):
+        return None, None
+    return _parse_ip(str(host)), port
 
 
 def client_ip(flow):
