@@ -1,6 +1,6 @@
 """CLI start-up: `chaos --help` against Chaos Toolkit's `chaos --help`; `chaos validate` of 50 scenarios.
 
-    /opt/chaos-venv/bin/python benchmarks/cli_startup.py [--runs 20]
+    .venv/bin/python benchmarks/cli_startup.py [--runs 20]
 
 1. ``chaos --help``, each run a new process (cold: no server, nothing kept between runs;
    the page cache is warm, dropping it would disturb everyone else on this machine), in

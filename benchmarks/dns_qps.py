@@ -1,6 +1,6 @@
 """Answers per second of the fake DNS server vs dnsmasq vs dnslib's stock DNSServer.
 
-    sudo /opt/chaos-venv/bin/python benchmarks/dns_qps.py [--seconds 5] [--clients 4]
+    sudo .venv/bin/python benchmarks/dns_qps.py [--seconds 5] [--clients 4]
 
 All three serve the same zone on their own loopback address (127.53.x.y, a free port),
 with no upstream, and each is measured by dnsperf for the same pinned duration with the

@@ -15,7 +15,7 @@ and the request log on, so each request pays for matching and logging.
 
 Prints each figure and the ratio chaos / plain. Target: >= 0.8x requests/s, flat memory.
 
-    /opt/chaos-venv/bin/python benchmarks/http_proxy.py [--duration 4] [--rounds 6] [--blob-mib 1024]
+    .venv/bin/python benchmarks/http_proxy.py [--duration 4] [--rounds 6] [--blob-mib 1024]
 
 Loopback only; every process it starts is journaled and stopped at the end.
 """

@@ -1,6 +1,6 @@
 """Inject + revert time per fault type, next to the plain command that makes the same change.
 
-    sudo /opt/chaos-venv/bin/python benchmarks/inject_revert.py [--rounds 30]
+    sudo .venv/bin/python benchmarks/inject_revert.py [--rounds 30]
 
 Each fault type is applied and reverted ``--rounds`` times through its injector (with a
 real journal: every change fsynced before it is made), and its peer makes the same change

@@ -1,6 +1,6 @@
 """Whole-process time of a trivial scenario: `chaos run` against Chaos Toolkit's `chaos run`.
 
-    /opt/chaos-venv/bin/python benchmarks/process_time.py [--runs 20]
+    .venv/bin/python benchmarks/process_time.py [--runs 20]
 
 Ours: ``chaos run --host trivial.yaml`` (one ``run: "true"`` probe, no fault, no sandbox;
 the journal is written and fsynced as in every run). Peer: Chaos Toolkit's ``chaos run`` of

@@ -1,6 +1,6 @@
 """Sandbox create + destroy: chaos.sandbox.netns.Sandbox against the same thing with `ip`.
 
-    sudo /opt/chaos-venv/bin/python benchmarks/sandbox.py [--rounds 20]
+    sudo .venv/bin/python benchmarks/sandbox.py [--rounds 20]
 
 Ours: ``Sandbox(run_id, zone).create(journal)`` (client + world namespaces, a veth pair,
 addresses, the client's route, /etc/netns/<client>/{hosts,resolv.conf}; every step

@@ -1,6 +1,6 @@
 """Schedule accuracy: how late scheduled fault switches (window, flap) happen in a real run.
 
-    sudo /opt/chaos-venv/bin/python benchmarks/schedule.py [--runs 3]
+    sudo .venv/bin/python benchmarks/schedule.py [--runs 3]
 
 Runs ``chaos run --json`` of a sandbox scenario whose faults switch on a schedule: a route
 blackhole flapping every 100 ms for 2 s, a hosts entry on for a 1 s window, and a packet

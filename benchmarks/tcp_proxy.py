@@ -1,6 +1,6 @@
 """The TCP fault proxy against socat and a direct connection, all on loopback, in one run.
 
-    sudo /opt/chaos-venv/bin/python benchmarks/tcp_proxy.py [--gib 2] [--runs 5] [--strict]
+    sudo .venv/bin/python benchmarks/tcp_proxy.py [--gib 2] [--runs 5] [--strict]
 
 1. Pass-through throughput: a source process sends --gib GiB per connection, this process
    reads it. Direct (the limit), through ``socat -b 262144``, through our proxy (no toxic:

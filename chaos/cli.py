@@ -290,9 +290,16 @@ def lab_up_cmd(state_dir, no_dockerd, warm) -> None:
 
     click.echo("starting the lab (upstream, token server, CDN, cache, dockerd)...")
     try:
-        info = control.up(state_dir, dockerd=not no_dockerd, warm=warm)
+        info = control.up(state_dir, dockerd=not no_dockerd, warm=warm,
+                          echo=lambda line: click.echo(line, err=True))
     except (NotReady, RuntimeError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
+    except control.Stopped as exc:
+        import signal
+
+        click.echo(f"stopped by {signal.Signals(exc.signum).name} while starting: reverted what was "
+                   "started", err=True)
+        sys.exit(ExitStatus.TERMINATED if exc.signum == signal.SIGTERM else ExitStatus.INTERRUPTED)
     click.echo(f"lab {info['run_id']} up in {info['timings'].get('total', 0):.1f}s")
     _print_lab(info)
 
@@ -315,6 +322,7 @@ def lab_status_cmd(state_dir) -> None:
     info = control.current(state_dir)
     if info is None:
         click.echo("no lab is up (`chaos lab up` starts one)")
+        _hint_unfinished(state_dir)
         sys.exit(1)
     click.echo(f"lab {info['run_id']}")
     rows = control.status(state_dir)
@@ -322,6 +330,14 @@ def lab_status_cmd(state_dir) -> None:
         click.echo(f"  {row['component']:<9} {row['host']:<34} {row['address']:<22} "
                    f"{row['process']:<12} {row['ready']}")
     sys.exit(0 if all(r["ready"].startswith("answers") for r in rows) else 1)
+
+
+def _hint_unfinished(state_dir) -> None:
+    from chaos.lab import control
+
+    for run_id in control.unfinished_ups(state_dir):
+        click.echo(f"{run_id}: a lab whose `chaos lab up` was killed while starting; "
+                   "`chaos recover` removes it", err=True)
 
 
 @lab.command("down")
@@ -332,6 +348,7 @@ def lab_down_cmd(state_dir) -> None:
 
     if control.current(state_dir) is None:
         click.echo("no lab is up")
+        _hint_unfinished(state_dir)
         return
     left = control.down(state_dir)
     for line in left:

@@ -25,12 +25,14 @@ def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
             echo(f"{journal.run_id}: still running (pid {journal.owner_pid}); skipped (--force to recover anyway)")
             continue
         if journal.detached and not force:
-            from chaos.lab.control import detached_alive
+            from chaos.lab.control import detached_state
 
-            if detached_alive(journal):
+            state = detached_state(journal, state_dir)
+            if state == "up":
                 echo(f"{journal.run_id}: a lab that is up (`chaos lab down` stops it); skipped")
                 continue
-            echo(f"{journal.run_id}: a lab whose processes died: cleaning it up")
+            echo(f"{journal.run_id}: " + ("a lab whose processes died: cleaning it up" if state == "died"
+                                         else "a lab whose `chaos lab up` never finished: cleaning it up"))
         pending = journal.pending()
         journal.reopen()
         for entry in sorted(pending, key=lambda e: e.seq, reverse=True):
