@@ -43,6 +43,27 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "chaos_scenario(path): run the test with that scenario's "
                                        "faults applied in its sandbox")
+    _add_scenario_folders(config)
+
+
+def _scenario_roots(config) -> list[Path]:
+    roots = [Path(p).resolve() for p in config.getoption("--chaos-scenarios")]
+    return roots + [Path(p).resolve() for p in config.getini("chaos_scenarios")]
+
+
+def _add_scenario_folders(config) -> None:
+    """Make pytest walk the scenario folders itself: pytest_collect_file only sees files in
+    the folders pytest collects (the command line's paths, else `testpaths`). Folders from
+    --chaos-scenarios always; those of the ini setting unless paths were given on the command
+    line (like `testpaths`, so `pytest tests/test_x.py` runs just that file)."""
+    folders = [str(Path(p).resolve()) for p in config.getoption("--chaos-scenarios")]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        folders += [str(Path(p).resolve()) for p in config.getini("chaos_scenarios")]
+    base = config.invocation_params.dir
+    walked = [(base / arg.split("::", 1)[0]).resolve() for arg in config.args]
+    for folder in dict.fromkeys(folders):
+        if not any(Path(folder).is_relative_to(path) for path in walked if path.is_dir()):
+            config.args.append(folder)
 
 
 class SandboxHandle:
@@ -304,9 +325,7 @@ def _chaos_scenario_marker(request):
 def pytest_collect_file(parent, file_path: Path):
     if file_path.suffix not in (".yaml", ".yml"):
         return None
-    config = parent.config
-    roots = [Path(p).resolve() for p in config.getoption("--chaos-scenarios")]
-    roots += [Path(p).resolve() for p in config.getini("chaos_scenarios")]
+    roots = _scenario_roots(parent.config)
     if any(file_path.resolve().is_relative_to(root) for root in roots):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None

@@ -9,6 +9,17 @@ from conftest import SCENARIOS, assert_same, snapshot
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _this_checkout(monkeypatch):
+    """pytester's subprocesses run in a temporary folder: without this they would import
+    the chaos installed in the venv, not the code under test."""
+    import os
+
+    from conftest import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
 @pytest.fixture
 def suite(pytester, state_dir):
     pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n")
@@ -97,6 +108,44 @@ expect:
         "*during: registry answers [[]failed*",
         "*status: expected 200, observed no answer (unreachable*",
     ])
+
+
+QUICK_SCENARIO = """\
+name: registry-answers
+description: one server, no fault, one probe
+serve:
+  - name: registry.test
+expect:
+  before:
+    - name: registry answers
+      http: http://registry.test/
+"""
+
+
+def _project_with_drills(pytester, state_dir, ini_extra: str = ""):
+    """testpaths = tests (one plain test) and a drills/ folder pytest would not walk."""
+    pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n"
+                     f"testpaths = tests\n{ini_extra}")
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    pytester.mkdir("drills")
+    (pytester.path / "drills" / "quick.yaml").write_text(QUICK_SCENARIO)
+
+
+def test_chaos_scenarios_option_alone_collects_the_folder(pytester, state_dir):
+    _project_with_drills(pytester, state_dir)
+    result = pytester.runpytest_subprocess("--chaos-scenarios", "drills", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*drills/quick.yaml::quick PASSED*"])
+
+
+def test_chaos_scenarios_ini_setting_alone_collects_the_folder(pytester, state_dir):
+    _project_with_drills(pytester, state_dir, "chaos_scenarios = drills\n")
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*drills/quick.yaml::quick PASSED*"])
+    # Paths on the command line win over the ini folders, as over testpaths.
+    pytester.runpytest_subprocess("tests/test_plain.py").assert_outcomes(passed=1)
 
 
 def test_chaos_scenario_fixture_returns_the_result(suite):
