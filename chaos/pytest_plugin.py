@@ -371,6 +371,6 @@ def _failure_text(result) -> str:
         if not probe.ok:
             lines.append(f"  {probe.phase}: {probe.name} [{probe.verdict}, {probe.duration:.2f}s]")
             lines += [f"    {check}" for check in probe.failures()]
-            if probe.verdict == "hung":
+            if probe.verdict in ("hung", "error"):  # no checks to show: say why
                 lines.append(f"    {probe.message()}")
     return "\n".join(lines)
