@@ -228,6 +228,52 @@ def test_tcp_faults_fixture(suite):
     suite.runpytest_subprocess().assert_outcomes(passed=1)
 
 
+def test_serving_later_keeps_hosts_faults_on(suite):
+    suite.makepyfile("""
+        def addresses(sandbox, name):
+            code, out, err = sandbox.run(f"getent ahostsv4 {name}")
+            return sorted({line.split()[0] for line in out.splitlines()}) if code == 0 else err
+
+        def test_hosts_blocks_survive_serve(chaos_sandbox):
+            registry = chaos_sandbox.serve("registry.test", body="registry\\n")
+            fault = chaos_sandbox.inject({"type": "hosts-entry", "names": ["registry.test", "late.test"]})
+            chaos_sandbox.serve("mirror.test", body="mirror\\n")
+            late = chaos_sandbox.serve("late.test", body="late\\n")
+            assert addresses(chaos_sandbox, "registry.test") == ["127.0.0.1"]
+            code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry.test/")
+            assert code == 7, err
+            assert chaos_sandbox.run("curl -sS -m 3 http://mirror.test/")[1] == "mirror\\n"
+            assert addresses(chaos_sandbox, "late.test") == ["127.0.0.1"]  # the fault wins
+            fault.revert()  # brings back the served names' own lines
+            assert addresses(chaos_sandbox, "registry.test") == [registry]
+            assert addresses(chaos_sandbox, "late.test") == [late]
+            assert chaos_sandbox.run("curl -sS -m 3 http://late.test/")[1] == "late\\n"
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+
+
+def test_serving_after_the_fake_dns_started(suite):
+    suite.makepyfile("""
+        def test_new_name_in_the_zone(chaos_sandbox, fake_dns):
+            chaos_sandbox.serve("registry.test", body="registry\\n")
+            fake_dns.fail("gone.test", answer="nxdomain")  # starts the fake DNS server
+            chaos_sandbox.inject({"type": "hosts-entry", "names": ["registry.test"]})
+            late = chaos_sandbox.serve("late.test", body="late\\n")
+            code, out, err = chaos_sandbox.run("dig +short +time=1 +tries=1 late.test A")
+            assert code == 0 and out.split() == [late], (out, err)
+            code, out, err = chaos_sandbox.run("curl -sS -m 3 http://late.test/")
+            assert code == 0 and out == "late\\n", err
+            assert any(q["name"] == "late.test" and q["answer"] == "zone" for q in fake_dns.queries)
+            code, out, _ = chaos_sandbox.run("getent hosts registry.test")
+            assert out.split()[:1] == ["127.0.0.1"]  # the hosts-entry block is still there
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+
+
 def test_registry_lab_fixture_is_shared_and_reset(suite):
     import shutil
 
