@@ -228,6 +228,30 @@ def test_tcp_faults_fixture(suite):
     suite.runpytest_subprocess().assert_outcomes(passed=1)
 
 
+def test_ini_settings_for_state_dir_and_lab(pytester, state_dir):
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\nchaos_state_dir = journals\n"
+                     "chaos_lab_warm =\n    library/alpine:3\n    library/busybox:1\n"
+                     "chaos_lab_no_dockerd = true\n")
+    pytester.makepyfile("""
+        from chaos.pytest_plugin import _lab_spec
+
+        def test_lab_spec(request):
+            spec = _lab_spec(request.config)
+            assert spec.warm == ["library/alpine:3", "library/busybox:1"] and not spec.dockerd
+
+        def test_journal_folder(chaos_sandbox):
+            assert chaos_sandbox.run("true")[0] == 0
+            with open("run-dirs.txt", "a") as f:  # the run's folder goes when it ends clean
+                f.write(f"{chaos_sandbox.session.journal.run_dir.parent.parent}\\n")
+    """)
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+    # The command line wins over the ini setting, which wins over $CHAOS_STATE_DIR.
+    other = pytester.path / "elsewhere"
+    pytester.runpytest_subprocess("--chaos-state-dir", str(other), "-k", "journal").assert_outcomes(passed=1)
+    used = (pytester.path / "run-dirs.txt").read_text().split()
+    assert used == [str(pytester.path / "journals"), str(other)]
+
+
 def test_serving_later_keeps_hosts_faults_on(suite):
     suite.makepyfile("""
         def addresses(sandbox, name):
