@@ -14,7 +14,9 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
   text) and returns its ScenarioResult.
 Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` applies that scenario's faults
 around the test body, in its sandbox (``chaos_sandbox`` is then that sandbox).
-Scenario files as tests: ``pytest --chaos-scenarios DIR`` collects every *.yaml there.
+Scenario files as tests: ``pytest --chaos-scenarios DIR`` collects every *.yaml there (so do
+the ``chaos_scenarios`` ini folders when no paths are given). Options and ini settings: see
+``pytest_addoption`` (and README.md, "pytest").
 """
 
 from __future__ import annotations
@@ -27,22 +29,51 @@ import pytest
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("chaos")
     group.addoption("--chaos-state-dir", default=None,
-                    help="chaos journals (default: $CHAOS_STATE_DIR or /var/lib/chaos)")
+                    help="chaos journals (default: the chaos_state_dir ini setting, "
+                         "$CHAOS_STATE_DIR or /var/lib/chaos)")
     group.addoption("--chaos-host", action="store_true", default=False,
                     help="allow scenarios to change this machine itself (host mode)")
     group.addoption("--chaos-scenarios", action="append", default=[], metavar="DIR",
                     help="collect the scenario YAML files in DIR as tests")
     group.addoption("--chaos-lab-warm", action="append", default=None, metavar="IMAGE",
                     help="images the registry_lab fixture pulls through its cache at start "
-                         "(default library/busybox:1)")
+                         "(default: the chaos_lab_warm ini setting, else library/busybox:1)")
     group.addoption("--chaos-lab-no-dockerd", action="store_true", default=False,
                     help="start the registry_lab fixture without its client dockerd")
     parser.addini("chaos_scenarios", "folders of scenario YAML files collected as tests", type="paths")
+    parser.addini("chaos_state_dir", "chaos journals, relative to the ini file "
+                                     "(--chaos-state-dir wins)", default="")
+    parser.addini("chaos_lab_warm", "images the registry_lab fixture pulls through its cache "
+                                    "at start (--chaos-lab-warm wins)", type="linelist")
+    parser.addini("chaos_lab_no_dockerd", "start the registry_lab fixture without its client "
+                                          "dockerd", type="bool", default=False)
+    # Host mode stays a command-line switch: a config file should not change the machine.
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "chaos_scenario(path): run the test with that scenario's "
                                        "faults applied in its sandbox")
+    _add_scenario_folders(config)
+
+
+def _scenario_roots(config) -> list[Path]:
+    roots = [Path(p).resolve() for p in config.getoption("--chaos-scenarios")]
+    return roots + [Path(p).resolve() for p in config.getini("chaos_scenarios")]
+
+
+def _add_scenario_folders(config) -> None:
+    """Make pytest walk the scenario folders itself: pytest_collect_file only sees files in
+    the folders pytest collects (the command line's paths, else `testpaths`). Folders from
+    --chaos-scenarios always; those of the ini setting unless paths were given on the command
+    line (like `testpaths`, so `pytest tests/test_x.py` runs just that file)."""
+    folders = [str(Path(p).resolve()) for p in config.getoption("--chaos-scenarios")]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        folders += [str(Path(p).resolve()) for p in config.getini("chaos_scenarios")]
+    base = config.invocation_params.dir
+    walked = [(base / arg.split("::", 1)[0]).resolve() for arg in config.args]
+    for folder in dict.fromkeys(folders):
+        if not any(Path(folder).is_relative_to(path) for path in walked if path.is_dir()):
+            config.args.append(folder)
 
 
 class SandboxHandle:
@@ -90,10 +121,30 @@ class _Applied:
             raise RuntimeError("could not revert: " + "; ".join(map(str, failures)))
 
 
+def _state_dir(config) -> str | None:
+    """--chaos-state-dir, else the ini setting (relative to the ini file), else None (the
+    journal's own default: $CHAOS_STATE_DIR or /var/lib/chaos)."""
+    if config.getoption("--chaos-state-dir"):
+        return config.getoption("--chaos-state-dir")
+    value = config.getini("chaos_state_dir")
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return str(base / value)
+
+
+def _lab_spec(config):
+    from chaos.scenario.model import LabSpec
+
+    warm = config.getoption("--chaos-lab-warm") or config.getini("chaos_lab_warm")
+    no_dockerd = config.getoption("--chaos-lab-no-dockerd") or config.getini("chaos_lab_no_dockerd")
+    return LabSpec(dockerd=not no_dockerd, **({"warm": warm} if warm else {}))
+
+
 def _session(config, **kwargs):
     from chaos.session import Session
 
-    return Session(state_dir=config.getoption("--chaos-state-dir"), **kwargs)
+    return Session(state_dir=_state_dir(config), **kwargs)
 
 
 def _close(session) -> None:
@@ -219,14 +270,7 @@ def tcp_faults(chaos_sandbox):
 @pytest.fixture(scope="session")
 def make_registry_lab(request):
     """The registry lab, started once per test session (about 3 s) and removed at its end."""
-    from chaos.scenario.model import LabSpec
-    from chaos.session import Session
-
-    config = request.config
-    spec = LabSpec(dockerd=not config.getoption("--chaos-lab-no-dockerd"),
-                   **({"warm": config.getoption("--chaos-lab-warm")}
-                      if config.getoption("--chaos-lab-warm") else {}))
-    session = Session(state_dir=config.getoption("--chaos-state-dir"), lab=spec)
+    session = _session(request.config, lab=_lab_spec(request.config))
     session.open()
     try:
         yield session
@@ -268,7 +312,7 @@ def chaos_scenario(request):
             pytest.skip("host mode needs --chaos-host")
         text_given = isinstance(source, str) and "\n" in source
         scenario = load_text(source) if text_given else load(source)
-        options = RunOptions(host_mode=host, state_dir=config.getoption("--chaos-state-dir"),
+        options = RunOptions(host_mode=host, state_dir=_state_dir(config),
                              variables=variables or {})
         return run_scenario(scenario, "<text>" if text_given else str(source), options)
 
@@ -304,9 +348,7 @@ def _chaos_scenario_marker(request):
 def pytest_collect_file(parent, file_path: Path):
     if file_path.suffix not in (".yaml", ".yml"):
         return None
-    config = parent.config
-    roots = [Path(p).resolve() for p in config.getoption("--chaos-scenarios")]
-    roots += [Path(p).resolve() for p in config.getini("chaos_scenarios")]
+    roots = _scenario_roots(parent.config)
     if any(file_path.resolve().is_relative_to(root) for root in roots):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
@@ -331,7 +373,7 @@ class ScenarioItem(pytest.Item):
             scenario = load(self.path)
         except ScenarioInvalid as exc:
             raise ScenarioFailed(str(exc)) from None
-        options = RunOptions(host_mode=False, state_dir=self.config.getoption("--chaos-state-dir"))
+        options = RunOptions(host_mode=False, state_dir=_state_dir(self.config))
         self.result = run_scenario(scenario, str(self.path), options)
         if self.result.exit_code != 0:
             raise ScenarioFailed(_failure_text(self.result))
@@ -352,6 +394,6 @@ def _failure_text(result) -> str:
         if not probe.ok:
             lines.append(f"  {probe.phase}: {probe.name} [{probe.verdict}, {probe.duration:.2f}s]")
             lines += [f"    {check}" for check in probe.failures()]
-            if probe.verdict == "hung":
+            if probe.verdict in ("hung", "error"):  # no checks to show: say why
                 lines.append(f"    {probe.message()}")
     return "\n".join(lines)

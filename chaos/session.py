@@ -316,7 +316,9 @@ class Session:
         self.serve.append(server)
         self.zone[server.name] = str(server.address)
         self.sandbox.zone = self.zone
-        self.sandbox.write_hosts()
+        self.sandbox.write_hosts()  # keeps the blocks of hosts-entry faults already on
+        if self.dns.server is not None:  # it read zone.json at its start
+            self.dns.server.set_zone(self.zone)
         self.start_server(server)
         return str(server.address)
 

@@ -388,6 +388,24 @@ def test_a_broken_rule_file_is_reported_and_skipped(net, server):
         wait_status(server, lambda s: not s.get("errors"))
 
 
+def test_set_zone_adds_a_name_and_a_broken_zone_file_keeps_the_old_zone(net, server):
+    assert dig(net, "late.test").status == "REFUSED"
+    try:
+        server.set_zone({**ZONE, "late.test": ["198.18.1.60"]})
+        assert dig(net, "late.test").answers == ["198.18.1.60"]
+        assert dig(net, "reg.test").answers == ["198.18.1.10"]
+        with pytest.raises(ValueError):  # checked before the server sees it
+            server.set_zone({"bad.test": ["not-an-address"]})
+        server.zone_path.write_text("{not json")
+        os.kill(server.pid, signal.SIGHUP)
+        status = wait_status(server, lambda s: "zone" in s.get("errors", {}))
+        assert str(server.zone_path) in status["errors"]["zone"]
+        assert dig(net, "late.test").answers == ["198.18.1.60"]  # the zone it had
+    finally:
+        server.set_zone(ZONE)
+    assert dig(net, "late.test").status == "REFUSED"
+
+
 def test_dns_rule_is_undone_through_the_journal(net, server, journal):
     injector = server.rule({"id": "gone", "names": ["reg.test"], "answer": "nxdomain",
                             "type": "dns", "window": None})  # unknown keys: a fault model's extras

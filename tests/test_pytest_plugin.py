@@ -9,6 +9,17 @@ from conftest import SCENARIOS, assert_same, snapshot
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _this_checkout(monkeypatch):
+    """pytester's subprocesses run in a temporary folder: without this they would import
+    the chaos installed in the venv, not the code under test."""
+    import os
+
+    from conftest import ROOT
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
 @pytest.fixture
 def suite(pytester, state_dir):
     pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n")
@@ -99,6 +110,66 @@ expect:
     ])
 
 
+def test_scenario_item_failure_shows_why_a_probe_errored(suite):
+    folder = suite.mkdir("drills")
+    (folder / "lab_probe.yaml").write_text("""\
+name: counts-lab-requests-without-the-lab
+description: a lab probe in a run that has no lab cannot run at all
+serve:
+  - name: registry.test
+expect:
+  before:
+    - name: upstream requests counted
+      requests: upstream
+      at_least: 1
+""")
+    result = suite.runpytest_subprocess("--chaos-scenarios", str(folder))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*scenario counts-lab-requests-without-the-lab: failed (exit 1)*",
+        "*before: upstream requests counted [[]error, [0-9]*.[0-9][0-9]s[]]",
+        "*error: RuntimeError: requests needs `lab: registry`*",
+    ])
+
+
+QUICK_SCENARIO = """\
+name: registry-answers
+description: one server, no fault, one probe
+serve:
+  - name: registry.test
+expect:
+  before:
+    - name: registry answers
+      http: http://registry.test/
+"""
+
+
+def _project_with_drills(pytester, state_dir, ini_extra: str = ""):
+    """testpaths = tests (one plain test) and a drills/ folder pytest would not walk."""
+    pytester.makeini(f"[pytest]\naddopts = -p no:cacheprovider --chaos-state-dir={state_dir}\n"
+                     f"testpaths = tests\n{ini_extra}")
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    pytester.mkdir("drills")
+    (pytester.path / "drills" / "quick.yaml").write_text(QUICK_SCENARIO)
+
+
+def test_chaos_scenarios_option_alone_collects_the_folder(pytester, state_dir):
+    _project_with_drills(pytester, state_dir)
+    result = pytester.runpytest_subprocess("--chaos-scenarios", "drills", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*drills/quick.yaml::quick PASSED*"])
+
+
+def test_chaos_scenarios_ini_setting_alone_collects_the_folder(pytester, state_dir):
+    _project_with_drills(pytester, state_dir, "chaos_scenarios = drills\n")
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*drills/quick.yaml::quick PASSED*"])
+    # Paths on the command line win over the ini folders, as over testpaths.
+    pytester.runpytest_subprocess("tests/test_plain.py").assert_outcomes(passed=1)
+
+
 def test_chaos_scenario_fixture_returns_the_result(suite):
     suite.makepyfile(f"""
         def test_run(chaos_scenario):
@@ -155,6 +226,76 @@ def test_tcp_faults_fixture(suite):
             assert held_ones and held_ones[0]["destination"].endswith(":80")
     """)
     suite.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_ini_settings_for_state_dir_and_lab(pytester, state_dir):
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\nchaos_state_dir = journals\n"
+                     "chaos_lab_warm =\n    library/alpine:3\n    library/busybox:1\n"
+                     "chaos_lab_no_dockerd = true\n")
+    pytester.makepyfile("""
+        from chaos.pytest_plugin import _lab_spec
+
+        def test_lab_spec(request):
+            spec = _lab_spec(request.config)
+            assert spec.warm == ["library/alpine:3", "library/busybox:1"] and not spec.dockerd
+
+        def test_journal_folder(chaos_sandbox):
+            assert chaos_sandbox.run("true")[0] == 0
+            with open("run-dirs.txt", "a") as f:  # the run's folder goes when it ends clean
+                f.write(f"{chaos_sandbox.session.journal.run_dir.parent.parent}\\n")
+    """)
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+    # The command line wins over the ini setting, which wins over $CHAOS_STATE_DIR.
+    other = pytester.path / "elsewhere"
+    pytester.runpytest_subprocess("--chaos-state-dir", str(other), "-k", "journal").assert_outcomes(passed=1)
+    used = (pytester.path / "run-dirs.txt").read_text().split()
+    assert used == [str(pytester.path / "journals"), str(other)]
+
+
+def test_serving_later_keeps_hosts_faults_on(suite):
+    suite.makepyfile("""
+        def addresses(sandbox, name):
+            code, out, err = sandbox.run(f"getent ahostsv4 {name}")
+            return sorted({line.split()[0] for line in out.splitlines()}) if code == 0 else err
+
+        def test_hosts_blocks_survive_serve(chaos_sandbox):
+            registry = chaos_sandbox.serve("registry.test", body="registry\\n")
+            fault = chaos_sandbox.inject({"type": "hosts-entry", "names": ["registry.test", "late.test"]})
+            chaos_sandbox.serve("mirror.test", body="mirror\\n")
+            late = chaos_sandbox.serve("late.test", body="late\\n")
+            assert addresses(chaos_sandbox, "registry.test") == ["127.0.0.1"]
+            code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry.test/")
+            assert code == 7, err
+            assert chaos_sandbox.run("curl -sS -m 3 http://mirror.test/")[1] == "mirror\\n"
+            assert addresses(chaos_sandbox, "late.test") == ["127.0.0.1"]  # the fault wins
+            fault.revert()  # brings back the served names' own lines
+            assert addresses(chaos_sandbox, "registry.test") == [registry]
+            assert addresses(chaos_sandbox, "late.test") == [late]
+            assert chaos_sandbox.run("curl -sS -m 3 http://late.test/")[1] == "late\\n"
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+
+
+def test_serving_after_the_fake_dns_started(suite):
+    suite.makepyfile("""
+        def test_new_name_in_the_zone(chaos_sandbox, fake_dns):
+            chaos_sandbox.serve("registry.test", body="registry\\n")
+            fake_dns.fail("gone.test", answer="nxdomain")  # starts the fake DNS server
+            chaos_sandbox.inject({"type": "hosts-entry", "names": ["registry.test"]})
+            late = chaos_sandbox.serve("late.test", body="late\\n")
+            code, out, err = chaos_sandbox.run("dig +short +time=1 +tries=1 late.test A")
+            assert code == 0 and out.split() == [late], (out, err)
+            code, out, err = chaos_sandbox.run("curl -sS -m 3 http://late.test/")
+            assert code == 0 and out == "late\\n", err
+            assert any(q["name"] == "late.test" and q["answer"] == "zone" for q in fake_dns.queries)
+            code, out, _ = chaos_sandbox.run("getent hosts registry.test")
+            assert out.split()[:1] == ["127.0.0.1"]  # the hosts-entry block is still there
+    """)
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    assert_same(before, snapshot())
 
 
 def test_registry_lab_fixture_is_shared_and_reset(suite):

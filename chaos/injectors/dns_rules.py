@@ -382,6 +382,18 @@ class DnsServer:
                 raise TimeoutError(f"DNS server {self.pid} did not flush its log within {timeout}s")
             time.sleep(0.005)
 
+    def set_zone(self, zone: Mapping, timeout: float = 2.0) -> None:
+        """Replace the zone (names served after the start) and wait until the server has it."""
+        load_zone(zone)  # a bad zone fails here, with its name, not in the server
+        before = read_status(self.rules_dir).get("generation", 0)
+        write_atomic(self.zone_path, json.dumps(zone, indent=1))
+        status = _signal_and_wait(self.pid, self.start, self.rules_dir,
+                                  lambda s: s.get("generation", 0) > before, timeout)
+        if status is None:
+            raise RuntimeError(f"DNS server {self.pid} is not running: cannot change its zone")
+        if "zone" in status.get("errors", {}):
+            raise RuntimeError(f"DNS server refused its new zone: {status['errors']['zone']}")
+
     def queries(self) -> list[dict]:
         """Every query the server answered (or dropped) so far, oldest first."""
         from chaos import jsonl

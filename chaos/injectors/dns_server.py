@@ -8,7 +8,7 @@ UDP and TCP on one address. Names a rule matches get the rule's answer (see
 types get an empty NOERROR), names in neither get REFUSED. Nothing is ever forwarded or
 resolved recursively.
 
-Signals: SIGHUP reloads the rules dir, SIGUSR1 flushes the query log, SIGTERM/SIGINT flush
+Signals: SIGHUP reloads the zone file and the rules dir, SIGUSR1 flushes the query log, SIGTERM/SIGINT flush
 and exit. After each reload or flush request the server rewrites ``<rules dir>/.status``
 (rule ids loaded, files refused, flush count) so a caller can wait for the change.
 
@@ -84,6 +84,10 @@ class Resolver:
                 table.add(pattern, rule)
         self.rules = table
         self.cache.clear()  # cached questions hold the old rule lists
+
+    def set_zone(self, zone: NameTable) -> None:
+        self.zone = zone
+        self.cache.clear()  # cached questions hold the old zone's addresses
 
     def question(self, data: bytes) -> Question | None:
         """The (cached) parsed question, None for what is not a plain one-question query."""
@@ -321,6 +325,12 @@ class Server:
 
     def reload(self) -> None:
         rules, self.errors = load_rules(self.rules_dir)
+        if self.args.zone:  # names served after the start (a bad zone file: keep the old zone)
+            zone = Path(self.args.zone)
+            try:
+                self.resolver.set_zone(load_zone(json.loads(zone.read_text(encoding="utf-8"))))
+            except (OSError, ValueError) as exc:
+                self.errors["zone"] = f"{zone}: {exc}"  # no rule file is called that
         self.resolver.set_rules(rules)
         self.loaded = [r.id for r in rules]
         self.generation += 1

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from chaos.injectors.base import Injector
@@ -167,6 +168,36 @@ def _remove_block(path: Path, tag: str, spare: Path | None) -> bool:
     restored = b"".join(line[len(disabled):] if line.startswith(disabled) else line for line in lines)
     _replace(path, original, restored, spare)
     return True
+
+
+_BLOCK = re.compile(rb"^# >>> (\S+) \(chaos: [^\n]*\n.*?^# <<< \1\n", re.M | re.S)
+_DISABLED = re.compile(rb"^#\S+# ")
+
+
+def rewrite_keeping_blocks(path: Path, lines: list[str]) -> None:
+    """Make ``path`` hold ``lines`` below the chaos blocks it has now, so faults already
+    applied to it stay on (a sandbox's hosts file, rewritten when a name is served later).
+
+    A line naming a host that a block maps is written disabled by that block (the oldest,
+    the lowest), as the block's apply would have done: its revert brings the line back."""
+    with locked(path):
+        try:
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        blocks = [(m.group(1).decode(), m.group(0)) for m in _BLOCK.finditer(old or b"")]
+        mapped = [(tag, {n for line in block.splitlines(keepends=True)[1:-1]
+                         for n in _names(_DISABLED.sub(b"", line))}) for tag, block in blocks]
+        body = []
+        for line in lines:
+            raw = (line + "\n").encode()
+            owners = [tag for tag, names in mapped if names.intersection(_names(raw))]
+            body.append(_markers(owners[-1])[2] + raw if owners else raw)
+        new = b"".join(block for _, block in blocks) + b"".join(body)
+        if old is None:
+            path.write_bytes(new)
+        elif new != old:
+            _write_in_place(path, new)
 
 
 def undo(record: dict) -> None:

@@ -41,7 +41,10 @@ class ProbeResult:
         if self.verdict == HUNG:
             return f"hung: still running after {self.duration:.2f}s, killed"
         if self.verdict == ERROR:
-            return f"error: {self.detail.get('error', 'probe could not run')}"
+            error = self.detail.get("error", "probe could not run")
+            if error == "agent":  # the probe agent died: what it printed is the reason
+                error = f"probe agent failed: {self.detail.get('message', 'no output')}"
+            return f"error: {error}"
         return "; ".join(str(c) for c in self.failures())
 
     def to_dict(self) -> dict:

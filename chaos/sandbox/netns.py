@@ -160,11 +160,15 @@ class Sandbox:
         self.write_hosts()
 
     def write_hosts(self) -> None:
+        """The zone (unless the fake DNS server has it) in each client's hosts file; the
+        blocks of hosts-entry faults applied already stay (names served later come here)."""
+        from chaos.injectors.hosts_file import rewrite_keeping_blocks
+
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         if self.resolver is None:
             lines += [f"{addr}\t{name}" for name, addr in self.zone.items()]
         for client in self.clients.values():
-            client.hosts_path.write_text("\n".join(lines) + "\n")
+            rewrite_keeping_blocks(client.hosts_path, lines)
 
 
 def undo(record: dict) -> None:
