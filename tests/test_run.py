@@ -191,3 +191,19 @@ def test_timeline_picture_and_console_bars(chaos, tmp_path):
     titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
     assert any(t.startswith("unreachable route registry-1.docker.io:") for t in titles), titles
     assert sum("passed" in t for t in titles) == 5  # one bar per probe, coloured by verdict
+
+
+def test_dns_queries_mapping_form_counts_in_a_run(chaos, tmp_path):
+    text = (SCENARIOS / "dns-nxdomain-registry.yaml").read_text().replace(
+        "      dns_queries: registry.test\n      at_least: 1\n",
+        "      dns_queries: {name: registry.test, at_least: 1}\n"
+        "    - name: nothing asked for the mirror's MX\n"
+        "      dns_queries: {name: mirror.test, qtype: MX, count: 0}\n")
+    assert "{name: registry.test, at_least: 1}" in text
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    probes = {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
+    asked = probes["the client asked the resolver"]["detail"]["queries"]
+    assert asked and {q["name"].rstrip(".") for q in asked} == {"registry.test"}
+    assert probes["nothing asked for the mirror's MX"]["verdict"] == "passed"
