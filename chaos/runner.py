@@ -248,10 +248,13 @@ class Run:
         stop = threading.Event()
         start = time.monotonic()
         self.event(kind="phase", phase="during", t=start - self.t0)
-        thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop),
+        due_now = threading.Event()
+        thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop, due_now),
                                   name="chaos-schedule", daemon=True)
         thread.start()
         try:
+            # A window that opens at 0s is on when the first probe starts, not racing it.
+            due_now.wait()
             ok = self.probe_phase("during", self.scenario.expect.during, announce=False)
             # A window that has not ended yet still runs its course before the revert.
             ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in scheduled]
@@ -265,18 +268,25 @@ class Run:
         self.check_schedule()
         return ok
 
-    def _scheduler(self, switches, start: float, stop: threading.Event) -> None:
+    def _scheduler(self, switches, start: float, stop: threading.Event,
+                   due_now: threading.Event) -> None:
+        """Switch on schedule; ``due_now`` is set once the steps due at 0s are done."""
         steps = sorted(((t, on, i) for i, sw in enumerate(switches)
                         for t, on in _take_until(switch_steps(sw.fault.window, sw.fault.flap), 3600)),
                        key=lambda s: (s[0], s[1]))
-        for t, on, i in steps:
-            if stop.wait(max(0.0, start + t - time.monotonic())):
-                return
-            try:
-                self.switch(switches[i], on, scheduled=start + t - self.t0)
-            except Exception as exc:  # noqa: BLE001 - the main thread raises it
-                self.schedule_error.append(str(exc))
-                return
+        try:
+            for t, on, i in steps:
+                if t > 0:
+                    due_now.set()
+                if stop.wait(max(0.0, start + t - time.monotonic())):
+                    return
+                try:
+                    self.switch(switches[i], on, scheduled=start + t - self.t0)
+                except Exception as exc:  # noqa: BLE001 - the main thread raises it
+                    self.schedule_error.append(str(exc))
+                    return
+        finally:
+            due_now.set()
 
     def revert_faults(self) -> list[RevertFailure]:
         failures = []

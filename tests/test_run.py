@@ -207,3 +207,31 @@ def test_dns_queries_mapping_form_counts_in_a_run(chaos, tmp_path):
     asked = probes["the client asked the resolver"]["detail"]["queries"]
     assert asked and {q["name"].rstrip(".") for q in asked} == {"registry.test"}
     assert probes["nothing asked for the mirror's MX"]["verdict"] == "passed"
+
+
+def test_window_opening_at_zero_is_on_before_the_first_probe(chaos, tmp_path):
+    text = """\
+name: window-at-zero
+description: a window from 0s is on when the first during probe starts, not racing it
+serve:
+  - name: registry.test
+faults:
+  - type: hosts-entry
+    names: [registry.test]
+    window: {for: 1s}
+expect:
+  during:
+    - name: refused from the very first probe
+      tcp: registry.test:80
+      connect: refused
+  after:
+    - tcp: registry.test:80
+"""
+    report = tmp_path / "r.json"
+    for _ in range(3):  # a race would show in some of the runs
+        result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+        assert result.returncode == 0, result.stdout
+        scenario = json.loads(report.read_text())["scenarios"][0]
+        on = next(e for e in scenario["events"] if e["kind"] == "fault" and e["state"] == "on")
+        first = next(p for p in scenario["probes"] if p["phase"] == "during")
+        assert on["t"] <= first["started"], (on, first)  # switched on (done) before it began
