@@ -40,7 +40,8 @@ class ScenarioResult:
     exit_code: int = ExitStatus.OK
     probes: list[ProbeResult] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    """Timeline: faults switched on/off, phases, with seconds since the run started."""
+    """Timeline: faults switched on/off (or stuck: a revert failed), phases, with seconds
+    since the run started."""
     errors: list[str] = field(default_factory=list)
     left_behind: list[str] = field(default_factory=list)
     duration: float = 0.0
@@ -61,6 +62,7 @@ class Reporter:
     def probe_start(self, phase: str, name: str) -> None: ...
     def probe_done(self, result: ProbeResult) -> None: ...
     def fault(self, label: str, on: bool, t: float) -> None: ...
+    def fault_stuck(self, label: str, t: float) -> None: ...
     def scenario_done(self, result: ScenarioResult) -> None: ...
 
 
@@ -289,12 +291,21 @@ class Run:
             due_now.set()
 
     def revert_faults(self) -> list[RevertFailure]:
+        """Revert every applied fault, last first; one that fails does not stop the others
+        and is reported as stuck (still on), not off."""
         failures = []
         for sw in reversed(self.switches):
             if sw.applied:
-                failures += sw.revert(self.journal)
-                self.event(kind="fault", fault=sw.fault.label(), state="off")
-                self.reporter.fault(sw.fault.label(), False, self.now())
+                failed = sw.revert(self.journal)
+                failures += failed
+                label = sw.fault.label()
+                if failed:
+                    self.event(kind="fault", fault=label, state="stuck",
+                               error="; ".join(map(str, failed)))
+                    self.reporter.fault_stuck(label, self.now())
+                else:
+                    self.event(kind="fault", fault=label, state="off")
+                    self.reporter.fault(label, False, self.now())
         return failures
 
 

@@ -61,6 +61,11 @@ class ConsoleReporter(Reporter):
         state = "[yellow]on [/]" if on else "[blue]off[/]"
         self.console.print(f"  ⚡ fault {state} {escape(label)} [dim]at {t:.2f}s[/]")
 
+    def fault_stuck(self, label: str, t: float) -> None:
+        self._stop_live()
+        self.console.print(f"  ⚡ fault [red]stuck[/] {escape(label)} [dim]at {t:.2f}s: "
+                           "could not revert it[/]")
+
     def scenario_done(self, result) -> None:
         self._stop_live()
         colour = {"passed": "green", "failed": "red"}.get(result.status, "red")
