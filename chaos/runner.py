@@ -40,7 +40,8 @@ class ScenarioResult:
     exit_code: int = ExitStatus.OK
     probes: list[ProbeResult] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    """Timeline: faults switched on/off, phases, with seconds since the run started."""
+    """Timeline: faults switched on/off (or stuck: a revert failed), phases, with seconds
+    since the run started."""
     errors: list[str] = field(default_factory=list)
     left_behind: list[str] = field(default_factory=list)
     duration: float = 0.0
@@ -61,6 +62,7 @@ class Reporter:
     def probe_start(self, phase: str, name: str) -> None: ...
     def probe_done(self, result: ProbeResult) -> None: ...
     def fault(self, label: str, on: bool, t: float) -> None: ...
+    def fault_stuck(self, label: str, t: float) -> None: ...
     def scenario_done(self, result: ScenarioResult) -> None: ...
 
 
@@ -248,10 +250,13 @@ class Run:
         stop = threading.Event()
         start = time.monotonic()
         self.event(kind="phase", phase="during", t=start - self.t0)
-        thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop),
+        due_now = threading.Event()
+        thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop, due_now),
                                   name="chaos-schedule", daemon=True)
         thread.start()
         try:
+            # A window that opens at 0s is on when the first probe starts, not racing it.
+            due_now.wait()
             ok = self.probe_phase("during", self.scenario.expect.during, announce=False)
             # A window that has not ended yet still runs its course before the revert.
             ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in scheduled]
@@ -265,27 +270,43 @@ class Run:
         self.check_schedule()
         return ok
 
-    def _scheduler(self, switches, start: float, stop: threading.Event) -> None:
+    def _scheduler(self, switches, start: float, stop: threading.Event,
+                   due_now: threading.Event) -> None:
+        """Switch on schedule; ``due_now`` is set once the steps due at 0s are done."""
         _wake_on_time()
         steps = sorted(((t, on, i) for i, sw in enumerate(switches)
                         for t, on in _take_until(switch_steps(sw.fault.window, sw.fault.flap), 3600)),
                        key=lambda s: (s[0], s[1]))
-        for t, on, i in steps:
-            if stop.wait(max(0.0, start + t - time.monotonic())):
-                return
-            try:
-                self.switch(switches[i], on, scheduled=start + t - self.t0)
-            except Exception as exc:  # noqa: BLE001 - the main thread raises it
-                self.schedule_error.append(str(exc))
-                return
+        try:
+            for t, on, i in steps:
+                if t > 0:
+                    due_now.set()
+                if stop.wait(max(0.0, start + t - time.monotonic())):
+                    return
+                try:
+                    self.switch(switches[i], on, scheduled=start + t - self.t0)
+                except Exception as exc:  # noqa: BLE001 - the main thread raises it
+                    self.schedule_error.append(str(exc))
+                    return
+        finally:
+            due_now.set()
 
     def revert_faults(self) -> list[RevertFailure]:
+        """Revert every applied fault, last first; one that fails does not stop the others
+        and is reported as stuck (still on), not off."""
         failures = []
         for sw in reversed(self.switches):
             if sw.applied:
-                failures += sw.revert(self.journal)
-                self.event(kind="fault", fault=sw.fault.label(), state="off")
-                self.reporter.fault(sw.fault.label(), False, self.now())
+                failed = sw.revert(self.journal)
+                failures += failed
+                label = sw.fault.label()
+                if failed:
+                    self.event(kind="fault", fault=label, state="stuck",
+                               error="; ".join(map(str, failed)))
+                    self.reporter.fault_stuck(label, self.now())
+                else:
+                    self.event(kind="fault", fault=label, state="off")
+                    self.reporter.fault(label, False, self.now())
         return failures
 
 

@@ -1,10 +1,12 @@
-"""The README stays true: CI runs its test command, and it names every shipped scenario."""
+"""The README stays true: CI runs its test command, it names every shipped scenario, and its
+example scenario runs as shown."""
 
 from __future__ import annotations
 
+import json
 import re
 
-from conftest import ROOT, SCENARIOS
+from conftest import ROOT, SCENARIOS, assert_same, snapshot
 
 README = (ROOT / "README.md").read_text()
 
@@ -26,3 +28,20 @@ def test_scripts_setup_installs_what_tests_use():
     setup = (ROOT / "scripts" / "setup").read_text()
     for package in ("iproute2", "iptables", "curl", "dnsutils"):
         assert package in setup
+
+
+def test_readme_scenario_runs_as_shown(chaos, tmp_path):
+    block = re.search(r"## A scenario\n\n```yaml\n(.*?)```", README, re.S).group(1)
+    path = tmp_path / "readme.yaml"
+    path.write_text(block)
+    before = snapshot()
+    report = tmp_path / "r.json"
+    result = chaos("run", str(path), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    assert [(p["phase"], p["verdict"]) for p in scenario["probes"]] == [
+        ("before", "passed"), ("during", "passed"), ("during", "passed"), ("during", "passed"),
+        ("after", "passed")]
+    assert [e["state"] for e in scenario["events"] if e["kind"] == "fault"] == ["on", "off"]
+    assert scenario["duration"] < 30  # the window is seconds, not minutes
+    assert_same(before, snapshot())

@@ -64,11 +64,28 @@ def test_broken_scenario_is_located(tmp_path, label, text, expected):
     assert any(m.startswith(str(path)) and expected in m for m in messages), messages
 
 
+BIG = "name: big\ndescription: '" + "x" * (5 << 20) + "'\n"
+
+
 def test_five_megabyte_file_is_refused(tmp_path):
-    path = write(tmp_path, "name: big\ndescription: '" + "x" * (5 << 20) + "'\n")
+    path = write(tmp_path, BIG)
     with pytest.raises(ScenarioInvalid) as info:
         load(path)
     assert str(info.value.problems[0]).startswith(f"{path}:1:1: the file is 5.2 MB")
+
+
+CLI_CASES = BROKEN + [("five megabytes", BIG, ":1:1: the file is 5.2 MB")]
+
+
+@pytest.mark.parametrize("label,text,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_validate_cli_locates_every_broken_scenario(chaos, tmp_path, label, text, expected):
+    path = write(tmp_path, text)
+    result = chaos("validate", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(str(path)) and expected in line for line in lines), lines
+    assert "Traceback" not in result.stderr + result.stdout
+    assert f"{path}: ok" not in result.stdout
 
 
 def test_every_problem_is_reported_not_only_the_first(tmp_path):
@@ -146,3 +163,71 @@ def test_list_shows_fault_types_and_parameters(chaos):
     assert "hosts-entry" in result.stdout and "route-blackhole" in result.stdout
     assert "destinations (list of text, required)" in result.stdout
     assert "kind (blackhole | unreachable | prohibit, default blackhole)" in result.stdout
+
+
+def _properties(node, path=""):
+    """Every (path, property schema) of a JSON Schema, nested definitions included."""
+    if isinstance(node, dict):
+        for key, value in (node.get("properties") or {}).items():
+            yield f"{path}.{key}", value
+        for key, value in node.items():
+            yield from _properties(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _properties(value, f"{path}[{index}]")
+
+
+def test_every_schema_property_has_a_description(chaos):
+    from chaos.scenario.model import Duration
+
+    generic = Duration.__metadata__[1].json_schema["description"]  # the type's, not the field's
+    schema = json.loads(chaos("schema").stdout)
+    properties = list(_properties(schema))
+    assert len(properties) > 150  # the walk reaches the fault and probe definitions
+    bare = [path for path, prop in properties
+            if not (prop.get("description") or "").strip() or prop.get("description") == generic]
+    assert bare == [], f"properties without a description: {bare}"
+
+
+def test_list_describes_every_parameter(chaos):
+    from chaos.faults import FAULTS
+    from chaos.scenario.schema import describe_fields
+
+    for name, cls in FAULTS.items():
+        for line in describe_fields(cls):
+            assert not line.endswith(": "), f"{name}: {line}"
+    out = chaos("list").stdout
+    assert "answer (nxdomain | servfail" in out and "How the names are answered" in out
+
+
+DNS_QUERIES = """\
+name: counted
+expect:
+  during:
+    - {probe}
+"""
+
+
+@pytest.mark.parametrize("probe", [
+    "dns_queries: registry.test\n      at_least: 1\n      qtype: A",
+    "dns_queries: {name: registry.test, at_least: 1, qtype: A}",
+    "dns_queries: {name: registry.test, qtype: A}\n      at_least: 1",
+])
+def test_dns_queries_takes_a_name_or_a_mapping(probe):
+    (parsed,) = load_text(DNS_QUERIES.format(probe=probe)).expect.during
+    assert (parsed.dns_queries, parsed.at_least, parsed.qtype, parsed.count) == ("registry.test", 1, "A", None)
+
+
+@pytest.mark.parametrize("probe,expected", [
+    ("dns_queries: {name: r.test, at_least: 1}\n      at_least: 2",
+     ":5:17: expect.during[0].at_least: given twice, inside `dns_queries:` and beside it"),
+    ("dns_queries: {name: r.test, at_least: lots}", ":4:45: expect.during[0].dns_queries.at_least: "),
+    ("dns_queries: {nam: r.test, count: 1}",
+     ":4:21: expect.during[0].dns_queries.nam: unknown key 'nam' (did you mean 'name'?)"),
+    ("dns_queries: {name: r.test}", ":4:7: expect.during[0]: give count, at_least or at_most"),
+])
+def test_dns_queries_mapping_problems_are_located(probe, expected):
+    with pytest.raises(ScenarioInvalid) as info:
+        load_text(DNS_QUERIES.format(probe=probe), "s.yaml")
+    messages = [str(p) for p in info.value.problems]
+    assert any(m.startswith("s.yaml" + expected) for m in messages), messages

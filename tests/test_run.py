@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
-from conftest import SCENARIOS, assert_same, snapshot, write
+from chaos.journal import Journal
+from conftest import ROOT, SCENARIOS, assert_same, chaos_cmd, snapshot, write
 
 PASSING = SCENARIOS / "dockerhub-hosts-entry.yaml"
 ROUTE = SCENARIOS / "dockerhub-route-blackhole.yaml"
@@ -191,3 +196,130 @@ def test_timeline_picture_and_console_bars(chaos, tmp_path):
     titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
     assert any(t.startswith("unreachable route registry-1.docker.io:") for t in titles), titles
     assert sum("passed" in t for t in titles) == 5  # one bar per probe, coloured by verdict
+
+
+def test_dns_queries_mapping_form_counts_in_a_run(chaos, tmp_path):
+    text = (SCENARIOS / "dns-nxdomain-registry.yaml").read_text().replace(
+        "      dns_queries: registry.test\n      at_least: 1\n",
+        "      dns_queries: {name: registry.test, at_least: 1}\n"
+        "    - name: nothing asked for the mirror's MX\n"
+        "      dns_queries: {name: mirror.test, qtype: MX, count: 0}\n")
+    assert "{name: registry.test, at_least: 1}" in text
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    probes = {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
+    asked = probes["the client asked the resolver"]["detail"]["queries"]
+    assert asked and {q["name"].rstrip(".") for q in asked} == {"registry.test"}
+    assert probes["nothing asked for the mirror's MX"]["verdict"] == "passed"
+
+
+def test_window_opening_at_zero_is_on_before_the_first_probe(chaos, tmp_path):
+    text = """\
+name: window-at-zero
+description: a window from 0s is on when the first during probe starts, not racing it
+serve:
+  - name: registry.test
+faults:
+  - type: hosts-entry
+    names: [registry.test]
+    window: {for: 1s}
+expect:
+  during:
+    - name: refused from the very first probe
+      tcp: registry.test:80
+      connect: refused
+  after:
+    - tcp: registry.test:80
+"""
+    report = tmp_path / "r.json"
+    for _ in range(3):  # a race would show in some of the runs
+        result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+        assert result.returncode == 0, result.stdout
+        scenario = json.loads(report.read_text())["scenarios"][0]
+        on = next(e for e in scenario["events"] if e["kind"] == "fault" and e["state"] == "on")
+        first = next(p for p in scenario["probes"] if p["phase"] == "during")
+        assert on["t"] <= first["started"], (on, first)  # switched on (done) before it began
+
+
+REVERT_FAILS = """\
+name: revert-fails
+description: the hosts entry cannot be taken out (the test makes the file immutable); the route can
+serve:
+  - name: registry.test
+  - name: mirror.test
+faults:
+  - type: route-blackhole
+    destinations: [mirror.test]
+    kind: unreachable
+  - type: hosts-entry
+    names: [registry.test]
+expect:
+  during:
+    - name: wait for the test to make the hosts file immutable
+      run: while [ ! -e {logs}/go ]; do sleep 0.05; done
+      within: 20s
+  after:
+    - tcp: mirror.test:80
+"""
+
+
+def _wait_for_journal(state_dir: Path, proc, timeout: float = 30.0) -> tuple[Path, list[dict]]:
+    """The run's journal once both faults are on (the during probe then waits for us)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in state_dir.glob("runs/*/journal.jsonl"):
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+            if sum(r.get("kind") == "fault" and r.get("state") == "on" for r in records) == 2:
+                return path, records
+        time.sleep(0.02)
+    raise AssertionError(f"the run never switched both faults on: {proc.communicate(timeout=30)}")
+
+
+def test_failed_revert_reverts_the_rest_exits_3_and_recover_cleans_up(chaos, tmp_path, state_dir):
+    before = snapshot()
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(chaos_cmd("run", str(write(tmp_path, REVERT_FAILS)), "--json", str(report)),
+                            env={**os.environ, "CHAOS_STATE_DIR": str(state_dir)}, cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    hosts = None
+    try:
+        journal_path, records = _wait_for_journal(state_dir, proc)
+        hosts = Path(next(r["undo"]["path"] for r in records if r.get("kind") == "hosts-block"))
+        # A real reason for the undo to fail: the kernel refuses to write an immutable file.
+        subprocess.run(["chattr", "+i", str(hosts)], check=True)
+        (journal_path.parent / "go").touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if hosts is not None:
+            subprocess.run(["chattr", "-i", str(hosts)], check=False)
+
+    assert proc.returncode == 3, out + err
+    text = " ".join(out.split())  # the console may wrap long lines
+    assert "could not revert" in text and f"hosts {hosts}: registry.test -> 127.0.0.1" in text, out
+    assert "chaos recover" in text
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    assert scenario["status"] == "injection-error" and scenario["exit_code"] == 3
+    left = scenario["left_behind"]
+    assert any(item.startswith(f"hosts {hosts}") and "PermissionError" in item for item in left), left
+    assert any(item.startswith(f"sandbox files {hosts.parent}") for item in left), left
+    assert not any("route" in item or "network namespace" in item for item in left), left
+    # The other fault and everything else of the run were reverted despite the failure.
+    pending = Journal.read(journal_path).pending()
+    assert sorted(e.kind for e in pending) == ["hosts-block", "path"], pending
+    assert not os.path.exists(f"/run/netns/{hosts.parent.name}")
+    states = [(e["fault"].split()[0], e["state"]) for e in scenario["events"] if e["kind"] == "fault"]
+    assert states == [("unreachable", "on"), ("hosts-entry", "on"), ("hosts-entry", "stuck"),
+                      ("unreachable", "off")]
+    assert "fault stuck hosts-entry registry.test -> 127.0.0.1" in text
+
+    # The provocation removed (above), `chaos recover` finishes the job.
+    recovered = chaos("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert f"undo hosts {hosts}" in recovered.stdout and "recovered (2 change(s) undone)" in recovered.stdout
+    assert not list(state_dir.glob("runs/*"))
+    assert_same(before, snapshot())

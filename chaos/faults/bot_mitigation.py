@@ -21,7 +21,9 @@ class Rate(Strict):
     """More than `requests` requests (meeting the rest of the signature) within `per`."""
 
     requests: int = Field(ge=0)
+    """Requests one client (by address) may make within `per`; the ones beyond are acted on."""
     per: Duration
+    """How far back requests are counted (the last `per`)."""
 
 
 class Signature(PacketMatch):
@@ -57,6 +59,7 @@ class BotMitigation(Fault):
     """
 
     type: Literal["bot-mitigation"] = "bot-mitigation"
+    """The fault type."""
     signature: Signature
     """What selects the victims."""
     destinations: list[str] = []

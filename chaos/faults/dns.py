@@ -26,10 +26,14 @@ class Dns(Fault):
     """
 
     type: Literal["dns"] = "dns"
+    """The fault type."""
     names: list[str] = Field(min_length=1)
     """Exact names or wildcards (`*.docker.io`, `*` for every name)."""
     answer: Literal["nxdomain", "servfail", "refused", "timeout", "sinkhole", "delay",
                     "truncate", "random", "rotate"]
+    """How the names are answered: `nxdomain`, `servfail`, `refused` (failures at once),
+    `timeout` (no answer), `sinkhole` (a wrong address), `delay` (right but late),
+    `truncate` (TC set: retry over TCP), `random` / `rotate` (changing addresses)."""
     address: Address | None = None
     """`sinkhole`: the address to answer (default 0.0.0.0 for A, :: for AAAA)."""
     addresses: list[Address] = []

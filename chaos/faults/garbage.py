@@ -15,9 +15,13 @@ class Garbage(TcpFault):
     then close: what a broken middlebox or a corrupted path looks like to a client."""
 
     type: Literal["garbage"] = "garbage"
+    """The fault type."""
     bytes: int = Field(64, ge=1)
+    """How many random bytes are sent before the close."""
     after: int = Field(0, ge=0)
+    """Real bytes that pass first (0: garbage at once; the server is never contacted)."""
     delay: Duration = 0.0
+    """Wait this long before the garbage."""
     toxic: ClassVar[str] = "garbage"
 
     def toxic_params(self) -> dict:

@@ -29,6 +29,7 @@ class GeoBlock(Fault):
     """
 
     type: Literal["geo-block"] = "geo-block"
+    """The fault type."""
     region: str
     """The region whose clients are blocked (declared under `regions:`)."""
     block: list[str] = Field(min_length=1)

@@ -19,7 +19,10 @@ class Hang(TcpFault):
     """
 
     type: Literal["hang"] = "hang"
+    """The fault type."""
     at: Literal["accept", "after-request", "after-bytes"] = "after-request"
+    """When the connection is held: at `accept` (the server is never contacted),
+    `after-request` (no response byte comes back) or `after-bytes` (after `bytes`)."""
     bytes: int = Field(0, ge=0)
     """With `after-bytes`: how many bytes pass before the stall."""
     for_: Duration | None = Field(None, alias="for")

@@ -19,6 +19,7 @@ class HostsEntry(Fault):
     """
 
     type: Literal["hosts-entry"] = "hosts-entry"
+    """The fault type."""
     names: list[HostName] = Field(min_length=1)
     """Host names to redirect (exact names)."""
     address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")

@@ -21,7 +21,10 @@ class HttpError(Fault):
     """
 
     type: Literal["http-error"] = "http-error"
+    """The fault type."""
     status: Literal[500, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 403, 429] = 503
+    """The status answered: a 5xx (with the CDN's error page), 403 (`error code: 1010`)
+    or 429 (rate limited)."""
     body: Literal["page", "code", "empty"] | None = None
     """`page`: the CDN's HTML page; `code`: `error code: N`; `empty`. Default: code for 403,
     page otherwise."""

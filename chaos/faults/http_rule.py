@@ -14,7 +14,9 @@ class HttpMatch(Strict):
     path: str | list[str] | None = None
     """Path pattern(s), shell style; `*` also crosses `/` (`/v2/*/blobs/*`)."""
     path_regex: str | None = None
+    """A regular expression searched in the path (re.search)."""
     method: str | list[str] | None = None
+    """Request method(s), e.g. GET or [GET, HEAD]."""
 
 
 def http_injectors(ctx, fault, rule: dict, ports: list[int | str], clients: list[str] = (),

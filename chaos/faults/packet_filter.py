@@ -20,12 +20,16 @@ class PacketFilter(Fault):
     """
 
     type: Literal["packet-filter"] = "packet-filter"
+    """The fault type."""
     destinations: list[str] = []
     """CIDRs, addresses or host names the sandbox knows (empty: every destination)."""
     ports: list[int | str] = []
     """Destination ports (443, "8000:8100"); needs protocol tcp or udp."""
     protocol: Literal["tcp", "udp", "icmp"] | None = "tcp"
+    """Only packets of this protocol (null: every protocol)."""
     action: Literal["drop", "reject-reset", "reject-icmp"] = "drop"
+    """`drop` (the client waits for its timeout), `reject-reset` (a TCP RST) or `reject-icmp`
+    (an ICMP error, see `reject_with`)."""
     reject_with: Literal["port-unreachable", "host-unreachable", "net-unreachable",
                          "admin-prohibited"] = "port-unreachable"
     """The ICMP error of `reject-icmp`."""

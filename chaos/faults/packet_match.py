@@ -11,8 +11,11 @@ class TtlMatch(Strict):
     """Compare the TTL (IPv6: hop limit) the packet carries where it is filtered."""
 
     eq: int | None = Field(None, ge=0, le=255)
+    """The TTL equals this."""
     lt: int | None = Field(None, ge=0, le=255)
+    """The TTL is lower than this."""
     gt: int | None = Field(None, ge=0, le=255)
+    """The TTL is higher than this."""
 
     @model_validator(mode="after")
     def _one(self):
@@ -26,7 +29,9 @@ class TcpFlags(Strict):
     """TCP flags: of the flags in `mask`, exactly those in `set` are on (iptables --tcp-flags)."""
 
     mask: str = Field(pattern=r"^(SYN|ACK|FIN|RST|URG|PSH|ALL|NONE)(,(SYN|ACK|FIN|RST|URG|PSH))*$")
+    """The flags examined, comma-separated (`SYN,ACK,FIN,RST`, `ALL`)."""
     set: str = Field(pattern=r"^(SYN|ACK|FIN|RST|URG|PSH|ALL|NONE)(,(SYN|ACK|FIN|RST|URG|PSH))*$")
+    """Of those, the flags that must be on (`SYN`: a connection's first segment; `NONE`)."""
 
 
 class PacketMatch(Strict):
@@ -37,11 +42,13 @@ class PacketMatch(Strict):
     length: tuple[int, int] | None = None
     """IP packet length range [min, max]."""
     tcp_flags: TcpFlags | None = None
+    """TCP segments with these flags (e.g. {mask: "SYN,ACK,FIN,RST", set: SYN})."""
     tcp_option: int | None = Field(None, ge=0, le=255)
     """Segments carrying this TCP option kind (3 window scale, 8 timestamps)."""
     tcp_option_absent: bool = False
     """Match segments lacking `tcp_option` instead."""
     dscp: int | None = Field(None, ge=0, le=63)
+    """Packets marked with this DSCP value (0-63)."""
 
     def rule_fields(self) -> dict:
         """The fields of chaos.injectors.packet_filter.FilterRule this match sets."""

@@ -19,6 +19,7 @@ class Partial(Fault):
     """
 
     type: Literal["partial"] = "partial"
+    """The fault type."""
     bytes: int = Field(ge=0)
     """Body bytes served before the cut."""
     then: Literal["close", "reset", "hang"] = "close"
@@ -28,9 +29,11 @@ class Partial(Fault):
     cut_ranges: bool = False
     """Cut Range requests too (a resuming client then advances `bytes` per try)."""
     match: HttpMatch | None = None
+    """Only these requests (default: every request through the proxy)."""
     ports: list[int] = [80, 443]
     """Server ports whose traffic goes through the fault proxy."""
     probability: float | None = Field(None, gt=0, le=1)
+    """Cut this share of matching responses; the rest pass whole."""
 
     def injectors(self, ctx):
         rule = self.model_dump(mode="json", include={"bytes", "then", "hang_seconds", "cut_ranges"},

@@ -16,7 +16,9 @@ class Reset(TcpFault):
     `after` bytes in `direction` (0: at once, with no response at all)."""
 
     type: Literal["reset"] = "reset"
+    """The fault type."""
     how: Literal["rst", "fin"] = "rst"
+    """`rst`: a TCP reset ("Connection reset by peer"); `fin`: a clean close (a short read)."""
     after: int = Field(0, ge=0)
     """Bytes that pass first (0: right after the connection is accepted)."""
     delay: Duration = 0.0

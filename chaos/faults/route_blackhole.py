@@ -17,6 +17,7 @@ class RouteBlackhole(Fault):
     """
 
     type: Literal["route-blackhole"] = "route-blackhole"
+    """The fault type."""
     destinations: list[str] = Field(min_length=1)
     """CIDRs, addresses or host names (resolved when the run is planned)."""
     kind: Literal["blackhole", "unreachable", "prohibit"] = "blackhole"

@@ -11,14 +11,23 @@ from chaos.scenario.model import Duration, Strict
 
 
 class Drip(Strict):
+    """A few bytes at a time: `bytes` every `every`."""
+
     bytes: int = Field(ge=1)
+    """Bytes let through at each step."""
     every: Duration
+    """Time between two steps."""
 
 
 class Slicer(Strict):
+    """The stream cut into small segments with a pause between them."""
+
     size: int = Field(ge=1)
+    """Average segment size in bytes."""
     variation: int = Field(0, ge=0)
+    """Segment sizes vary by up to this many bytes either way (smaller than `size`)."""
     delay: Duration = 0.0
+    """Pause between two segments."""
 
 
 class Slow(TcpFault):
@@ -27,13 +36,19 @@ class Slow(TcpFault):
     `close_delay` (the FIN held back)."""
 
     type: Literal["slow"] = "slow"
+    """The fault type."""
     latency: Duration = 0.0
+    """Added to every chunk of data."""
     jitter: Duration = 0.0
+    """The latency varies by up to this much either way (chunks stay in order)."""
     rate: int | None = Field(None, ge=1)
     """Bytes per second."""
     drip: Drip | None = None
+    """N bytes every T ({bytes: 1, every: 1s}); not together with `slicer`."""
     slicer: Slicer | None = None
+    """Small segments with a delay between them ({size: 100, delay: 10ms})."""
     close_delay: Duration = 0.0
+    """Hold the end of the stream (the FIN) back this long."""
     toxic: ClassVar[str] = "slow"
 
     def toxic_params(self) -> dict:

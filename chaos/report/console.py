@@ -110,6 +110,11 @@ class ConsoleReporter(Reporter):
         state = paint("yellow", "on ") if on else paint("blue", "off")
         self.out.print(f"  ⚡ fault {state} {paint('default', label)} {paint('dim', f'at {t:.2f}s')}")
 
+    def fault_stuck(self, label: str, t: float) -> None:
+        self._stop_live()
+        self.console.print(f"  ⚡ fault [red]stuck[/] {escape(label)} [dim]at {t:.2f}s: "
+                           "could not revert it[/]")
+
     def scenario_done(self, result) -> None:
         self._stop_live()
         paint = self.out.paint

@@ -38,9 +38,9 @@ def rows(result) -> tuple[list[Row], list[tuple[str, float]], float]:
             start = event.get("began", event["t"])
             if event["state"] == "on":
                 opened[label] = start
-            elif label in opened:
+            elif event["state"] == "off" and label in opened:
                 row.spans.append((opened.pop(label), start))
-    for label, start in opened.items():  # still on when the run ended (interrupted)
+    for label, start in opened.items():  # still on when the run ended (interrupted, stuck)
         faults[label].spans.append((start, end))
     probes = [Row("probe", p.name, [(p.started, p.started + p.duration)], p.verdict, p.phase)
               for p in result.probes]

@@ -123,6 +123,7 @@ class HttpProbe(ProbeBase):
     http: str = Field(pattern=r"^https?://")
     """The URL."""
     method: str = "GET"
+    """The request method (GET, HEAD, POST, ...)."""
     status: int | list[int] | Literal["error"] = 200
     """Expected status code(s), or `error` when no HTTP answer must come back."""
     body: TextMatch | None = None
@@ -171,18 +172,29 @@ class SkopeoCopyProbe(ProbeBase):
     """Checks on skopeo's output of a failed copy."""
 
 
-class CountedProbe(ProbeBase):
+class Counts(Strict):
+    """What a counting probe expects of its count."""
+
     since: Literal["phase", "run"] = "phase"
     """Count from the start of this probe's phase, or from the start of the run."""
     count: int | None = Field(None, ge=0)
+    """Exactly this many must have been counted."""
     at_least: int | None = Field(None, ge=0)
+    """At least this many must have been counted."""
     at_most: int | None = Field(None, ge=0)
+    """At most this many may have been counted (0: none at all)."""
 
+
+class CountedProbe(ProbeBase, Counts):
     @model_validator(mode="after")
     def _some_bound(self):
+        self._lift()
         if self.count is None and self.at_least is None and self.at_most is None:
             raise ValueError("give count, at_least or at_most")
         return self
+
+    def _lift(self) -> None:
+        """Hook: a probe whose key also takes a mapping moves that mapping's keys up here."""
 
 
 class RequestsProbe(CountedProbe):
@@ -192,21 +204,45 @@ class RequestsProbe(CountedProbe):
     requests: Literal["upstream", "registry", "auth", "cdn", "cache"]
     """Whose access log: the upstream registry, the token server, the CDN or the cache."""
     method: str | None = None
+    """Only requests with this method (GET, HEAD, ...)."""
     path: str | None = None
     """A substring of the request path, e.g. /blobs/."""
     status: int | None = None
+    """Only requests answered with this status."""
     client: str | None = None
     """Only requests from this client address (the cache is 198.18.0.20, the docker host 198.18.0.30)."""
+
+
+class DnsQuery(Counts):
+    """`dns_queries:` as a mapping: the name, with the counts and query type beside it."""
+
+    name: str
+    """The name asked for (exact)."""
+    qtype: str | None = None
+    """Only queries of this type (A, AAAA, ...)."""
 
 
 class DnsQueriesProbe(CountedProbe):
     """Count the queries the sandbox's fake DNS server got for a name (e.g. a client with a
     DNS cache must not ask again)."""
 
-    dns_queries: str
-    """The name asked for (exact)."""
+    dns_queries: Annotated[
+        Union[Annotated[str, Tag("name")], Annotated[DnsQuery, Tag("mapping")]],
+        Discriminator(lambda v: "mapping" if isinstance(v, (dict, DnsQuery)) else "name")]
+    """The name asked for (exact), or a mapping: `{name: NAME, at_least: 1}` (its other keys
+    are those of this probe)."""
     qtype: str | None = None
     """Only queries of this type (A, AAAA, ...)."""
+
+    def _lift(self) -> None:
+        query = self.dns_queries
+        if not isinstance(query, DnsQuery):
+            return
+        for key in sorted(query.model_fields_set - {"name"}):
+            if key in self.model_fields_set:
+                raise ValueError(f"{key}: given twice, inside `dns_queries:` and beside it")
+            setattr(self, key, getattr(query, key))
+        self.dns_queries = query.name
 
 
 class HttpRequestsProbe(CountedProbe):
@@ -304,8 +340,11 @@ class HttpServe(Strict):
     """A small HTTP server: every GET answers the same status and body (Range gets 206)."""
 
     port: int = Field(80, ge=1, le=65535)
+    """The TCP port it listens on."""
     status: int = Field(200, ge=100, le=599)
+    """The status code of every answer."""
     body: str = "ok\n"
+    """The body of every answer."""
     size: int | None = Field(None, ge=1, le=1 << 30)
     """Serve this many bytes instead of `body` (a download to cut short)."""
 
@@ -318,6 +357,7 @@ class Serve(Strict):
     address: ipaddress.IPv4Address | None = None
     """Its address (default: the next free one in 198.18.1.0/24)."""
     http: HttpServe = HttpServe()
+    """What it answers: port, status, body (default: 200 `ok` on port 80)."""
 
 
 def fault_union(types: tuple[type, ...]):
