@@ -65,6 +65,12 @@ def test_missing_parameter_is_located(chaos, tmp_path):
     assert result.returncode == 2 and "s.yaml:6:5: faults[0]: answer rotate needs `addresses`" in result.stderr
 
 
+def test_truncate_over_tcp_only_is_refused(chaos, tmp_path):
+    text = TEMPLATE.format(answer="truncate", extra="    protocol: tcp", exit=0, within="1s")
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "s.yaml:9:15: faults[0].protocol: truncate sets TC over UDP" in result.stderr
+
+
 def test_dns_serve_alone_for_manual_testing(tmp_path, state_dir):
     import signal
     import socket

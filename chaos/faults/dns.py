@@ -23,9 +23,9 @@ class Dns(Fault):
     answers right but late; `truncate` sets TC so the client retries over TCP, where the
     next fault for the name decides (give it `protocol: tcp`, e.g. servfail or timeout: a
     TCP fault after the UDP one) or else the right answer comes; `random` answers a fresh
-    address from `range`; `rotate` rotates `addresses`, some of them dead (curl, glibc
-    clients try the next one). Names no fault matches are answered from the scenario's
-    servers and `hosts:`.
+    address from `range`; `rotate` rotates `addresses`, some of them dead (clients that
+    try the next address, as curl does, get through). Names no fault matches are answered
+    from the scenario's servers and `hosts:`.
     """
 
     type: Literal["dns"] = "dns"
