@@ -4,8 +4,13 @@
 
 All three serve the same zone on their own loopback address (127.53.x.y, a free port),
 with no upstream, and each is measured by dnsperf for the same pinned duration with the
-same query mix: zone names (A, AAAA, a wildcard), a name a rule answers NXDOMAIN and an
-unknown name (REFUSED). Ours runs with rules loaded and its query log on, as in a run.
+same query mix: zone names (A, AAAA, a wildcard), a name ruled NXDOMAIN, a name ruled
+sinkhole, two wildcard names ruled SERVFAIL 30 % of the time, and an unknown name
+(REFUSED). Ours runs with those rules loaded and its query log on, as in a run; the others
+serve the same answers without the 30 % SERVFAIL. Before and after the load every query's
+rcode and addresses are checked (the flaky names 200 times each round: their SERVFAIL
+count must be within the binomial 99.9 % bounds), and dnsperf's rcode mix of the load
+itself must match the mix of the query file (to 1 point).
 Needs: dnsperf, dnsmasq (apt: dnsperf dnsmasq-base). Every process it starts is killed at
 the end; nothing is installed as a service.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import shutil
@@ -24,16 +30,27 @@ import tempfile
 import time
 from pathlib import Path
 
-ZONE = {"reg.test": ["198.18.1.10", "2001:db8::1"], "*.cdn.test": ["198.18.1.11"]}
-QUERIES = ["reg.test A", "reg.test AAAA", "edge1.cdn.test A", "registry-1.docker.io A",
-           "unknown.example A"]
-RULES = [  # what a scenario would switch on; only the NXDOMAIN one matches the query mix
+ZONE = {"reg.test": ["198.18.1.10", "2001:db8::1"], "*.cdn.test": ["198.18.1.11"],
+        "ads.test": ["198.18.1.12"]}
+QUERIES = ["reg.test A", "reg.test AAAA", "edge1.cdn.test A", "edge2.cdn.test A",
+           "registry-1.docker.io A", "ads.test A", "unknown.example A"]
+FLAKY_P = 0.3
+RULES = [  # each one decides part of the query mix (4 of its 7 lines)
     {"id": "hub-down", "names": ["*.docker.io"], "answer": "nxdomain"},
-    {"id": "flaky-ghcr", "names": ["*.ghcr.io"], "answer": "servfail", "probability": 0.3},
-    {"id": "slow-quay", "names": ["quay.io"], "answer": "delay", "delay": 0.2},
+    {"id": "flaky-cdn", "names": ["*.cdn.test"], "answer": "servfail", "probability": FLAKY_P},
+    {"id": "ads-sinkhole", "names": ["ads.test"], "answer": "sinkhole", "types": ["A"]},
 ]
-EXPECTED = {"reg.test A": "NOERROR", "reg.test AAAA": "NOERROR", "edge1.cdn.test A": "NOERROR",
-            "registry-1.docker.io A": "NXDOMAIN", "unknown.example A": "REFUSED"}
+# (rcode, addresses) of each query: what dnsmasq and dnslib serve, and ours when no
+# probability draw fires; ours answers the flaky names SERVFAIL with FLAKY_P besides.
+EXPECTED = {"reg.test A": ("NOERROR", ("198.18.1.10",)),
+            "reg.test AAAA": ("NOERROR", ("2001:db8::1",)),
+            "edge1.cdn.test A": ("NOERROR", ("198.18.1.11",)),
+            "edge2.cdn.test A": ("NOERROR", ("198.18.1.11",)),
+            "registry-1.docker.io A": ("NXDOMAIN", ()),
+            "ads.test A": ("NOERROR", ("0.0.0.0",)),
+            "unknown.example A": ("REFUSED", ())}
+FLAKY = ("edge1.cdn.test A", "edge2.cdn.test A")
+ASKS = 100  # times each flaky query is asked per check: 200 draws of FLAKY_P
 
 DNSLIB_SERVER = r"""
 import sys, time
@@ -48,6 +65,8 @@ class Zone(BaseResolver):
         name = str(request.q.qname).rstrip(".").lower()
         if name.endswith(".cdn.test"):
             addrs = ["198.18.1.11"]
+        elif name == "ads.test":
+            addrs = ["0.0.0.0"]
         elif name.endswith("docker.io"):
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
@@ -88,7 +107,8 @@ def free_address() -> tuple[str, int]:
     raise RuntimeError("no free loopback address/port found")
 
 
-def rcode_of(addr: str, port: int, query: str, timeout: float = 1.0) -> str | None:
+def answer_of(addr: str, port: int, query: str, timeout: float = 1.0) -> tuple[str, tuple] | None:
+    """(rcode, sorted addresses) of one query, None when no answer came."""
     from dnslib import RCODE, DNSRecord
 
     name, qtype = query.split()
@@ -96,24 +116,67 @@ def rcode_of(addr: str, port: int, query: str, timeout: float = 1.0) -> str | No
         reply = DNSRecord.parse(DNSRecord.question(name, qtype).send(addr, port, timeout=timeout))
     except (OSError, socket.timeout):
         return None
-    return RCODE.get(reply.header.rcode)
+    return RCODE.get(reply.header.rcode), tuple(sorted(str(rr.rdata) for rr in reply.rr))
 
 
 def wait_answering(addr: str, port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while rcode_of(addr, port, "reg.test A", 0.2) is None:
+    while answer_of(addr, port, "reg.test A", 0.2) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server {proc.args[:3]} on {addr}:{port} did not come up")
         time.sleep(0.05)
 
 
-def check_answers(label: str, addr: str, port: int) -> None:
-    got = {q: rcode_of(addr, port, q) for q in QUERIES}
-    if got != EXPECTED:
-        raise RuntimeError(f"{label} answers differently than the others: {got}")
+def binomial_bounds(n: int, p: float, level: float) -> tuple[int, int]:
+    """The central interval holding at least `level` of Binomial(n, p)."""
+    tail = (1 - level) / 2
+    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+    low, acc = 0, 0.0
+    while acc + pmf[low] <= tail:
+        acc += pmf[low]
+        low += 1
+    high, acc = n, 0.0
+    while acc + pmf[high] <= tail:
+        acc += pmf[high]
+        high -= 1
+    return low, high
 
 
-def dnsperf(addr: str, port: int, qfile: Path, seconds: float, clients: int) -> tuple[float, str]:
+def check_answers(label: str, addr: str, port: int, faulty: bool) -> str:
+    """Every query's rcode and addresses; with faults, the flaky names' SERVFAIL rate."""
+    failed = 0
+    for query, expected in EXPECTED.items():
+        for _ in range(ASKS if query in FLAKY else 1):
+            got = answer_of(addr, port, query)
+            if faulty and query in FLAKY and got == ("SERVFAIL", ()):
+                failed += 1
+            elif got != expected:
+                raise RuntimeError(f"{label}: {query} answered {got}, expected {expected}")
+    n = ASKS * len(FLAKY)
+    low, high = binomial_bounds(n, FLAKY_P, 0.999) if faulty else (0, 0)
+    if not low <= failed <= high:
+        raise RuntimeError(f"{label}: {failed} of {n} flaky answers were SERVFAIL, "
+                           f"expected {low}..{high}")
+    return f"answers right, flaky SERVFAIL {failed}/{n}"
+
+
+def response_codes(stdout: str) -> dict[str, float]:
+    """dnsperf's "Response codes:" line as {rcode: share of the answers}."""
+    line = re.search(r"Response codes:\s*(.*)", stdout)
+    return {m[0]: float(m[2]) / 100 for m in re.findall(r"(\w+) (\d+) \(([0-9.]+)%\)", line.group(1))} if line else {}
+
+
+def check_mix(label: str, codes: dict[str, float], faulty: bool) -> None:
+    """The load itself got the right rcodes: each line of QUERIES is 1/7 of it."""
+    share = {"NXDOMAIN": 1, "REFUSED": 1, "SERVFAIL": len(FLAKY) * FLAKY_P if faulty else 0}
+    for rcode, lines in share.items():
+        want = lines / len(QUERIES)
+        if abs(codes.get(rcode, 0.0) - want) > 0.01:
+            raise RuntimeError(f"{label}: under load {rcode} was {codes.get(rcode, 0.0):.2%} "
+                               f"of the answers, expected {want:.2%}: {codes}")
+
+
+def dnsperf(addr: str, port: int, qfile: Path, seconds: float, clients: int) -> tuple[float, str, dict]:
     p = subprocess.run(["dnsperf", "-s", addr, "-p", str(port), "-d", str(qfile),
                         "-l", str(seconds), "-c", str(clients), "-q", "200", "-t", "2"],
                        capture_output=True, text=True, timeout=seconds + 30)
@@ -121,7 +184,7 @@ def dnsperf(addr: str, port: int, qfile: Path, seconds: float, clients: int) -> 
     lost = re.search(r"Queries lost:\s+(\d+ \([0-9.]+%\))", p.stdout)
     if not qps:
         raise RuntimeError(f"dnsperf said:\n{p.stdout}{p.stderr}")
-    return float(qps.group(1)), lost.group(1) if lost else "?"
+    return float(qps.group(1)), lost.group(1) if lost else "?", response_codes(p.stdout)
 
 
 def start_ours(work: Path, addr: str, port: int) -> subprocess.Popen:
@@ -142,6 +205,7 @@ def start_ours(work: Path, addr: str, port: int) -> subprocess.Popen:
 def start_dnsmasq(work: Path, addr: str, port: int) -> subprocess.Popen:
     argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
             "--no-poll", "--pid-file=", "--host-record=reg.test,198.18.1.10,2001:db8::1",
+            "--host-record=ads.test,0.0.0.0",
             f"--listen-address={addr}",
             "--bind-interfaces", f"--port={port}", "--address=/cdn.test/198.18.1.11",
             "--address=/docker.io/", "--local-ttl=1", "--log-facility=/dev/null",
@@ -178,9 +242,12 @@ def main() -> int:
             (work / label.replace(" ", "_")).mkdir()
             proc = start(work / label.replace(" ", "_"), addr, port)
             try:
+                faulty = label == "chaos fake DNS"
                 wait_answering(addr, port, proc)
-                check_answers(label, addr, port)
-                qps, lost = dnsperf(addr, port, qfile, args.seconds, args.clients)
+                before = check_answers(label, addr, port, faulty)
+                qps, lost, codes = dnsperf(addr, port, qfile, args.seconds, args.clients)
+                check_mix(label, codes, faulty)
+                after = check_answers(label, addr, port, faulty)
             finally:
                 proc.terminate()
                 try:
@@ -189,8 +256,10 @@ def main() -> int:
                     proc.kill()
                     proc.wait()
             results[label] = qps
+            mix = ", ".join(f"{k} {v:.1%}" for k, v in sorted(codes.items()))
             print(f"{label:18} {qps:10,.0f} answers/s  (lost {lost}; {addr}:{port}, "
-                  f"{args.seconds:g} s, dnsperf -c {args.clients})", flush=True)
+                  f"{args.seconds:g} s, dnsperf -c {args.clients})\n"
+                  f"{'':18} under load: {mix}\n{'':18} before: {before}; after: {after}", flush=True)
 
     ours = results["chaos fake DNS"]
     print(f"ratio chaos/dnsmasq: {ours / results['dnsmasq']:.2f}")

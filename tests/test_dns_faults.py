@@ -65,6 +65,12 @@ def test_missing_parameter_is_located(chaos, tmp_path):
     assert result.returncode == 2 and "s.yaml:6:5: faults[0]: answer rotate needs `addresses`" in result.stderr
 
 
+def test_truncate_over_tcp_only_is_refused(chaos, tmp_path):
+    text = TEMPLATE.format(answer="truncate", extra="    protocol: tcp", exit=0, within="1s")
+    result = chaos("validate", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "s.yaml:9:15: faults[0].protocol: truncate sets TC over UDP" in result.stderr
+
+
 def test_dns_serve_alone_for_manual_testing(tmp_path, state_dir):
     import signal
     import socket
@@ -98,3 +104,45 @@ def test_dns_serve_alone_for_manual_testing(tmp_path, state_dir):
 def test_dns_serve_rejects_a_bad_fault(chaos):
     result = chaos("dns", "serve", "--fault", "x.test=bogus")
     assert result.returncode == 2 and "Invalid value for '--fault': answer:" in result.stderr
+
+
+def test_flapping_nxdomain_is_seen_on_and_off(chaos, tmp_path):
+    """NXDOMAIN for 400 ms of every 800 ms, for 1.6 s; a lookup loop sees on/off/on/off."""
+    text = """\
+name: dns-flap
+description: registry.test flaps between NXDOMAIN and its address
+hosts:
+  registry.test: 198.18.1.10
+faults:
+  - type: dns
+    names: [registry.test]
+    answer: nxdomain
+    window: {for: 1600ms}
+    flap: {period: 800ms, duty: 0.5}
+expect:
+  during:
+    - name: lookups for 2.4 s, one run of statuses each
+      run: |
+        end=$(( $(date +%s%N) + 2400000000 ))
+        while [ $(date +%s%N) -lt $end ]; do
+          dig +tries=1 +time=1 registry.test | grep -o 'status: [A-Z]*'; sleep 0.05
+        done | uniq -c
+      stdout: {regex: "^ *\\\\d+ status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n *\\\\d+ status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n$"}
+      within: 5s
+    - name: the server answered the name all along
+      dns_queries: registry.test
+      at_least: 8
+  after:
+    - run: dig +short registry.test
+      stdout: {regex: "^198\\\\.18\\\\.1\\\\.10$"}
+"""
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
+    assert result.returncode == 0, result.stdout
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    switches = [e["state"] for e in scenario["events"] if e["kind"] == "fault" and "due" in e]
+    assert switches == ["on", "off", "on", "off"]
+    runs = [line.split()[-1] for line in scenario["probes"][0]["detail"]["stdout"].splitlines()]
+    assert runs == ["NXDOMAIN", "NOERROR", "NXDOMAIN", "NOERROR"]
+    queries = scenario["probes"][1]["detail"]["queries"]
+    assert {q["answer"] for q in queries} == {"nxdomain", "zone"}

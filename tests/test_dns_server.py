@@ -286,6 +286,26 @@ def test_truncate_forces_tcp(net, server, rules, logged):
     assert {(q["proto"], q["type"]) for q in log[2:]} >= {("tcp", "A"), ("tcp", "AAAA")}
 
 
+def test_truncate_then_a_tcp_rule_decides_the_retry(net, server, rules, logged):
+    rules({"id": "tc", "names": ["reg.test"], "answer": "truncate"})
+    rules({"id": "tcp-drop", "names": ["reg.test"], "answer": "timeout", "protocol": "tcp"})
+    d = dig(net, "reg.test")
+    assert "Truncated, retrying in TCP mode" in d.text and d.status is None
+    log = logged("reg.test")
+    assert [(q["proto"], q["rule"], q["rcode"]) for q in log] == [
+        ("udp", "tc", "NOERROR"), ("tcp", "tcp-drop", None)]
+
+
+def test_protocol_limits_a_rule_to_one_transport(net, server, rules, logged):
+    rules({"id": "udp-only", "names": ["reg.test"], "answer": "nxdomain", "protocol": "udp"})
+    assert dig(net, "reg.test").status == "NXDOMAIN"
+    assert dig(net, "reg.test", "A", "+tcp").answers == ["198.18.1.10"]
+    assert [(q["proto"], q["answer"]) for q in logged("reg.test")] == [("udp", "nxdomain"), ("tcp", "zone")]
+    for bad in ({"protocol": "quic"}, {"protocol": "tcp", "answer": "truncate"}):
+        with pytest.raises(RuleError, match="protocol"):
+            server.rule({"id": "x", "names": ["a.test"], "answer": "servfail", **bad})
+
+
 def test_random_gives_a_fresh_address_from_the_range(net, server, rules):
     v4net, v6net = "198.18.200.0/24", "2001:db8:200::/64"
     rules({"id": "rnd", "names": ["reg.test"], "answer": "random", "range": [v4net, v6net]})

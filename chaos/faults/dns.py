@@ -20,9 +20,12 @@ class Dns(Fault):
     `nxdomain` / `servfail` / `refused` come back at once ("Could not resolve host");
     `timeout` drops the query (the resolver gives up after its timeout: 1 s with the
     sandbox's resolv.conf); `sinkhole` answers an address (default 0.0.0.0 / ::); `delay`
-    answers right but late; `truncate` sets TC so the client retries over TCP; `random`
-    answers a fresh address from `range`; `rotate` rotates `addresses`, some of them dead.
-    Names no fault matches are answered from the scenario's servers and `hosts:`.
+    answers right but late; `truncate` sets TC so the client retries over TCP, where the
+    next fault for the name decides (give it `protocol: tcp`, e.g. servfail or timeout: a
+    TCP fault after the UDP one) or else the right answer comes; `random` answers a fresh
+    address from `range`; `rotate` rotates `addresses`, some of them dead (clients that
+    try the next address, as curl does, get through). Names no fault matches are answered
+    from the scenario's servers and `hosts:`.
     """
 
     type: Literal["dns"] = "dns"
@@ -46,12 +49,17 @@ class Dns(Fault):
     """Only these query types (e.g. [AAAA]: IPv6 lookups stall, IPv4 ones work)."""
     probability: float | None = Field(None, gt=0, le=1)
     """Answer this way for that share of queries; the others get the normal answer."""
+    protocol: Literal["udp", "tcp"] | None = None
+    """Only queries over this transport (default both): `tcp` with another fault for the
+    same names after a `truncate` one breaks the client's TCP retry."""
 
     @model_validator(mode="after")
     def _parameters(self):
         need = {"delay": "delay", "random": "range", "rotate": "addresses"}.get(self.answer)
         if need and not getattr(self, need):
             raise ValueError(f"answer {self.answer} needs `{need}`")
+        if self.answer == "truncate" and self.protocol == "tcp":
+            raise ValueError("protocol: truncate sets TC over UDP; over tcp it never applies")
         return self
 
     def rule(self, rule_id: str) -> dict:

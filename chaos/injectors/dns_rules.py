@@ -14,7 +14,11 @@ start and again on SIGHUP. The format is flat so a pydantic model can dump strai
 - ``random``:   ``range``: one CIDR or a list (one per family); a fresh address each answer
 - ``rotate``:   ``addresses``: all of them, in an order that rotates by one each answer
 - optional for all: ``probability`` (0..1, default 1), ``types`` (e.g. ``["AAAA"]``: only
-  those query types; default all), ``ttl`` (seconds, default the server's ``--ttl``).
+  those query types; default all), ``protocol`` (``udp`` or ``tcp``: only queries that came
+  over it; default both), ``ttl`` (seconds, default the server's ``--ttl``).
+
+``truncate`` acts on UDP only: over TCP it does not decide, so the next matching rule (say
+one with ``protocol: tcp``) or the zone answers the client's retry.
 
 This module does not import dnslib: faults and the runner can use it cheaply.
 """
@@ -41,6 +45,7 @@ from chaos.journal import Entry, Journal, is_alive
 
 ANSWERS = ("nxdomain", "servfail", "refused", "timeout", "sinkhole", "delay", "truncate",
            "random", "rotate")
+PROTOCOLS = ("udp", "tcp")
 STATUS_FILE = ".status"  # written by the server after each reload / flush request
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$")
@@ -64,6 +69,7 @@ class Rule:
     probability: float = 1.0
     types: frozenset[str] | None = None
     ttl: int | None = None
+    protocol: str | None = None  # "udp" / "tcp": only queries over it; None: both
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Rule":
@@ -93,6 +99,13 @@ class Rule:
         ttl = d.get("ttl")
         if ttl is not None and (not isinstance(ttl, int) or ttl < 0):
             raise RuleError(f"{rule_id}: ttl: {ttl!r} is not a whole number of seconds >= 0")
+        protocol = d.get("protocol")
+        if protocol is not None:
+            protocol = str(protocol).lower()
+            if protocol not in PROTOCOLS:
+                raise RuleError(f"{rule_id}: protocol: {d['protocol']!r} is not udp or tcp")
+            if answer == "truncate" and protocol == "tcp":
+                raise RuleError(f"{rule_id}: protocol: truncate sets TC over UDP; over tcp it never applies")
 
         addresses: list[str] = []
         if answer in ("sinkhole", "rotate"):
@@ -120,7 +133,7 @@ class Rule:
                 raise RuleError(f"{rule_id}: delay needs delay (seconds)")
             delay = parse_duration(d["delay"], f"{rule_id}: delay")
         return cls(rule_id, names, answer, tuple(addresses), tuple(ranges), delay,
-                   float(probability), types, ttl)
+                   float(probability), types, ttl, protocol)
 
     def to_dict(self) -> dict:
         d: dict = {"id": self.id, "names": list(self.names), "answer": self.answer,
@@ -135,6 +148,8 @@ class Rule:
             d["types"] = sorted(self.types)
         if self.ttl is not None:
             d["ttl"] = self.ttl
+        if self.protocol is not None:
+            d["protocol"] = self.protocol
         return d
 
 

@@ -119,17 +119,20 @@ class Resolver:
 
     def decide(self, q: Question, tcp: bool) -> tuple[bytes | None, str, float]:
         """(packed answer or None to drop, log fragment, seconds to wait before sending)."""
+        proto = "tcp" if tcp else "udp"
         for rule in q.rules:
+            if rule.protocol is not None and rule.protocol != proto:
+                continue  # a rule for the other transport
+            answer = rule.answer
+            if answer == "truncate" and tcp:
+                continue  # TC means nothing over TCP: the retry goes to the next rule or the zone
             if rule.probability < 1.0 and self.rand(rule).random() >= rule.probability:
                 continue  # this rule passes this time: the next one (or the zone) decides
-            answer = rule.answer
             if answer == "random" or answer == "rotate":
                 return (*self._build(q, rule, self._addresses(q, rule)), 0.0)
-            # Over TCP a truncate rule gives what the client came for: the zone's answer.
-            key = (rule, True) if answer == "truncate" and tcp else rule
-            cached = q.answers.get(key)
+            cached = q.answers.get(rule)
             if cached is None:
-                cached = q.answers[key] = self._build(q, rule, None, tcp)
+                cached = q.answers[rule] = self._build(q, rule, None)
             return (*cached, rule.delay)
         cached = q.answers.get(None)
         if cached is None:
@@ -153,8 +156,7 @@ class Resolver:
         self.rotation[(rule.id, family)] = (i + 1) % len(addrs)
         return addrs[i:] + addrs[:i]
 
-    def _build(self, q: Question, rule: Rule | None, addrs: list[str] | None,
-               tcp: bool = False) -> tuple[bytes | None, str]:
+    def _build(self, q: Question, rule: Rule | None, addrs: list[str] | None) -> tuple[bytes | None, str]:
         """Pack the answer with dnslib (id left as the query's; the caller patches it)."""
         answer = rule.answer if rule else "zone"
         info = {"name": q.name, "type": q.tname, "answer": answer,
@@ -168,12 +170,12 @@ class Resolver:
         if answer in RCODES:
             reply.header.rcode = RCODES[answer]
             addrs = []
-        elif answer == "truncate" and not tcp:
+        elif answer == "truncate":  # only ever decided over UDP
             reply.header.tc = 1
             addrs = []
         elif answer == "sinkhole":
             addrs = list(rule.addresses)
-        elif addrs is None:  # zone; delay: the zone's answer, late; truncate over TCP
+        elif addrs is None:  # zone; delay: the zone's answer, late
             if q.zone is None:
                 reply.header.rcode = RCODE.REFUSED
                 if answer == "zone":
