@@ -49,6 +49,21 @@ def test_packet_filter_actions_show_their_symptom(chaos, tmp_path, action, exit,
     assert_same(before, snapshot())
 
 
+def test_dry_run_prints_the_batches_and_changes_nothing(chaos, tmp_path, state_dir):
+    before = snapshot()
+    text = FILTER.format(action="reject-reset", exit=7, message="x", within="1s")
+    result = chaos("run", "--dry-run", str(write(tmp_path, text)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dry run" in result.stdout and "faults[0] packet-filter reject-reset" in result.stdout
+    assert "--dport 80" in result.stdout and "-j REJECT --reject-with tcp-reset" in result.stdout
+    assert "-I OUTPUT 1 -m comment" in result.stdout
+    assert not state_dir.exists(), "a dry run writes no journal"
+    assert_same(before, snapshot())
+    bad = text.replace("destinations: [registry.test]", "destinations: [nowhere.test]")
+    result = chaos("run", "--dry-run", str(write(tmp_path, bad, "bad.yaml")))
+    assert result.returncode == 2 and "faults[0].destinations[0]" in result.stdout
+
+
 def test_packet_filter_match_and_region_reach_only_their_clients(chaos, tmp_path):
     text = """\
 name: ttl-and-region

@@ -53,9 +53,10 @@ class BotMitigation(Fault):
     one OS family: downloads started, hung mid-way, and clients reconnected asking for the
     rest (HTTP 206); other clients were fine. With a packet signature (e.g. {ttl: 128}, the
     Windows initial TTL; pair it with a region whose `os:` is windows, or {mss: 1200} with a
-    region whose `mss:` clamps it) the rule sits in iptables at the world's edge. With a request signature (user agent, headers, rate) the
-    fault proxy answers: `challenge` (403/503 page with `cf-mitigated: challenge`), `drop`
-    (closed unanswered), `reset`, or `hang`.
+    region whose `mss:` clamps it) the rule sits in iptables at the world's edge. With a
+    request signature (user agent, headers, rate) the fault proxy answers: `challenge`
+    (403/503 page with `cf-mitigated: challenge`), `drop` (closed unanswered), `reset`, or
+    `hang`.
     """
 
     type: Literal["bot-mitigation"] = "bot-mitigation"
