@@ -95,7 +95,10 @@ def validate(paths) -> None:
               help="A {name} placeholder for commands and URLs (repeatable).")
 @click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
-def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_dir, verbose) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Only plan: print what each fault would apply (iptables batches in full); change nothing.")
+def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_dir, verbose,
+        dry_run) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
@@ -105,6 +108,9 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables))
+    if dry_run:
+        codes = [runner.dry_run(scenario, str(path), options, click.echo) for path, scenario in loaded]
+        sys.exit(_worst(codes + ([ExitStatus.INVALID] if problems else [])))
     reporter = ConsoleReporter(verbose=verbose)
     results = []
     # Between and after scenarios a signal is only recorded: it stops the next scenario

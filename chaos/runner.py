@@ -338,6 +338,35 @@ def _probe_label(probe) -> str:
     return describe(probe)
 
 
+def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
+    """Plan one scenario and ``echo`` what its run would apply (the iptables batches of
+    packet filters in full); nothing on the machine changes, no journal is written."""
+    run = Run(scenario, file, options, Reporter())
+    try:
+        run.plan()
+    except PlanError as exc:
+        from chaos.scenario.load import plan_problem
+
+        echo(str(plan_problem(scenario, exc)))
+        return ExitStatus.INVALID
+    echo(f"{scenario.name} {file} · dry run {run.run_id}: nothing applied")
+    sandbox = run.session.sandbox
+    for name, client in (sandbox.clients.items() if sandbox else ()):
+        if client.profile:
+            from chaos.injectors.client_profile import client_profile
+
+            echo(f"  region {name}: " + client_profile(client.netns, tag=run.run_id,
+                                                       **client.profile).describe())
+    for index, switch in enumerate(run.switches):
+        echo(f"  faults[{index}] {switch.fault.label()}")
+        for injector in switch.injectors:
+            echo(f"    {injector.describe()}")
+            batches = injector.render() if hasattr(injector, "render") else {}
+            for family, text in batches.items():
+                echo(f"      # {family}\n" + "".join(f"      {line}\n" for line in text.splitlines()).rstrip("\n"))
+    return ExitStatus.OK
+
+
 def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None = None,
                  reporter: Reporter | None = None) -> ScenarioResult:
     """Run one validated scenario; always reverts; never raises for a failed run."""

@@ -1,12 +1,17 @@
 """Host mode (--host): faults on this machine itself, restored byte for byte.
 
-Only names under .invalid and addresses of 198.18.0.0/15 are used, and no probe sends a
-packet anywhere: the route test only checks that the kernel refuses the connection.
+Only names under .invalid and addresses of 198.18.0.0/15 (and 2001:db8::/32, the IPv6
+documentation range) are used, and no probe sends a packet off the machine: the route test
+only checks that the kernel refuses the connection, the filter test talks to an address of
+addresses it puts on lo.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from conftest import assert_same, snapshot, write
 
@@ -100,3 +105,71 @@ def test_route_that_already_exists_is_refused_not_taken_over(chaos, tmp_path):
         assert "unreachable 198.19.255.1" in shown, "the user's route must survive the revert"
     finally:
         subprocess.run(["ip", "route", "del", "unreachable", "198.19.255.1/32"], check=False)
+
+
+FILTER = """\
+name: host-packet-filter
+description: port 80 of two addresses of this machine dropped by its own OUTPUT chain
+faults:
+  - type: packet-filter
+    destinations: [198.19.255.1/32, "2001:db8:ffff::1/128"]
+    ports: [80]
+    action: drop
+expect:
+  before:
+    - {tcp: "198.19.255.1:80", connect: refused}
+    - {tcp: "[2001:db8:ffff::1]:80", connect: refused}
+  during:
+    - {tcp: "198.19.255.1:80", connect: timeout, connect_timeout: 1s}
+    - {tcp: "[2001:db8:ffff::1]:80", connect: timeout, connect_timeout: 1s}
+    - {name: another port is untouched, tcp: "198.19.255.1:81", connect: refused}
+  after:
+    - {tcp: "198.19.255.1:80", connect: refused}
+    - {tcp: "[2001:db8:ffff::1]:80", connect: refused}
+"""
+
+# A rule of the machine's own that the run must leave exactly where it was.
+USER_RULE = ["OUTPUT", "-d", "{}", "-m", "comment", "--comment", "chaos-test-user", "-j", "ACCEPT"]
+
+
+def _saved(tool: str) -> str:
+    # Byte for byte but for the "# Generated ... on <date>" lines.
+    out = subprocess.run([tool], capture_output=True, text=True, check=True).stdout
+    return "".join(line for line in out.splitlines(True) if not line.startswith("#"))
+
+
+ADDRESSES = ("198.19.255.1/32", "2001:db8:ffff::1/128")
+
+
+@pytest.fixture
+def local_addresses():
+    """The filter's two addresses on lo (nothing listens: the kernel refuses), and a rule of
+    the user's in each family's OUTPUT."""
+    try:
+        for addr in ADDRESSES:
+            subprocess.run(["ip", "addr", "add", addr, "dev", "lo"], check=True)
+        for tool, addr in (("iptables", "198.19.255.9/32"), ("ip6tables", "2001:db8:ffff::9/128")):
+            subprocess.run([tool, "-A", *[a.format(addr) for a in USER_RULE]], check=True)
+        yield
+    finally:
+        for tool, addr in (("iptables", "198.19.255.9/32"), ("ip6tables", "2001:db8:ffff::9/128")):
+            subprocess.run([tool, "-D", *[a.format(addr) for a in USER_RULE]], check=False)
+        for addr in ADDRESSES:
+            subprocess.run(["ip", "addr", "del", addr, "dev", "lo"], check=False)
+
+
+@pytest.mark.parametrize("outcome", ["passed", "failed"])
+def test_host_packet_filter_restores_iptables_exactly(chaos, tmp_path, local_addresses, outcome):
+    text = FILTER
+    if outcome == "failed":  # an expectation that cannot hold: the revert must not care
+        text = text.replace('"198.19.255.1:80", connect: timeout', '"198.19.255.1:80", connect: ok')
+    saved = {tool: _saved(tool) for tool in ("iptables-save", "ip6tables-save")}
+    assert all("chaos-test-user" in text for text in saved.values())
+    before = snapshot()
+    result = chaos("run", "--host", str(write(tmp_path, text)))
+    assert result.returncode == (0 if outcome == "passed" else 1), result.stdout
+    if outcome == "failed":
+        assert "connect: expected ok, observed timeout" in result.stdout
+    for tool, text in saved.items():
+        assert _saved(tool) == text, f"{tool} differs after the run"
+    assert_same(before, snapshot())

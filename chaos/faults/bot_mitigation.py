@@ -1,8 +1,8 @@
 """bot-mitigation: a CDN rule singles out clients by a signature (Docker Hub, July 2020).
 
 Two layers, chosen by the signature: packet attributes (TTL, length, TCP flags / options,
-DSCP) act at the packet level in iptables; request attributes (user agent, headers, request
-rate) act at the HTTP level in the fault proxy.
+MSS, DSCP) act at the packet level in iptables; request attributes (user agent, headers,
+request rate) act at the HTTP level in the fault proxy.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ class BotMitigation(Fault):
     In July 2020 a CDN anti-botnet rule dropped packets carrying one attribute coming from
     one OS family: downloads started, hung mid-way, and clients reconnected asking for the
     rest (HTTP 206); other clients were fine. With a packet signature (e.g. {ttl: 128}, the
-    Windows initial TTL; pair it with a region whose `os:` is windows) the rule sits in
-    iptables at the world's edge. With a request signature (user agent, headers, rate) the
-    fault proxy answers: `challenge` (403/503 page with `cf-mitigated: challenge`), `drop`
-    (closed unanswered), `reset`, or `hang`.
+    Windows initial TTL; pair it with a region whose `os:` is windows, or {mss: 1200} with a
+    region whose `mss:` clamps it) the rule sits in iptables at the world's edge. With a
+    request signature (user agent, headers, rate) the fault proxy answers: `challenge`
+    (403/503 page with `cf-mitigated: challenge`), `drop` (closed unanswered), `reset`, or
+    `hang`.
     """
 
     type: Literal["bot-mitigation"] = "bot-mitigation"
@@ -84,7 +85,7 @@ class BotMitigation(Fault):
         http, packet = self.signature.http_fields(), self.signature.packet_fields()
         if http and packet:
             raise ValueError("a signature is either packet attributes (ttl, length, tcp_flags, "
-                             "tcp_option, dscp) or request attributes (user_agent, headers, "
+                             "tcp_option, mss, dscp) or request attributes (user_agent, headers, "
                              "rate), not both")
         if not http and not packet:
             raise ValueError("the signature is empty: it would single out every client")
@@ -92,6 +93,10 @@ class BotMitigation(Fault):
             raise ValueError(f"action {self.action} needs a request signature (user_agent, ...)")
         if http and self.after_bytes is not None:
             raise ValueError("after_bytes is a packet-level option; for HTTP use the partial fault")
+        if self.signature.mss is not None and self.after_bytes is not None:
+            # Only SYNs carry the MSS option, and a SYN never follows N bytes.
+            raise ValueError("signature.mss matches SYNs only: with after_bytes it would never "
+                             "match (drop or reset the connection attempts instead)")
         return self
 
     def injectors(self, ctx):

@@ -48,6 +48,9 @@ class PacketFilter(Fault):
             raise ValueError("ports need protocol tcp or udp")
         if self.action == "reject-reset" and self.protocol != "tcp":
             raise ValueError("reject-reset needs protocol tcp")
+        tcp_only = self.match.tcp_only() if self.match else []
+        if tcp_only and self.protocol != "tcp":
+            raise ValueError(f"match.{tcp_only[0]} needs protocol tcp")
         return self
 
     def rule(self, ctx, sources=()) -> dict:

@@ -47,8 +47,23 @@ class PacketMatch(Strict):
     """Segments carrying this TCP option kind (3 window scale, 8 timestamps)."""
     tcp_option_absent: bool = False
     """Match segments lacking `tcp_option` instead."""
+    mss: int | tuple[int, int] | None = None
+    """The MSS option of a SYN: a number or a range [min, max] (only SYNs carry it: a region
+    with `mss: 1200` sends 1200, the sandbox's links 1460 otherwise)."""
     dscp: int | None = Field(None, ge=0, le=63)
     """Packets marked with this DSCP value (0-63)."""
+
+    @model_validator(mode="after")
+    def _mss_range(self):
+        if self.mss is not None:
+            low, high = (self.mss, self.mss) if isinstance(self.mss, int) else self.mss
+            if not 0 <= low <= high <= 65535:
+                raise ValueError(f"mss {self.mss}: expected 0..65535, a range as [min, max]")
+        return self
+
+    def tcp_only(self) -> list[str]:
+        """The fields given that only TCP segments carry."""
+        return [k for k in ("tcp_flags", "tcp_option", "mss") if getattr(self, k) is not None]
 
     def rule_fields(self) -> dict:
         """The fields of chaos.injectors.packet_filter.FilterRule this match sets."""
@@ -62,6 +77,8 @@ class PacketMatch(Strict):
             out["tcp_flags"] = (self.tcp_flags.mask, self.tcp_flags.set)
         if self.tcp_option is not None:
             out["tcp_option"], out["tcp_option_absent"] = self.tcp_option, self.tcp_option_absent
+        if self.mss is not None:
+            out["mss"] = (self.mss, self.mss) if isinstance(self.mss, int) else self.mss
         if self.dscp is not None:
             out["dscp"] = self.dscp
         return out

@@ -315,7 +315,8 @@ class PacketFilter(Injector):
         self.chain = iptables.chain_name(tag, name or "pf" + digest.hexdigest()[:6])
 
     def render(self) -> dict[str, str]:
-        """family -> batch text, only for families that get rules (for --dry-run and tests)."""
+        """family -> batch text, only for families that get rules (`chaos run --dry-run`
+        prints it)."""
         out = {}
         for family in iptables.FAMILIES:
             text = render_batch(self.rules, chain=self.chain, hook=self.hook, tag=self.tag,

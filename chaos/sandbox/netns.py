@@ -49,7 +49,8 @@ class Client:
     netns: str
     link: ipaddress.IPv4Network
     profile: dict = field(default_factory=dict)
-    """Kernel defaults of another OS family: {"os_family": ..., "ttl": ...} (see client_profile)."""
+    """Kernel defaults of another OS family: {"os_family": ..., "ttl": ..., "mss": ...}
+    (keyword arguments of chaos.injectors.client_profile.client_profile)."""
 
     @property
     def address(self) -> str:
@@ -91,8 +92,8 @@ class Sandbox:
         self.clients = {DEFAULT_REGION: Client(DEFAULT_REGION, client_namespace(self.run_id, DEFAULT_REGION),
                                                DEFAULT_LINK)}
         for name, region in self.regions.items():
-            profile = {k: v for k, v in (("os_family", region.os), ("ttl", region.ttl)) if v}
-            self.clients[name] = Client(name, client_namespace(self.run_id, name), region.range, profile)
+            self.clients[name] = Client(name, client_namespace(self.run_id, name), region.range,
+                                        region.profile())
 
     @property
     def world(self) -> str:

@@ -292,14 +292,31 @@ class Expect(Strict):
 
 
 class Region(Strict):
-    """A group of clients: a source range (a country's ISPs) and optionally an OS profile."""
+    """A group of clients: a source range (a country's ISPs) and optionally a client profile
+    (the kernel defaults of another OS family: initial TTL, MSS, TCP options)."""
 
     range: ipaddress.IPv4Network
     """Source addresses, a /30 or larger inside 198.18.0.0/15 (the client gets the .2)."""
     os: Literal["linux", "macos", "windows", "network-device"] | None = None
     """Make the clients' kernel send what that OS family sends (initial TTL, TCP options)."""
     ttl: int | None = Field(None, ge=1, le=255)
-    """Initial TTL of the clients' packets (overrides `os`)."""
+    """Initial TTL of the clients' packets, `net.ipv4.ip_default_ttl` (overrides `os`)."""
+    mss: int | None = Field(None, ge=88, le=65495)
+    """Clamp the MSS the clients' SYNs advertise to this (a TCPMSS rule: it can only lower
+    the link's MSS, 1460 on the sandbox's links)."""
+    window_scaling: bool | None = None
+    """TCP window scaling on or off, `net.ipv4.tcp_window_scaling` (overrides `os`)."""
+    timestamps: bool | None = None
+    """TCP timestamps on or off, `net.ipv4.tcp_timestamps` (overrides `os`)."""
+    sack: bool | None = None
+    """TCP selective acknowledgements on or off, `net.ipv4.tcp_sack` (overrides `os`)."""
+
+    def profile(self) -> dict:
+        """Keyword arguments of chaos.injectors.client_profile.client_profile (empty: none)."""
+        given = {"os_family": self.os, "ttl": self.ttl, "mss": self.mss,
+                 "window_scaling": self.window_scaling, "timestamps": self.timestamps,
+                 "sack": self.sack}
+        return {k: v for k, v in given.items() if v is not None}
 
     @model_validator(mode="before")
     @classmethod
