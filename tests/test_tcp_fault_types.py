@@ -111,3 +111,45 @@ def test_a_rule_acts_only_on_its_own_servers(chaos, tmp_path):
     probes = {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
     assert probes["z.test is slow, not hung"]["duration"] >= 0.3  # its own rule still applies
     assert_same(before, snapshot())
+
+
+SHARED_PORT = """\
+name: tcp-and-http-on-one-port
+serve:
+  - name: x.test
+  - name: y.test
+faults:
+  - type: hang
+    destinations: [{tcp_dest}]
+    ports: [80]
+  - type: http-error
+    status: 503
+    match: {{host: x.test}}
+    ports: [80]
+expect:
+  during:
+    - {{http: "http://x.test/", status: 503}}
+    - name: y.test hangs
+      run: curl -sS --noproxy '*' -m 1 http://y.test/
+      exit: 28
+"""
+
+
+def test_tcp_and_http_fault_on_one_server_port_is_refused(chaos, tmp_path):
+    """Both would redirect x.test:80 at the edge, to two proxies: only one could ever act."""
+    before = snapshot()
+    path = write(tmp_path, SHARED_PORT.format(tcp_dest="x.test"))
+    result = chaos("run", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())  # the console wraps long lines
+    assert (f"{path}:12:12: faults[1].ports: port 80 of 198.18.1.10 (x.test) is also taken by "
+            f"faults[0] (hang at {path}:6:5)") in out, out
+    assert "TCP and the HTTP fault proxy cannot share a server port" in out
+    assert_same(before, snapshot())
+
+
+def test_tcp_and_http_faults_on_different_servers_both_act(chaos, tmp_path):
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, SHARED_PORT.format(tcp_dest="y.test"))))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())

@@ -27,10 +27,15 @@ def port_texts(ports, to_port: int) -> list[str]:
     """Ports or "first:last" ranges in iptables' spelling, sorted; never the proxy's own."""
     texts = sorted({port_text(p) for p in ports}, key=lambda t: [int(x) for x in t.split(":")])
     for text in texts:
-        first, _, last = text.partition(":")
-        if int(first) <= to_port <= int(last or first):
+        first, last = _span(text)
+        if first <= to_port <= last:
             raise ValueError(f"port {to_port} is the proxy's own: redirecting it would loop")
     return texts
+
+
+def _span(text: str) -> tuple[int, int]:
+    first, _, last = text.partition(":")
+    return int(first), int(last or first)
 
 
 class Redirect(Injector):
@@ -77,3 +82,22 @@ class EdgeRedirect(Redirect):
                 + f' -m multiport --dports {",".join(chunk)} -m comment --comment "{self.tag}"'
                 + f" -j REDIRECT --to-ports {self.to_port}"
                 for d in dests for chunk in port_chunks(self.ports)]
+
+    def overlap(self, other: "EdgeRedirect") -> tuple[int, str | None] | None:
+        """The lowest port and a destination both redirects take in (None: any server), or
+        None when they never meet."""
+        import ipaddress
+
+        ports = [max(a, c) for a, b in map(_span, self.ports) for c, d in map(_span, other.ports)
+                 if max(a, c) <= min(b, d)]
+        nets = [[ipaddress.ip_network(d, strict=False) for d in r.destinations] for r in (self, other)]
+        if not all(nets):  # one of them takes every server: the other's (if any) meet it
+            common = (nets[0] or nets[1] or [None])[:1]
+        else:
+            common = [max(a, b, key=lambda n: n.prefixlen) for a in nets[0] for b in nets[1]
+                      if a.version == b.version and a.overlaps(b)][:1]
+        if not ports or not common:
+            return None
+        dest = common[0]
+        return min(ports), None if dest is None else str(
+            dest.network_address if dest.prefixlen == dest.max_prefixlen else dest)
