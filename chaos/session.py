@@ -225,7 +225,7 @@ class Session:
         run_dir = self.journal.run_dir / "tcp-proxy"
         run_dir.mkdir(exist_ok=True)
         config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
-                                 "transparent": True}]}
+                                 "transparent": True}], "seed": self.seed}
         self.tcp.proxy = start_tcp_proxy(self.journal, netns=world, config=config, run_dir=run_dir)
 
     def start_dns(self, step) -> None:

@@ -1,6 +1,7 @@
 """A small HTTP(S) server a scenario starts in the sandbox world: `python -m chaos.sandbox.serve`.
 
-It answers every GET/HEAD with the given status and body (Range requests get 206), and prints
+It answers every GET/HEAD with the given status and body (Range requests get 206), every
+POST/PUT with the status and ``received <bytes>`` once it has read the body, and prints
 ``ready`` once listening so the runner knows it can start probing.
 """
 
@@ -36,6 +37,22 @@ def handler(status: int, body: bytes, log):
                 self.wfile.write(data)
 
         do_HEAD = do_GET
+
+        def do_POST(self) -> None:  # noqa: N802
+            # An upload: read the whole body (its pace is what a slowed upstream shows),
+            # then say how much came.
+            left = int(self.headers.get("Content-Length") or 0)
+            received = 0
+            while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                received, left = received + len(chunk), left - len(chunk)
+            data = f"received {received}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PUT = do_POST
 
         def log_message(self, fmt: str, *args) -> None:
             # One access-log line per request (client, request line, status, range): what

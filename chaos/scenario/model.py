@@ -337,7 +337,8 @@ class LabSpec(Strict):
 
 
 class HttpServe(Strict):
-    """A small HTTP server: every GET answers the same status and body (Range gets 206)."""
+    """A small HTTP server: every GET answers the same status and body (Range gets 206);
+    POST and PUT read the body and answer `received <bytes>`."""
 
     port: int | None = Field(None, ge=1, le=65535)
     """The TCP port it listens on (default 80, or 443 with `tls`)."""
