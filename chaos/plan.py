@@ -135,7 +135,7 @@ class PlanContext:
     def use_http(self, rel: tuple = ()):
         """The run's HTTP fault proxy at the world's edge (started because a fault asked)."""
         if self.http is None:
-            self.fail(rel, "HTTP faults need the sandbox's fault proxy (not --host, not a lab yet)")
+            self.fail(rel, "HTTP faults need the fault proxy of the sandbox or the lab (not --host)")
         self.http.wanted = True
         return self.http
 

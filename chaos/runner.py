@@ -177,12 +177,39 @@ class Run:
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,
                                seed=s.seed)
         self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
+        self.refuse_shared_edge_ports()
         for phase in ("before", "during", "after"):
             for i, probe in enumerate(getattr(s.expect, phase)):
                 if getattr(probe, "dns_queries", None):
                     self.session.context(("expect", phase, i)).use_dns()
                 if getattr(probe, "http_requests", None):
                     self.session.context(("expect", phase, i)).use_http()
+
+    def refuse_shared_edge_ports(self) -> None:
+        """A TCP and an HTTP fault redirecting the same server port at the world's edge: only
+        the first redirect installed would act, the other fault would silently never apply."""
+        from chaos.injectors.redirect import EdgeRedirect
+
+        edges = [(i, r) for i, sw in enumerate(self.switches) for r in sw.injectors
+                 if isinstance(r, EdgeRedirect)]
+        names = {addr: name for name, addr in self.session.zone.items()}
+        source = getattr(self.scenario, "_source", None)
+        for n, (j, later) in enumerate(edges):
+            for i, earlier in edges[:n]:
+                hit = earlier.to_port != later.to_port and earlier.overlap(later)
+                if not hit:
+                    continue
+                port, dest = hit
+                server = f"{dest} ({names[dest]})" if dest in names else dest or "every server"
+                where = f" at {source.file}:{':'.join(map(str, source.position(('faults', i))))}" \
+                    if source else ""
+                kinds = {self.session.tcp.PORT: "TCP", self.session.http.PORT: "HTTP"}
+                raise PlanError(("faults", j, "ports"), (
+                    f"port {port} of {server} is also taken by faults[{i}] "
+                    f"({self.scenario.faults[i].type}{where}): the {kinds.get(earlier.to_port)} "
+                    f"and the {kinds.get(later.to_port)} fault proxy cannot share a server port "
+                    "(only the first redirect installed would act); give the faults different "
+                    "ports or destinations"))
 
     def open(self) -> None:
         self.session.open(step=self.reporter.step)

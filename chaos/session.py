@@ -225,7 +225,7 @@ class Session:
         run_dir = self.journal.run_dir / "tcp-proxy"
         run_dir.mkdir(exist_ok=True)
         config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
-                                 "transparent": True}]}
+                                 "transparent": True}], "seed": self.seed}
         self.tcp.proxy = start_tcp_proxy(self.journal, netns=world, config=config, run_dir=run_dir)
 
     def start_dns(self, step) -> None:
@@ -238,27 +238,49 @@ class Session:
                                            run_dir=self.journal.run_dir / "dns", seed=self.seed)
         self.mark_logs("run")
 
+    @property
+    def ca(self):
+        """The CA the fault proxy signs with and `serve: {http: {tls: true}}` servers use:
+        the lab's own, else the state dir's (made once, kept: a client trusts it once)."""
+        if self.lab is not None:
+            return self.lab.ca
+        from chaos.journal import state_dir
+        from chaos.lab.ca import state_ca
+
+        return state_ca(state_dir(self.state_dir))
+
+    def trust_ca(self) -> None:
+        """Probes trust the CA (and the system's CAs): SSL_CERT_FILE, CURL_CA_BUNDLE, ..."""
+        from chaos.injectors.http_proxy import SYSTEM_CA_BUNDLE
+
+        bundle = self.journal.run_dir / "ca-bundle.pem"
+        if not bundle.exists():
+            parts = [self.ca.cert.read_text()]
+            if SYSTEM_CA_BUNDLE.exists():
+                parts.append(SYSTEM_CA_BUNDLE.read_text())
+            bundle.write_text("\n".join(parts))
+        self.place.env.update(SSL_CERT_FILE=str(bundle), CURL_CA_BUNDLE=str(bundle),
+                              REQUESTS_CA_BUNDLE=str(bundle))
+
     def start_http(self, step) -> None:
         from chaos.injectors.http_proxy import start_http_proxy
 
         step(f"http: fault proxy (mitmdump) at the world's edge, port {self.http.PORT}")
         run_dir = self.journal.run_dir / "http-proxy"
-        confdir, upstream_ca = run_dir / "ca", None
-        if self.lab is not None:
-            # The proxy signs with the lab's own CA, which every lab client already trusts,
-            # and checks the lab's servers against it: TLS stays real on both sides.
-            confdir.mkdir(parents=True)
-            ca = self.lab.ca
-            (confdir / "mitmproxy-ca.pem").write_bytes(ca.key.read_bytes() + ca.cert.read_bytes())
-            (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
-            upstream_ca = ca.cert
+        # The proxy signs with the run's CA, which the run's clients trust, and checks the
+        # run's servers against it: TLS stays real on both sides.
+        confdir, ca = run_dir / "ca", self.ca
+        confdir.mkdir(parents=True)
+        key = os.open(confdir / "mitmproxy-ca.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(key, "wb") as f:
+            f.write(ca.key.read_bytes() + ca.cert.read_bytes())
+        (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
         world = self.topology.hub_ns if self.lab is not None else self.sandbox.world
         self.http.proxy = start_http_proxy(self.journal, netns=world,
                                            listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
-                                           run_dir=run_dir, confdir=confdir, upstream_ca=upstream_ca)
+                                           run_dir=run_dir, confdir=confdir, upstream_ca=ca.cert)
         if self.lab is None:
-            self.place.env.update({k: v for k, v in self.http.proxy.client_env().items()
-                                   if not k.lower().endswith("_proxy")})
+            self.trust_ca()
         self.mark_logs("run")
 
     def open_lab(self, step) -> None:
@@ -305,6 +327,10 @@ class Session:
         if http.size:
             argv += ["--size", str(http.size)]
         argv += ["--log", str(self.logs / f"{server.name}.log")]
+        if http.tls:  # a leaf from the run's CA, which the probes trust
+            pair = self.ca.issue(server.name, [server.name], [address], directory=self.logs / "tls")
+            argv += ["--cert", str(pair.cert), "--key", str(pair.key)]
+            self.trust_ca()
         proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
         wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")

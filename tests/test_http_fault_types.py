@@ -125,3 +125,54 @@ faults:
 """
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 2 and message in result.stderr and "s.yaml:3:5: faults[0]" in result.stderr
+
+
+HTTPS_503 = """\
+name: https-503
+description: an HTTPS server; the fault proxy answers its 503 page over TLS signed by the state CA
+serve:
+  - name: secure.test
+    http: {tls: true, body: "secure body\\n"}
+faults:
+  - type: http-error
+    status: 503
+    match: {host: secure.test}
+    ports: [443]
+expect:
+  before:
+    - name: the server itself, trusted through the state CA alone
+      run: env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS --noproxy '*' -m 5 --cacert {ca} https://secure.test/
+      stdout: {contains: secure body}
+  during:
+    - name: the proxy's 503 page, trusted through the state CA alone
+      run: >-
+        env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS --noproxy '*' -m 5 --cacert {ca}
+        -D - https://secure.test/x
+      stdout: {regex: "(?s)^HTTP/\\\\S+ 503.*server: cloudflare.*cf-ray: [0-9a-f]{16}-.*Service unavailable"}
+    - name: without it, curl refuses the proxy's certificate
+      run: env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS --noproxy '*' -m 5 https://secure.test/x
+      exit: 60
+    - name: http.client with the runner's SSL_CERT_FILE
+      run: >-
+        python3 -c "import http.client as h; c = h.HTTPSConnection('secure.test', timeout=5);
+        c.request('GET', '/y'); print(c.getresponse().status)"
+      stdout: {contains: "503"}
+  after:
+    - {http: "https://secure.test/", status: 200, body: {contains: secure body}}
+"""
+
+
+def test_https_through_the_edge_proxy_with_the_state_ca(chaos, tmp_path, state_dir):
+    """Outside a lab: one CA per state dir, made by the first run (key 0600), kept by the next."""
+    before = snapshot()
+    path = write(tmp_path, HTTPS_503)
+    ca = state_dir / "ca" / "ca.crt"
+    result = chaos("run", str(path), "--var", f"ca={ca}")
+    assert result.returncode == 0, result.stdout
+    first = ca.read_bytes()
+    assert (state_dir / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (state_dir / "ca" / "trust" / "ca.crt").read_bytes() == first  # docker's certs.d layout
+    result = chaos("run", str(path), "--var", f"ca={ca}")
+    assert result.returncode == 0, result.stdout
+    assert ca.read_bytes() == first  # a client told to trust it once keeps trusting it
+    assert_same(before, snapshot())

@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from chaos import processes
+from chaos.injectors import iptables
 from chaos.injectors.http_proxy import (
-    HttpRedirect, HttpRule, in_netns, mitmdump_executable, start_http_proxy, undo_redirect,
-    undo_rule,
+    HttpRedirect, HttpRule, in_netns, mitmdump_executable, start_http_proxy, undo_rule,
 )
 from chaos.journal import Journal, is_alive, unfinished
 
@@ -666,7 +666,11 @@ def test_transparent_mode_redirects_the_targets_port(namespaces, tmp_path, monke
             assert (direct.status, direct.body) == (200, b"hello /tp\n") and not proxy.requests()
 
             redirect = HttpRedirect(client, [8000, 8443], 8080, destinations=[f"{server_ip}/32"])
+            assert "nat" not in iptables.save(client, "ipv4")  # nothing made it appear yet
             redirect.apply(journal)
+            redirect.apply(journal)  # idempotent: still one jump
+            jumps = [r for r in iptables.save(client, "ipv4")["nat"].rules if r.endswith(f"-j {redirect.chain}")]
+            assert len(jumps) == 1, jumps
             seen = curl(url, netns=client)
             assert (seen.status, seen.body) == (200, b"hello /tp\n")
             assert [(e["host"], e["path"]) for e in proxy.requests()] == [(server_ip, "/tp")]
@@ -691,11 +695,10 @@ def test_transparent_mode_redirects_the_targets_port(namespaces, tmp_path, monke
             assert not redirect.revert(journal)
             assert curl(url, netns=client).status == 200
             assert len(proxy.requests()) == 5  # the last request went direct
-            saved = subprocess.run(processes.netns_argv(client, ["iptables-save", "-t", "nat"]),
-                                   capture_output=True, text=True, check=True).stdout
-            assert redirect.chain not in saved
-            undo_redirect({"netns": client, "chain": redirect.chain})  # idempotent
-            undo_redirect({"netns": "chaos-no-such-ns-x", "chain": redirect.chain})
+            # the chain is gone, and so is the nat table the redirect made appear
+            assert "nat" not in iptables.save(client, "ipv4")
+            assert not iptables.remove_chain(client, "ipv4", "nat", redirect.chain)  # idempotent
+            assert not iptables.remove_chain("chaos-no-such-ns-x", "ipv4", "nat", redirect.chain)
         finally:
             failures = journal.rollback()
             journal.finish()

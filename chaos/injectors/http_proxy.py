@@ -9,7 +9,7 @@
     proxy.requests()      # every request seen: time, client, method, path, range, status, bytes
 
 The proxy process is journaled (kind "process", killed by pid + start time); each rule file
-(kind "http-rule") and each transparent-mode redirect (kind "http-redirect") is journaled
+(kind "http-rule") and each transparent-mode redirect (kind "iptables") is journaled
 before it exists, so ``chaos recover`` removes them after a crash.
 
 Transparent mode: ``HttpRedirect`` adds an iptables nat OUTPUT REDIRECT of the target's ports
@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from chaos.injectors.base import Injector
+from chaos.injectors.packet_filter import port_chunks
+from chaos.injectors.redirect import Redirect, port_texts
 from chaos.journal import Entry, Journal, is_alive
-from chaos.processes import netns_argv, spawn
+from chaos.processes import spawn
 
 FAULTS_DIR = Path(__file__).with_name("http_faults")
 # One file per addon; ALL_ADDONS loads them all in one script (less per-request overhead),
@@ -341,80 +343,38 @@ def undo_rule(record: dict) -> None:
 
 # -- transparent mode --------------------------------------------------------------------
 
-def _iptables(netns: str, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(netns_argv(netns, argv), input=stdin, text=True, capture_output=True)
-
-
-class HttpRedirect(Injector):
+class HttpRedirect(Redirect):
     """Inside a namespace, send TCP connections to ``ports`` (optionally only towards
     ``destinations``) to the local transparent proxy on ``to_port``.
 
-    nat OUTPUT jumps to an own chain ``CHAOS-HTTP-<tag>``; every rule carries the comment
-    ``chaos-http-redirect-<tag>``; sockets of group ``exempt_gid`` (the proxy) are skipped.
-    Applied as one ``iptables-restore --noflush`` batch. Never in the host's namespace.
+    nat OUTPUT jumps to an own chain ``CHAOS-HTTP-<tag>``; the jump and every rule carry the
+    comment ``chaos-http-redirect-<tag>``; sockets of group ``exempt_gid`` (the proxy) are
+    skipped. Installed and removed through ``chaos.injectors.iptables`` (journal kind
+    ``iptables``). Never in the host's namespace.
     """
 
-    kind = "http-redirect"
+    hook = "OUTPUT"
 
     def __init__(self, netns: str, ports: Iterable[int], to_port: int, *,
                  destinations: Iterable[str] = (), exempt_gid: int = PROXY_GID,
                  tag: str | None = None) -> None:
-        super().__init__()
-        if not netns:
-            raise ValueError("HttpRedirect needs a network namespace: the host's is never changed")
-        self.netns = netns
-        self.ports = sorted({int(p) for p in ports})
+        tag = tag or secrets.token_hex(4)
+        super().__init__(netns, to_port, chain=f"CHAOS-HTTP-{tag}", tag=f"chaos-http-redirect-{tag}")
+        self.ports = port_texts(ports, self.to_port)
         if not self.ports:
             raise ValueError("HttpRedirect needs at least one port")
-        if to_port in self.ports:
-            raise ValueError(f"port {to_port} is the proxy's own: redirecting it would loop")
-        self.to_port = int(to_port)
         self.destinations = list(destinations)
         self.exempt_gid = exempt_gid
-        self.tag = tag or secrets.token_hex(4)
-        self.chain = f"CHAOS-HTTP-{self.tag}"
-        self.comment = f"chaos-http-redirect-{self.tag}"
+        self.comment = self.tag
 
     def describe(self) -> str:
         to = f" to {','.join(self.destinations)}" if self.destinations else ""
-        return (f"redirect tcp ports {','.join(map(str, self.ports))}{to} -> "
+        return (f"redirect tcp ports {','.join(self.ports)}{to} -> "
                 f"127.0.0.1:{self.to_port} in {self.netns}")
 
-    def batch(self) -> str:
-        lines = ["*nat", f":{self.chain} - [0:0]"]
+    def lines(self) -> list[str]:
         tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.comment} "
                 f"-j REDIRECT --to-ports {self.to_port}")
-        for i in range(0, len(self.ports), 15):  # multiport takes at most 15 ports
-            dports = ",".join(map(str, self.ports[i:i + 15]))
-            for dest in self.destinations or [None]:
-                to = f"-d {dest} " if dest else ""
-                lines.append(f"-A {self.chain} -p tcp {to}-m multiport --dports {dports} {tail}")
-        lines += [f"-A OUTPUT -p tcp -m comment --comment {self.comment} -j {self.chain}", "COMMIT", ""]
-        return "\n".join(lines)
-
-    def apply(self, journal: Journal) -> None:
-        self.record(journal, {"netns": self.netns, "chain": self.chain, "comment": self.comment})
-        done = _iptables(self.netns, ["iptables-restore", "-w", "--noflush"], self.batch())
-        if done.returncode != 0:
-            raise RuntimeError(f"iptables-restore in {self.netns}: {done.stderr.strip()}")
-
-
-def undo_redirect(record: dict) -> None:
-    """Remove the OUTPUT jumps and the chain; nothing to do if they (or the namespace) are gone."""
-    netns, chain = record["netns"], record["chain"]
-    if not os.path.exists(f"/run/netns/{netns}"):
-        return  # the namespace, and every rule in it, is gone
-    saved = _iptables(netns, ["iptables-save", "-t", "nat"])
-    if saved.returncode != 0:
-        raise RuntimeError(f"iptables-save in {netns}: {saved.stderr.strip()}")
-    lines = saved.stdout.splitlines()
-    ops = ["-D" + line[2:] for line in lines
-           if line.startswith("-A OUTPUT ") and line.split()[-1] == chain]
-    if any(line.startswith(f":{chain} ") for line in lines):
-        ops += [f"-F {chain}", f"-X {chain}"]
-    if not ops:
-        return
-    done = _iptables(netns, ["iptables-restore", "-w", "--noflush"],
-                     "\n".join(["*nat", *ops, "COMMIT", ""]))
-    if done.returncode != 0:
-        raise RuntimeError(f"iptables-restore in {netns}: {done.stderr.strip()}")
+        return [f"-A {self.chain} -p tcp " + (f"-d {dest} " if dest else "")
+                + f"-m multiport --dports {','.join(chunk)} {tail}"
+                for chunk in port_chunks(self.ports) for dest in self.destinations or [None]]

@@ -1,9 +1,16 @@
-"""Send TCP connections arriving at the sandbox world to a local proxy (nat PREROUTING REDIRECT).
+"""Send TCP connections to a local fault proxy with an iptables nat REDIRECT.
 
-The world is where the servers live, so a proxy there stands where a CDN edge stands: it
-sees every client's real source address (regions), and its own connections to the servers
-leave through OUTPUT, which the redirect never touches (no loop, no exemptions). The proxy
-finds the original destination with SO_ORIGINAL_DST (transparent mode).
+``EdgeRedirect`` is what the runner uses: nat PREROUTING in the sandbox world (or the lab's
+hub). The world is where the servers live, so a proxy there stands where a CDN edge stands:
+it sees every client's real source address (regions), and its own connections to the
+servers leave through OUTPUT, which the redirect never touches (no loop, no exemptions).
+The proxy finds the original destination with SO_ORIGINAL_DST (transparent mode).
+
+``tcp_proxy.NatRedirect`` and ``http_proxy.HttpRedirect`` redirect a namespace's own
+connections instead (nat OUTPUT), exempting the proxy's sockets. All three are one
+``Redirect``: an own chain plus one jump, installed and removed through
+``chaos.injectors.iptables`` (journal kind ``iptables``), so applying twice leaves one jump
+and a nat table the change made appear is dropped again on revert.
 """
 
 from __future__ import annotations
@@ -16,23 +23,54 @@ from chaos.injectors.packet_filter import port_chunks, port_text
 from chaos.journal import Journal
 
 
-class EdgeRedirect(Injector):
+def port_texts(ports, to_port: int) -> list[str]:
+    """Ports or "first:last" ranges in iptables' spelling, sorted; never the proxy's own."""
+    texts = sorted({port_text(p) for p in ports}, key=lambda t: [int(x) for x in t.split(":")])
+    for text in texts:
+        first, last = _span(text)
+        if first <= to_port <= last:
+            raise ValueError(f"port {to_port} is the proxy's own: redirecting it would loop")
+    return texts
+
+
+def _span(text: str) -> tuple[int, int]:
+    first, _, last = text.partition(":")
+    return int(first), int(last or first)
+
+
+class Redirect(Injector):
+    """nat ``hook`` jumps to ``chain``, whose rules (``lines()``) REDIRECT to ``to_port``."""
+
     kind: ClassVar[str] = "iptables"
+    hook: ClassVar[str]
+
+    def __init__(self, netns: str, to_port: int, *, chain: str, tag: str) -> None:
+        super().__init__()
+        if not netns:
+            raise ValueError(f"{type(self).__name__} acts in a network namespace, never the host's")
+        self.netns, self.to_port, self.chain, self.tag = netns, int(to_port), chain, tag
+
+    def lines(self) -> list[str]:
+        raise NotImplementedError
+
+    def apply(self, journal: Journal) -> None:
+        if self.applied:
+            return
+        before = iptables.snapshot(self.netns, ["ipv4"])
+        self.record(journal, iptables.undo_record(self.netns, "nat", self.hook, self.chain,
+                                                  self.tag, before))
+        iptables.install(self.netns, "nat", self.hook, self.chain, self.tag,
+                         {"ipv4": self.lines()}, before)
+
+
+class EdgeRedirect(Redirect):
+    hook = "PREROUTING"
 
     def __init__(self, netns: str, ports: list[int | str], to_port: int, *, tag: str, name: str,
                  destinations: list[str] = ()) -> None:
-        super().__init__()
-        if not netns:
-            raise ValueError("EdgeRedirect acts in the sandbox world, never on the host")
-        # ports or "first:last" ranges, in iptables' spelling
-        texts = sorted({port_text(p) for p in ports}, key=lambda t: [int(x) for x in t.split(":")])
-        for text in texts:
-            first, _, last = text.partition(":")
-            if int(first) <= to_port <= int(last or first):
-                raise ValueError(f"port {to_port} is the proxy's own: redirecting it would loop")
-        self.netns, self.ports, self.to_port, self.tag = netns, texts, to_port, tag
+        super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag)
+        self.ports = port_texts(ports, to_port)
         self.destinations = list(destinations)
-        self.chain = iptables.chain_name(tag, name)
 
     def describe(self) -> str:
         where = ",".join(self.destinations) or "any server"
@@ -45,11 +83,21 @@ class EdgeRedirect(Injector):
                 + f" -j REDIRECT --to-ports {self.to_port}"
                 for d in dests for chunk in port_chunks(self.ports)]
 
-    def apply(self, journal: Journal) -> None:
-        if self.applied:
-            return
-        before = iptables.snapshot(self.netns, ["ipv4"])
-        self.record(journal, iptables.undo_record(self.netns, "nat", "PREROUTING", self.chain, self.tag,
-                                                  before))
-        iptables.install(self.netns, "nat", "PREROUTING", self.chain, self.tag,
-                         {"ipv4": self.lines()}, before)
+    def overlap(self, other: "EdgeRedirect") -> tuple[int, str | None] | None:
+        """The lowest port and a destination both redirects take in (None: any server), or
+        None when they never meet."""
+        import ipaddress
+
+        ports = [max(a, c) for a, b in map(_span, self.ports) for c, d in map(_span, other.ports)
+                 if max(a, c) <= min(b, d)]
+        nets = [[ipaddress.ip_network(d, strict=False) for d in r.destinations] for r in (self, other)]
+        if not all(nets):  # one of them takes every server: the other's (if any) meet it
+            common = (nets[0] or nets[1] or [None])[:1]
+        else:
+            common = [max(a, b, key=lambda n: n.prefixlen) for a in nets[0] for b in nets[1]
+                      if a.version == b.version and a.overlaps(b)][:1]
+        if not ports or not common:
+            return None
+        dest = common[0]
+        return min(ports), None if dest is None else str(
+            dest.network_address if dest.prefixlen == dest.max_prefixlen else dest)

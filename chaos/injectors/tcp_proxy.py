@@ -6,9 +6,11 @@
   removes the file and reloads again. A toxic switched on applies to new connections; one
   switched off also lets go of the open connections it acts on (held ones resume, slowed
   ones run at full speed); reset/close/garbage already done stay done.
-- ``NatRedirect(netns, destinations, proxy_port)`` makes a namespace's connections to
-  ``addr:port`` land on the proxy without client settings (iptables nat OUTPUT REDIRECT in
-  its own chain, one ``iptables-restore --noflush`` batch each way).
+- ``NatRedirect(netns, destinations, proxy_port)`` makes a namespace's own connections to
+  ``addr:port`` land on a proxy in that namespace without client settings (iptables nat
+  OUTPUT REDIRECT in its own chain): for wiring a proxy by hand. Scenario runs do not use
+  it: the runner's TCP faults redirect at the world's edge with
+  ``chaos.injectors.redirect.EdgeRedirect`` (nat PREROUTING in the world namespace).
 
 The process itself is ``chaos.injectors.tcp_server``; ``python -m chaos.injectors.tcp_proxy``
 runs it. Rule format: ``chaos.injectors.tcp_toxics``.
@@ -28,11 +30,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaos.injectors import iptables
 from chaos.injectors.base import Injector
+from chaos.injectors.redirect import Redirect
 from chaos.injectors.tcp_server import PROXY_MARK
 from chaos.injectors.tcp_toxics import RuleError, parse_rule, rule_digest
 from chaos.journal import Entry, Journal, is_alive
-from chaos.processes import netns_argv, spawn
+from chaos.processes import spawn
 
 RELOAD_TIMEOUT = 3.0
 
@@ -197,74 +201,34 @@ def _status(path: Path) -> dict:
 
 
 # -- transparent redirect ------------------------------------------------------------------------
-class NatRedirect(Injector):
+class NatRedirect(Redirect):
     """iptables nat OUTPUT REDIRECT of ``addr[:port]`` destinations to the proxy port, inside netns.
 
-    Own chain ``chaos-tcp-<tag>`` (comment-tagged), jumped to from the top of nat OUTPUT;
-    the proxy's own upstream connections carry ``mark`` and are not redirected. The proxy must
-    listen on 127.0.0.1 (REDIRECT sends locally made connections there) in the same namespace.
+    Own chain ``chaos-tcp-<tag>``, jumped to from the top of nat OUTPUT (comment: the chain's
+    name); the proxy's own upstream connections carry ``mark`` and are not redirected. The
+    proxy must listen on 127.0.0.1 (REDIRECT sends locally made connections there) in the
+    same namespace. Journal kind ``iptables`` (see ``chaos.injectors.redirect``).
     """
 
-    kind = "tcp-redirect"
+    hook = "OUTPUT"
 
     def __init__(self, netns: str, destinations: list[tuple[str, int]], proxy_port: int, *,
                  mark: int = PROXY_MARK, tag: str | None = None) -> None:
-        super().__init__()
-        if not netns:
-            raise ValueError("NatRedirect only works inside a namespace (never the host's)")
-        self.netns, self.proxy_port, self.mark = netns, proxy_port, mark
+        chain = f"chaos-tcp-{tag or secrets.token_hex(4)}"
+        if len(chain) > iptables.MAX_CHAIN:
+            raise ValueError(f"chain name {chain!r} is longer than iptables allows (28)")
+        super().__init__(netns, proxy_port, chain=chain, tag=chain)
+        self.proxy_port, self.mark = proxy_port, mark
         self.destinations = [(str(addr), int(port)) for addr, port in destinations]
-        self.chain = f"chaos-tcp-{tag or secrets.token_hex(4)}"
-        if len(self.chain) > 28:
-            raise ValueError(f"chain name {self.chain!r} is longer than iptables allows (28)")
 
     def describe(self) -> str:
         dests = ", ".join(f"{a}:{p}" for a, p in self.destinations)
         return f"redirect {dests} to tcp proxy :{self.proxy_port} in {self.netns} ({self.chain})"
 
-    def apply(self, journal: Journal) -> None:
-        self.record(journal, {"netns": self.netns, "chain": self.chain})
-        saved = _iptables_save(self.netns)
-        lines = ["*nat", f":{self.chain} - [0:0]"]  # declaring a chain with --noflush empties it
-        if not _jumps(saved, self.chain):
-            lines.append(f"-I OUTPUT -m comment --comment {self.chain} -j {self.chain}")
-        for addr, port in self.destinations:
-            lines.append(f"-A {self.chain} -p tcp -d {addr} --dport {port} -m mark ! --mark {self.mark}"
-                         f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.proxy_port}")
-        _iptables_restore(self.netns, lines + ["COMMIT"])
-
-
-def undo_redirect(record: dict) -> None:
-    """Remove the jump(s) and the chain; nothing to do if the namespace or chain is gone."""
-    netns, chain = record["netns"], record["chain"]
-    if not Path("/run/netns", netns).exists():
-        return
-    saved = _iptables_save(netns)
-    lines = ["*nat"] + ["-D" + rule[2:] for rule in _jumps(saved, chain)]
-    if f"\n:{chain} " in saved:
-        lines += [f"-F {chain}", f"-X {chain}"]
-    if len(lines) > 1:
-        _iptables_restore(netns, lines + ["COMMIT"])
-
-
-def _jumps(saved: str, chain: str) -> list[str]:
-    return [line for line in saved.splitlines()
-            if line.startswith("-A OUTPUT ") and line.endswith(f"-j {chain}")]
-
-
-def _iptables_save(netns: str) -> str:
-    return _run(netns_argv(netns, ["iptables-save", "-t", "nat"]), None)
-
-
-def _iptables_restore(netns: str, lines: list[str]) -> None:
-    _run(netns_argv(netns, ["iptables-restore", "--noflush"]), "\n".join(lines) + "\n")
-
-
-def _run(argv: list[str], stdin: str | None) -> str:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
+    def lines(self) -> list[str]:
+        return [f"-A {self.chain} -p tcp -d {addr} --dport {port} -m mark ! --mark {self.mark}"
+                f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.proxy_port}"
+                for addr, port in self.destinations]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,9 @@ class LabCA:
     cert_dir: Path
 
     def issue(self, name: str, dns_names: list[str] = (), ips: list[str] = (),
-              *, days: int = 7) -> KeyPair:
-        """A leaf for ``name`` signed by this CA, with the given SANs (server and client auth)."""
+              *, days: int = 7, directory: Path | None = None) -> KeyPair:
+        """A leaf for ``name`` signed by this CA, with the given SANs (server and client auth),
+        written beside the CA or into ``directory``."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,7 +66,8 @@ class LabCA:
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        d = self.cert.parent
+        d = Path(directory or self.cert.parent)
+        d.mkdir(parents=True, exist_ok=True)
         pair = KeyPair(d / f"{name}.crt", d / f"{name}.key")
         _write_key(pair.key, key)
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -106,6 +109,30 @@ def create_ca(directory: str | Path, name: str = "chaos lab CA", *, days: int = 
     pem = cert.public_bytes(serialization.Encoding.PEM)
     ca.cert.write_bytes(pem)
     (cert_dir / "ca.crt").write_bytes(pem)
+    return ca
+
+
+STATE_CA_DAYS = 3650  # kept for good: a client told to trust it once keeps trusting it
+
+
+def state_ca(state: str | Path) -> LabCA:
+    """The CA of a state dir (``<state>/ca/``): made by the first run that needs it, then
+    reused by every later one, so a client trusts it once (``ca.crt``; ``trust/ca.crt`` is
+    the layout of docker's certs.d). Made aside and renamed into place: two runs starting
+    at once end up with the same CA."""
+    import tempfile
+
+    home = Path(state) / "ca"
+    ca = LabCA(home / "ca.crt", home / "ca.key", home / "trust")
+    if not ca.cert.exists():
+        Path(state).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".ca-", dir=state))
+        create_ca(tmp, "chaos fault proxy CA", days=STATE_CA_DAYS)
+        tmp.chmod(0o755)  # the certificate is for everyone; the key stays 0600
+        try:
+            tmp.rename(home)
+        except OSError:  # another run made it first: use that one
+            shutil.rmtree(tmp, ignore_errors=True)
     return ca
 
 

@@ -1,6 +1,7 @@
-"""A small HTTP server a scenario starts in the sandbox world: `python -m chaos.sandbox.serve`.
+"""A small HTTP(S) server a scenario starts in the sandbox world: `python -m chaos.sandbox.serve`.
 
-It answers every GET/HEAD with the given status and body (Range requests get 206), and prints
+It answers every GET/HEAD with the given status and body (Range requests get 206), every
+POST/PUT with the status and ``received <bytes>`` once it has read the body, and prints
 ``ready`` once listening so the runner knows it can start probing.
 """
 
@@ -37,6 +38,22 @@ def handler(status: int, body: bytes, log):
 
         do_HEAD = do_GET
 
+        def do_POST(self) -> None:  # noqa: N802
+            # An upload: read the whole body (its pace is what a slowed upstream shows),
+            # then say how much came.
+            left = int(self.headers.get("Content-Length") or 0)
+            received = 0
+            while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                received, left = received + len(chunk), left - len(chunk)
+            data = f"received {received}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PUT = do_POST
+
         def log_message(self, fmt: str, *args) -> None:
             # One access-log line per request (client, request line, status, range): what
             # scenarios count, e.g. the 206 answers a resuming client got.
@@ -54,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body", default="ok\n")
     parser.add_argument("--size", type=int, default=0, help="serve this many bytes instead of --body")
     parser.add_argument("--log", help="access log file (default: stderr)")
+    parser.add_argument("--cert", help="answer HTTPS with this certificate (PEM) ...")
+    parser.add_argument("--key", help="... and this private key (PEM)")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     body = (b"x" * args.size) if args.size else args.body.encode()
@@ -61,6 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     ThreadingHTTPServer.daemon_threads = True
     log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
     server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body, log))
+    if args.cert:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+        # The handshake runs in each request's thread (not in accept): a client that
+        # connects and says nothing holds up only itself.
+        server.socket = context.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
     print("ready", flush=True)
     server.serve_forever()
 

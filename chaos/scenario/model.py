@@ -354,16 +354,26 @@ class LabSpec(Strict):
 
 
 class HttpServe(Strict):
-    """A small HTTP server: every GET answers the same status and body (Range gets 206)."""
+    """A small HTTP server: every GET answers the same status and body (Range gets 206);
+    POST and PUT read the body and answer `received <bytes>`."""
 
-    port: int = Field(80, ge=1, le=65535)
-    """The TCP port it listens on."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """The TCP port it listens on (default 80, or 443 with `tls`)."""
+    tls: bool = False
+    """Answer HTTPS, with a certificate from the state dir's CA (`<state dir>/ca/ca.crt`),
+    which the run's probes trust; see docs/http-faults.md."""
     status: int = Field(200, ge=100, le=599)
     """The status code of every answer."""
     body: str = "ok\n"
     """The body of every answer."""
     size: int | None = Field(None, ge=1, le=1 << 30)
     """Serve this many bytes instead of `body` (a download to cut short)."""
+
+    @model_validator(mode="after")
+    def _default_port(self):
+        if self.port is None:
+            self.port = 443 if self.tls else 80
+        return self
 
 
 class Serve(Strict):
