@@ -5,7 +5,6 @@ dockerd's behaviour shows up here)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -30,8 +29,8 @@ KNOWN = {
     "registry-flapping-upstream": {"never-cached image arrives despite the failures": "failed"},
 }
 
-pytestmark = pytest.mark.skipif(shutil.which("dockerd") is None or shutil.which("docker-registry") is None,
-                                reason="the lab needs docker.io and docker-registry (scripts/setup)")
+# Missing lab packages skip here, and fail under CI=true (conftest.require_binaries).
+pytestmark = pytest.mark.usefixtures("lab_binaries")
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
