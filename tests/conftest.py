@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,30 @@ def chaos(state_dir):
                               env=env, cwd=ROOT, stdin=subprocess.DEVNULL, **kwargs)
 
     return run
+
+
+# What the registry lab runs (scripts/setup installs them: docker.io, docker-registry,
+# skopeo, busybox-static, iproute2, util-linux, curl, iptables).
+LAB_BINARIES = ("ip", "unshare", "nsenter", "docker-registry", "skopeo", "dockerd",
+                "containerd", "curl", "iptables-save", "busybox")
+
+
+def require_binaries(*names: str, why: str = "the lab needs") -> None:
+    """Skip when a binary is missing, except under CI=true: there a missing package is a
+    broken setup that must fail, not a test quietly skipped."""
+    missing = [b for b in names if shutil.which(b) is None]
+    if not missing:
+        return
+    message = f"{why}: {', '.join(missing)} missing (scripts/setup installs them)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def lab_binaries():
+    """Module fixture form of require_binaries(*LAB_BINARIES), for autouse in lab modules."""
+    require_binaries(*LAB_BINARIES)
 
 
 def _cmd(*argv: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import ROOT, SCENARIOS, assert_same, snapshot
 
 README = (ROOT / "README.md").read_text()
@@ -26,8 +28,12 @@ def test_readme_names_every_shipped_scenario():
 
 def test_scripts_setup_installs_what_tests_use():
     setup = (ROOT / "scripts" / "setup").read_text()
-    for package in ("iproute2", "iptables", "curl", "dnsutils"):
-        assert package in setup
+    block = re.search(r"^APT_PACKAGES=\((.*?)^\)", setup, re.S | re.M).group(1)
+    packages = {w for line in block.splitlines() for w in line.split("#")[0].split()}
+    # The lab's packages too: in CI a missing one fails the lab tests (conftest.require_binaries).
+    for package in ("iproute2", "iptables", "curl", "dnsutils",
+                    "docker.io", "docker-registry", "skopeo", "busybox-static"):
+        assert package in packages, f"scripts/setup: APT_PACKAGES lacks {package}"
 
 
 def test_readme_scenario_runs_as_shown(chaos, tmp_path):
@@ -45,3 +51,15 @@ def test_readme_scenario_runs_as_shown(chaos, tmp_path):
     assert [e["state"] for e in scenario["events"] if e["kind"] == "fault"] == ["on", "off"]
     assert scenario["duration"] < 30  # the window is seconds, not minutes
     assert_same(before, snapshot())
+
+
+def test_missing_lab_binary_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from conftest import require_binaries
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chaos-no-such-binary missing"):
+        require_binaries("sh", "chaos-no-such-binary")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chaos-no-such-binary missing"):
+        require_binaries("sh", "chaos-no-such-binary")
+    require_binaries("sh")  # all there: neither

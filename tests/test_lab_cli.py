@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from conftest import assert_same, snapshot
 from chaos.journal import Journal, is_alive
 
-pytestmark = pytest.mark.skipif(shutil.which("dockerd") is None or shutil.which("docker-registry") is None,
-                                reason="the lab needs docker.io and docker-registry (scripts/setup)")
+# Missing lab packages skip here, and fail under CI=true (conftest.require_binaries).
+pytestmark = pytest.mark.usefixtures("lab_binaries")
 
 
 def test_lab_up_status_down_leaves_nothing(chaos, state_dir):

@@ -299,10 +299,9 @@ def test_serving_after_the_fake_dns_started(suite):
 
 
 def test_registry_lab_fixture_is_shared_and_reset(suite):
-    import shutil
+    from conftest import LAB_BINARIES, require_binaries
 
-    if shutil.which("dockerd") is None:
-        pytest.skip("the lab needs docker.io (scripts/setup)")
+    require_binaries(*LAB_BINARIES)  # fails under CI=true
     suite.makepyfile("""
         def test_pull_through_the_cache(registry_lab):
             client = registry_lab.docker()

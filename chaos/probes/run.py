@@ -259,8 +259,10 @@ def run_http_requests(probe, place: Place, journal: Journal, result: ProbeResult
     seen = [r for r in proxy.requests() if (r.get("time") or 0) >= since
             and (host == "*" or (r.get("host") or "").lower() == host)
             and (probe.status is None or r.get("status") == probe.status)
-            and (probe.path is None or probe.path in (r.get("path") or ""))]
-    what = f"HTTP requests to {host}" + (f" answered {probe.status}" if probe.status else "")
+            and (probe.path is None or probe.path in (r.get("path") or ""))
+            and (probe.client is None or r.get("client") == probe.client)]
+    what = f"HTTP requests to {host}" + (f" answered {probe.status}" if probe.status else "") + (
+        f" from {probe.client}" if probe.client else "")
     result.checks += expect.count_checks(what, len(seen), probe)
     result.detail["requests"] = seen[:20]
 

@@ -255,6 +255,9 @@ class HttpRequestsProbe(CountedProbe):
     """Only requests answered with this status."""
     path: str | None = None
     """Only paths containing this."""
+    client: str | None = None
+    """Only requests from this client address (in the lab: the docker host is 198.18.0.30;
+    the servers behind the proxy see the proxy's address instead, so count here)."""
 
 
 _PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
