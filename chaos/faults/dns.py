@@ -46,6 +46,10 @@ class Dns(Fault):
     """Only these query types (e.g. [AAAA]: IPv6 lookups stall, IPv4 ones work)."""
     probability: float | None = Field(None, gt=0, le=1)
     """Answer this way for that share of queries; the others get the normal answer."""
+    container: str | None = None
+    """Not supported: a container resolves through its own resolver (docker's embedded DNS
+    or the host's), which the run's DNS server does not replace; a `hosts-entry` fault
+    with `container:` redirects names there. Refused when the run is planned."""
 
     @model_validator(mode="after")
     def _parameters(self):
@@ -55,7 +59,7 @@ class Dns(Fault):
         return self
 
     def rule(self, rule_id: str) -> dict:
-        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap"},
+        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap", "container"},
                                exclude_none=True)
         data = {k: v for k, v in data.items() if v != []}  # an empty list means "not given"
         return {**data, "id": rule_id}
@@ -63,6 +67,10 @@ class Dns(Fault):
     def injectors(self, ctx):
         from chaos.injectors.dns_rules import Rule
 
+        if self.container is not None:
+            ctx.fail(("container",), "dns faults cannot target a container (it resolves through "
+                                     "its own resolver); use a hosts-entry fault with container:, "
+                                     "which edits the container's /etc/hosts")
         rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")  # per-run server: unique enough, and a seed repeats
         try:
             Rule.from_dict(rule)
