@@ -4,7 +4,9 @@ started inside the client namespace, pulling through the lab cache as its regist
 Why each setting:
 - ``bridge: none``, ``iptables: false``, ``ip-masq``/``ip-forward: false``: pulls need no
   container network, so dockerd creates no bridge (never 172.17/16) and writes no iptables
-  rules - not even inside its namespace, where fault injectors own the rules.
+  rules - not even inside its namespace, where fault injectors own the rules. A dockerd
+  that runs containers (``containers=container_network(...)``, tests of `container:`
+  targets) gets ``bip`` and ``default-address-pools`` inside 198.18.0.0/15 instead.
 - ``storage-driver: vfs``: layers are plain directories, so nothing is mounted. (dockerd still
   makes its data-root a shared bind mount; it does so inside the private mount namespace
   ``ip netns exec`` gives it, which dies with the process: nothing leaks to the host.)
