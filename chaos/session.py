@@ -167,7 +167,8 @@ class Session:
         ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
         return PlanContext(self.run_id, False, clients, self.zone, path=path, world=topo.hub_ns,
                            region_ranges=ranges, http=self.http, tcp=self.tcp,
-                           dns=self.dns if topo.resolver else None, containers=self.containers)
+                           dns=self.dns if topo.resolver else None,
+                           containers=self.containers)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
         ctx = self.context(path)

@@ -145,7 +145,8 @@ def test_plan_refuses_missing_stopped_and_dns_targets(daemon, tmp_path):
     session = Session(host_mode=True, docker_host=daemon.url, state_dir=tmp_path)
     stopped = daemon.client.containers.create("chaos-lab/registry:1", name=f"{daemon.name}-off")
     try:
-        cases = [(HostsEntry(names=["a.test"], container="no-such-container"), "no container 'no-such-container'"),
+        cases = [(HostsEntry(names=["a.test"], container="no-such-container"),
+                  "no container 'no-such-container'"),
                  (RouteBlackhole(destinations=["198.18.9.9"], container=stopped.name), "is not running"),
                  (Dns(names=["a.test"], answer="nxdomain", container=daemon.name), "use a hosts-entry fault")]
         for fault, message in cases:

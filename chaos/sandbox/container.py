@@ -64,7 +64,8 @@ class Containers:
         except docker.errors.NotFound:
             raise ContainerError(f"no container {name!r} on the docker daemon at {self.url}") from None
         except docker.errors.DockerException as exc:
-            raise ContainerError(f"cannot ask the docker daemon at {self.url} about {name!r}: {exc}") from None
+            raise ContainerError(f"cannot ask the docker daemon at {self.url} about {name!r}: "
+                                 f"{exc}") from None
         state = attrs.get("State") or {}
         if not state.get("Running") or not state.get("Pid"):
             raise ContainerError(f"container {name!r} is not running (status: {state.get('Status', '?')})")
