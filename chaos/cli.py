@@ -93,12 +93,14 @@ def validate(paths) -> None:
               help="Write a timeline picture (SVG) per scenario into this folder.")
 @click.option("--var", "variables", multiple=True, type=VarType(),
               help="A {name} placeholder for commands and URLs (repeatable).")
+@click.option("--docker-host", help="The docker daemon whose containers `container:` faults target "
+                                     "(default: the scenario's docker:, DOCKER_HOST, the local socket).")
 @click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
 @click.option("--dry-run", is_flag=True,
               help="Only plan: print what each fault would apply (iptables batches in full); change nothing.")
-def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_dir, verbose,
-        dry_run) -> None:
+def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, state_dir,
+        verbose, dry_run) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
@@ -107,7 +109,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, state_
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
-    options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables))
+    options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
+                         docker_host=docker_host)
     if dry_run:
         codes = [runner.dry_run(scenario, str(path), options, click.echo) for path, scenario in loaded]
         sys.exit(_worst(codes + ([ExitStatus.INVALID] if problems else [])))

@@ -108,19 +108,42 @@ class PlanContext:
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""
+    containers: object = None
+    """The docker daemon asked about `container:` targets (chaos.sandbox.container.Containers)."""
+    prelude: list = field(default_factory=list)
+    """Injectors the planned fault needs applied before its own (a container's netns handle)."""
 
     @property
     def tag(self) -> str:
         return self.run_id
 
-    def client_sides(self, region: str | None = None) -> list[tuple[str | None, Path]]:
-        """Where client-side faults apply: every client namespace, or one region's."""
+    def client_sides(self, region: str | None = None,
+                     container: str | None = None) -> list[tuple[str | None, Path]]:
+        """Where client-side faults apply: every client namespace, one region's, or a
+        running container's."""
+        if container is not None:
+            return [self.container_side(container)]
         if region is None or self.host_mode:
             return list(self.clients.values())
         if region not in self.clients:
             self.fail(("region",), f"unknown region {region!r} (regions: "
                                    f"{', '.join(r for r in self.clients if r != 'default') or 'none'})")
         return [self.clients[region]]
+
+    def container_side(self, name: str) -> tuple[str, Path]:
+        """A running container's namespace (by the handle the fault attaches first) and
+        hosts file; refused here when the daemon does not know it or it is not running."""
+        from chaos.injectors.netns_handle import NetnsHandle
+        from chaos.sandbox.container import ContainerError
+
+        if self.containers is None:
+            self.fail(("container",), "this session has no docker daemon to ask about containers")
+        try:
+            target = self.containers.resolve(name)
+        except ContainerError as exc:
+            self.fail(("container",), str(exc))
+        self.prelude.append(NetnsHandle(target, self.containers))
+        return target.handle, target.hosts_path
 
     def fail(self, rel: tuple, message: str):
         raise PlanError(self.path + rel, message)

@@ -28,6 +28,8 @@ class RunOptions:
     host_mode: bool = False
     state_dir: str | None = None
     variables: dict = field(default_factory=dict)
+    docker_host: str | None = None
+    """The daemon for `container:` targets (wins over the scenario's `docker:`)."""
 
 
 @dataclass
@@ -175,7 +177,7 @@ class Run:
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,
-                               seed=s.seed)
+                               seed=s.seed, docker_host=self.options.docker_host or s.docker)
         self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
         self.refuse_shared_edge_ports()
         for phase in ("before", "during", "after"):

@@ -93,7 +93,8 @@ class FaultSwitch:
 class Session:
     def __init__(self, *, host_mode: bool = False, state_dir=None, serve=(), hosts=None,
                  regions=None, variables=None, run_id: str | None = None, lab=None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, docker_host: str | None = None) -> None:
+        from chaos.sandbox.container import Containers
         from chaos.sandbox.netns import Sandbox
 
         self.run_id = run_id or new_run_id()
@@ -124,6 +125,10 @@ class Session:
         self.http = HttpService()
         self.place.http = self.http
         self.tcp = TcpService()
+        # `container:` targets: asked about at plan time only (no daemon, no cost otherwise).
+        self.containers = Containers(self.run_id, docker_host)
+        if docker_host and lab is None:  # probes' `docker exec` reach the same daemon
+            self.place.env["DOCKER_HOST"] = self.containers.url
 
     @staticmethod
     def _zone(serve, hosts) -> dict[str, str]:
@@ -140,14 +145,14 @@ class Session:
     def context(self, path: tuple = ()) -> PlanContext:
         if self.host_mode:
             return PlanContext(self.run_id, True, {"host": (None, Path("/etc/hosts"))}, self.zone,
-                               path=path)
+                               path=path, containers=self.containers)
         if self.topology is not None:
             return self._lab_context(path)
         clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
         ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
         return PlanContext(self.run_id, False, clients, self.zone, path=path,
                            world=self.sandbox.world, region_ranges=ranges, dns=self.dns,
-                           http=self.http, tcp=self.tcp)
+                           http=self.http, tcp=self.tcp, containers=self.containers)
 
     def _lab_context(self, path: tuple) -> PlanContext:
         """In the lab, client-side faults act in the client and the cache namespaces; the
@@ -162,10 +167,13 @@ class Session:
         ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
         return PlanContext(self.run_id, False, clients, self.zone, path=path, world=topo.hub_ns,
                            region_ranges=ranges, http=self.http, tcp=self.tcp,
-                           dns=self.dns if topo.resolver else None)
+                           dns=self.dns if topo.resolver else None,
+                           containers=self.containers)
 
     def plan(self, fault, path: tuple = ()) -> FaultSwitch:
-        return FaultSwitch(fault, fault.injectors(self.context(path)))
+        ctx = self.context(path)
+        injectors = fault.injectors(ctx)
+        return FaultSwitch(fault, ctx.prelude + injectors)  # a container's handle comes first
 
     # -- changing the machine --------------------------------------------------------------
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field, model_validator
+
 from chaos.scenario.model import Flap, Strict, Window
 
 if TYPE_CHECKING:
@@ -25,3 +27,18 @@ class Fault(Strict):
 
     def label(self) -> str:
         return self.name or self.type
+
+
+class InContainer(Strict):
+    """The `container:` target of the client-side faults (hosts, routes, filters)."""
+
+    container: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """A running container (name or id) to act in instead of the clients: its own network
+    namespace and /etc/hosts, found through the docker daemon (`docker:`, --docker-host,
+    DOCKER_HOST or the local socket)."""
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.container and getattr(self, "region", None):
+            raise ValueError("container: and region: name two different targets; give one")
+        return self

@@ -52,6 +52,10 @@ class Dns(Fault):
     protocol: Literal["udp", "tcp"] | None = None
     """Only queries over this transport (default both): `tcp` with another fault for the
     same names after a `truncate` one breaks the client's TCP retry."""
+    container: str | None = None
+    """Not supported: a container resolves through its own resolver (docker's embedded DNS
+    or the host's), which the run's DNS server does not replace; a `hosts-entry` fault
+    with `container:` redirects names there. Refused when the run is planned."""
 
     @model_validator(mode="after")
     def _parameters(self):
@@ -63,7 +67,7 @@ class Dns(Fault):
         return self
 
     def rule(self, rule_id: str) -> dict:
-        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap"},
+        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap", "container"},
                                exclude_none=True)
         data = {k: v for k, v in data.items() if v != []}  # an empty list means "not given"
         return {**data, "id": rule_id}
@@ -71,6 +75,10 @@ class Dns(Fault):
     def injectors(self, ctx):
         from chaos.injectors.dns_rules import Rule
 
+        if self.container is not None:
+            ctx.fail(("container",), "dns faults cannot target a container (it resolves through "
+                                     "its own resolver); use a hosts-entry fault with container:, "
+                                     "which edits the container's /etc/hosts")
         rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")  # per-run server: unique enough, and a seed repeats
         try:
             Rule.from_dict(rule)

@@ -7,15 +7,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.base import Fault
+from chaos.faults.base import Fault, InContainer
 from chaos.scenario.model import HostName
 
 
-class HostsEntry(Fault):
+class HostsEntry(Fault, InContainer):
     """Map host names to an address in the hosts file, as in `127.0.0.1 registry-1.docker.io`.
 
     In the sandbox it edits the sandbox's own hosts file; with --host, a marked block at the
-    top of /etc/hosts. Clients then connect to the address instead of the real server.
+    top of /etc/hosts; with `container:`, a marked block in that container's /etc/hosts.
+    Clients then connect to the address instead of the real server.
     """
 
     type: Literal["hosts-entry"] = "hosts-entry"
@@ -36,7 +37,8 @@ class HostsEntry(Fault):
                 ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
             ctx.guard_name(name, ("names", index))
         entries = [(str(self.address), n) for n in self.names]
-        return [HostsBlock(hosts, entries, ctx.tag) for _, hosts in ctx.client_sides(self.region)]
+        return [HostsBlock(hosts, entries, ctx.tag)
+                for _, hosts in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
         return self.name or f"hosts-entry {', '.join(self.names)} -> {self.address}"

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chaos.faults.base import Fault
+from chaos.faults.base import Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
 
 
-class PacketFilter(Fault):
+class PacketFilter(Fault, InContainer):
     """Drop or reject packets the clients send to the destinations.
 
     `drop`: nothing comes back and the client waits for its own timeout. `reject-reset`: a
@@ -71,7 +71,7 @@ class PacketFilter(Fault):
         rule = self.rule(ctx)
         name = f"f{ctx.path[-1]}" if ctx.path else None
         return [Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name)
-                for netns, _ in ctx.client_sides(self.region)]
+                for netns, _ in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
         return self.name or f"packet-filter {self.action} {', '.join(self.destinations) or 'all'}"

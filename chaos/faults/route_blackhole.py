@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.base import Fault
+from chaos.faults.base import Fault, InContainer
 
 
-class RouteBlackhole(Fault):
+class RouteBlackhole(Fault, InContainer):
     """Add routes that drop traffic to the destinations, through netlink.
 
     `blackhole` discards silently (connect fails with EINVAL at once for local senders),
@@ -33,7 +33,7 @@ class RouteBlackhole(Fault):
         for index, dest in enumerate(self.destinations):
             nets += ctx.destinations(dest, ("destinations", index))
         return [RouteInjector([str(n) for n in nets], self.kind, netns)
-                for netns, _ in ctx.client_sides(self.region)]
+                for netns, _ in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
         return self.name or f"{self.kind} route {', '.join(self.destinations)}"

@@ -12,6 +12,7 @@ UNDO = {
     "process": "chaos.processes:undo",
     "path": "chaos.sandbox.files:undo",
     "netns": "chaos.sandbox.netns:undo",
+    "netns-handle": "chaos.injectors.netns_handle:undo",
     "hosts-block": "chaos.injectors.hosts_file:undo",
     "route": "chaos.injectors.routes:undo",
     "http-rule": "chaos.injectors.http_proxy:undo_rule",

@@ -4,7 +4,9 @@ started inside the client namespace, pulling through the lab cache as its regist
 Why each setting:
 - ``bridge: none``, ``iptables: false``, ``ip-masq``/``ip-forward: false``: pulls need no
   container network, so dockerd creates no bridge (never 172.17/16) and writes no iptables
-  rules - not even inside its namespace, where fault injectors own the rules.
+  rules - not even inside its namespace, where fault injectors own the rules. A dockerd
+  that runs containers (``containers=container_network(...)``, tests of `container:`
+  targets) gets ``bip`` and ``default-address-pools`` inside 198.18.0.0/15 instead.
 - ``storage-driver: vfs``: layers are plain directories, so nothing is mounted. (dockerd still
   makes its data-root a shared bind mount; it does so inside the private mount namespace
   ``ip netns exec`` gives it, which dies with the process: nothing leaks to the host.)
@@ -95,10 +97,27 @@ def _short_run_dir(journal: Journal, workdir: Path, tag: str) -> Path:
     return paths.make_dir(journal, Path("/run") / f"chaos-{tag}")
 
 
-def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str, ca_file: Path,
-                  mirrors: list[str], containerd_timeout: float = 20) -> Dockerd:
+def container_network(bip: str, pools: tuple[str, ...]) -> dict:
+    """daemon.json settings for a dockerd that runs containers: its bridge and the pools of
+    its user networks, all inside 198.18.0.0/15 (never docker's 172.17/16 default)."""
+    import ipaddress
+
+    bench = ipaddress.ip_network("198.18.0.0/15")
+    for net in (bip, *pools):
+        if not ipaddress.ip_network(net, strict=False).subnet_of(bench):
+            raise ValueError(f"{net}: a dockerd running containers must stay inside {bench}")
+    return {"bip": bip, "default-address-pools": [{"base": p, "size": 24} for p in pools]}
+
+
+def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
+                  ca_file: Path | None = None, mirrors: list[str] = (),
+                  containers: dict | None = None, containerd_timeout: float = 20) -> Dockerd:
     """Start containerd, wait (bounded) for its socket, then start dockerd; check dockerd
-    with ``wait_dockerd``. Both processes are journaled and killed by rollback."""
+    with ``wait_dockerd``. Both processes are journaled and killed by rollback.
+
+    ``containers`` (from ``container_network``) gives dockerd a bridge for containers
+    instead of ``bridge: none``; still no iptables rules. Remove its containers before the
+    rollback stops it: their shims outlive dockerd."""
     from chaos.processes import spawn
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +131,7 @@ def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str, ca_f
     ctd_cfg.write_text(_CONTAINERD_CONFIG.format(root=ctd_root / "root", state=run / "ctd" / "state",
                                                  sock=ctd_sock))
     ctd_log, log = workdir / "containerd.log", workdir / "dockerd.log"
-    env = dict(os.environ, SSL_CERT_FILE=str(ca_file))
+    env = dict(os.environ, **({"SSL_CERT_FILE": str(ca_file)} if ca_file else {}))
     for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(k, None)
     with open(ctd_log, "ab") as out:
@@ -127,11 +146,14 @@ def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str, ca_f
         "containerd": str(ctd_sock), "containerd-namespace": f"chaos-{tag}",
         "bridge": "none", "iptables": False, "ip-forward": False, "ip-masq": False,
         "userland-proxy": False, "storage-driver": "vfs",
-        "registry-mirrors": mirrors, "max-concurrent-downloads": 3,
+        "registry-mirrors": list(mirrors), "max-concurrent-downloads": 3,
         "features": {"buildkit": False}, "log-level": "info",
         # dockerd 20.10 would otherwise create /etc/docker/key.json (no command-line flag).
         "deprecated-key-path": str(workdir / "key.json"),
     }
+    if containers:
+        del config["bridge"]
+        config.update(containers)
     cfg = workdir / "daemon.json"
     cfg.write_text(json.dumps(config, indent=2))
     argv = ["dockerd", "--config-file", str(cfg)]

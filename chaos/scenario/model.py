@@ -411,6 +411,9 @@ class ScenarioBase(Strict):
     """The probes."""
     lab: LabSpec | None = None
     """Start the registry lab for this run (`lab: registry`)."""
+    docker: str | None = None
+    """The docker daemon to ask about `container:` targets (`unix:///path/docker.sock` or a
+    socket path); --docker-host wins over it; default DOCKER_HOST, else the local socket."""
     seed: int | None = None
     """Seed of every random choice the run's fault servers make (probabilities, random
     answers), so a run can be repeated; default: fresh randomness each run."""
