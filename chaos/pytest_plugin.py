@@ -9,11 +9,11 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
   ``packet_filter``, ``fake_dns``, ``tcp_faults``, ``http_faults``: the other fault kinds, on
   demand, with their logs (``fake_dns.queries``, ``tcp_faults.connections``, ``http_faults.requests``).
 - ``registry_lab``: the registry lab, started once per session (``make_registry_lab``) and
-  reset (its log marks) for each test.
+  reset for each test: its log marks, and the faults the test injected through it reverted.
 - ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
   text) and returns its ScenarioResult.
-Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` applies that scenario's faults
-around the test body, in its sandbox (``chaos_sandbox`` is then that sandbox).
+Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` runs that scenario around the test
+body, in its sandbox (``chaos_sandbox`` is then that sandbox): chaos/pytest_marker.py.
 Scenario files as tests: ``pytest --chaos-scenarios DIR`` collects every *.yaml there (so do
 the ``chaos_scenarios`` ini folders when no paths are given). Options and ini settings: see
 ``pytest_addoption`` (and README.md, "pytest").
@@ -21,6 +21,7 @@ the ``chaos_scenarios`` ini folders when no paths are given). Options and ini se
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,7 @@ class SandboxHandle:
 
     def __init__(self, session) -> None:
         self.session = session
+        self.applied: list[_Applied] = []  # what this handle injected, for revert_all()
 
     @property
     def client(self) -> str:
@@ -101,14 +103,31 @@ class SandboxHandle:
         """Validate a fault like a scenario's `faults:` item and apply it now."""
         from pydantic import TypeAdapter
 
+        from chaos.faults import FAULTS, fault_types
         from chaos.scenario.model import fault_union
 
-        model = TypeAdapter(fault_union()).validate_python(fault)
-        self._count = getattr(self, "_count", 0) + 1
-        switch = self.session.plan(model, ("faults", 100 + self._count))  # unique rule / chain names
+        # Only the named type is imported (an unknown name: every type, to list them).
+        named = {fault.get("type")} & set(FAULTS)
+        model = TypeAdapter(fault_union(tuple(fault_types(named or None)))).validate_python(fault)
+        # Numbered across the whole pytest session: unique rule / chain names, also in the
+        # session-scoped lab, where one test's handle follows another's.
+        switch = self.session.plan(model, ("faults", next(_fault_numbers)))
         self.session.ensure_services()
+        applied = _Applied(switch, self.session.journal)
+        self.applied.append(applied)
         switch.apply(self.session.journal)
-        return _Applied(switch, self.session.journal)
+        return applied
+
+    def revert_all(self) -> list:
+        """Revert what this handle injected and is still on, last first; the failures."""
+        failures = []
+        for applied in reversed(self.applied):
+            if applied.switch.applied:
+                failures += applied.switch.revert(applied.journal)
+        return failures
+
+
+_fault_numbers = itertools.count(101)
 
 
 class _Applied:
@@ -280,11 +299,18 @@ def make_registry_lab(request):
 
 @pytest.fixture
 def registry_lab(make_registry_lab):
-    """The session's lab, its log marks reset for this test: ``.lab`` (chaos.lab.Lab),
-    ``.run(cmd)`` in the lab's client namespace, ``.requests(role, path=...)`` since the test
-    began, ``.docker()`` SDK client."""
+    """The session's lab, reset for this test: ``.lab`` (chaos.lab.Lab), ``.run(cmd)`` in the
+    lab's client namespace, ``.requests(role, path=...)`` since the test began, ``.docker()``
+    SDK client, ``.inject({...})``: a fault on until this test ends (reverted at its
+    teardown, so the next test gets the lab clean)."""
     make_registry_lab.mark_logs("phase")
-    return LabHandle(make_registry_lab)
+    handle = LabHandle(make_registry_lab)
+    try:
+        yield handle
+    finally:
+        failures = handle.revert_all()
+        if failures:
+            pytest.fail("chaos could not revert: " + "; ".join(map(str, failures)), pytrace=False)
 
 
 class LabHandle(SandboxHandle):
@@ -325,23 +351,9 @@ def _chaos_scenario_marker(request):
     if marker is None:
         yield
         return
-    from chaos.scenario.load import load
+    from chaos.pytest_marker import marked_scenario
 
-    path = Path(marker.args[0])
-    if not path.is_absolute():
-        path = Path(request.config.rootpath) / path
-    scenario = load(path)
-    session = _session(request.config, serve=scenario.serve, hosts=scenario.hosts,
-                       regions=scenario.regions)
-    switches = [session.plan(f, ("faults", i)) for i, f in enumerate(scenario.faults)]
-    request.node._chaos_marked_session = session
-    try:
-        session.open()
-        for switch in switches:
-            switch.apply(session.journal)
-        yield
-    finally:
-        _close(session)
+    yield from marked_scenario(request, marker, _state_dir(request.config))
 
 
 # -- scenario files as test items ------------------------------------------------------------
@@ -390,10 +402,16 @@ class ScenarioItem(pytest.Item):
 def _failure_text(result) -> str:
     lines = [f"scenario {result.name}: {result.status} (exit {int(result.exit_code)})"]
     lines += [f"  {error}" for error in result.errors]
-    for probe in result.probes:
+    return "\n".join(lines + probe_failure_lines(result.probes))
+
+
+def probe_failure_lines(probes) -> list[str]:
+    """Each probe that did not pass: phase, name, verdict, duration, and why."""
+    lines = []
+    for probe in probes:
         if not probe.ok:
             lines.append(f"  {probe.phase}: {probe.name} [{probe.verdict}, {probe.duration:.2f}s]")
             lines += [f"    {check}" for check in probe.failures()]
             if probe.verdict in ("hung", "error"):  # no checks to show: say why
                 lines.append(f"    {probe.message()}")
-    return "\n".join(lines)
+    return lines

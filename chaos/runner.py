@@ -270,32 +270,48 @@ class Run:
         self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
         self.reporter.fault(label, on, began)
 
+    def faults_on(self) -> None:
+        """Switch the unscheduled faults on now and start the scheduler thread for the
+        windows and flaps (their clock starts now); returns once the steps due at 0s are
+        done. The runner's during phase and the pytest marker both start faults here;
+        stop_schedule() ends the thread."""
+        self.scheduled = [sw for sw in self.switches if sw.fault.window or sw.fault.flap]
+        for sw in self.switches:
+            if sw not in self.scheduled:
+                self.switch(sw, True)
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self.event(kind="phase", phase="during", t=self._start - self.t0)
+        due_now = threading.Event()
+        self._thread = threading.Thread(target=self._scheduler,
+                                        args=(self.scheduled, self._start, self._stop, due_now),
+                                        name="chaos-schedule", daemon=True)
+        self._thread.start()
+        due_now.wait()  # a window that opens at 0s is on before anything looks
+
+    def wait_windows(self) -> None:
+        """A window that has not ended yet still runs its course before the revert."""
+        ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in self.scheduled]
+        wait = max((e for e in ends if e is not None), default=0.0) - (time.monotonic() - self._start)
+        if wait > 0:
+            self.reporter.step(f"waiting {wait:.1f}s for fault windows to close")
+            self._stop.wait(wait)
+
+    def stop_schedule(self) -> None:
+        """Stop switching (what is on stays on until revert_faults)."""
+        thread, self._thread = getattr(self, "_thread", None), None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+
     def during(self) -> bool:
         """Switch faults (now, or on their schedule in a thread) while the probes run."""
-        scheduled = [sw for sw in self.switches if sw.fault.window or sw.fault.flap]
-        for sw in self.switches:
-            if sw not in scheduled:
-                self.switch(sw, True)
-        stop = threading.Event()
-        start = time.monotonic()
-        self.event(kind="phase", phase="during", t=start - self.t0)
-        due_now = threading.Event()
-        thread = threading.Thread(target=self._scheduler, args=(scheduled, start, stop, due_now),
-                                  name="chaos-schedule", daemon=True)
-        thread.start()
         try:
-            # A window that opens at 0s is on when the first probe starts, not racing it.
-            due_now.wait()
+            self.faults_on()
             ok = self.probe_phase("during", self.scenario.expect.during, announce=False)
-            # A window that has not ended yet still runs its course before the revert.
-            ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in scheduled]
-            wait = max((e for e in ends if e is not None), default=0.0) - (time.monotonic() - start)
-            if wait > 0:
-                self.reporter.step(f"waiting {wait:.1f}s for fault windows to close")
-                stop.wait(wait)
+            self.wait_windows()
         finally:
-            stop.set()
-            thread.join()
+            self.stop_schedule()
         self.check_schedule()
         return ok
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import SCENARIOS, assert_same, snapshot
@@ -71,17 +73,218 @@ def test_teardown_after_keyboard_interrupt_leaves_nothing(suite):
 
 
 def test_marker_applies_the_scenario_around_the_test(suite):
+    # The scenario's before, during and after probes all run around the body: "registry
+    # answers again" after teardown proves the hosts entry went (else a teardown error).
     suite.makepyfile(f"""
         import pytest
 
         @pytest.mark.chaos_scenario("{SCENARIOS / 'dockerhub-hosts-entry.yaml'}")
-        def test_with_hosts_entry(chaos_sandbox):
+        def test_with_hosts_entry(chaos_sandbox, request):
             code, _, err = chaos_sandbox.run("curl -sS -m 3 http://registry-1.docker.io/v2/")
             assert code == 7, err
             code, out, _ = chaos_sandbox.run("curl -sS -m 3 http://mirror.lab.test/v2/")
             assert code == 0 and "mirror" in out
+            assert request.node.chaos_result.probes[0].phase == "before"
     """)
-    suite.runpytest_subprocess().assert_outcomes(passed=1)
+    suite.makeconftest(PROBES_AFTER_TEARDOWN)
+    before = snapshot()
+    result = suite.runpytest_subprocess("-rA")
+    result.assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+    assert json.loads((suite.path / "probes.json").read_text()) == [
+        ["before", "registry answers", "passed"],
+        ["during", "registry refused at once", "passed"],
+        ["during", "mirror still answers", "passed"],
+        ["after", "registry answers again", "passed"]]
+
+
+PROBES_AFTER_TEARDOWN = """
+import json
+
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield  # the marker's teardown: faults reverted, after probes run
+    probes = [[p.phase, p.name, p.verdict] for p in item.chaos_result.probes]
+    with open("probes.json", "w") as f:
+        json.dump(probes, f)
+"""
+
+
+FLAPPING = """\
+name: flapping-registry
+description: the registry's route flaps inside a window while the test body runs
+seed: 42
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+    kind: unreachable
+    window: {after: 0.2s, for: 1.2s}
+    flap: {period: 0.4s, duty: 0.5}
+expect:
+  during:
+    - name: a probe alongside the body
+      run: sleep 0.3
+  after:
+    - name: registry answers after the test
+      http: http://registry.test/
+"""
+
+
+def test_marker_switches_windows_and_flaps_on_schedule(suite):
+    (suite.path / "flapping.yaml").write_text(FLAPPING)
+    suite.makepyfile("""
+        import time
+
+        import pytest
+
+        @pytest.mark.chaos_scenario("flapping.yaml")
+        def test_flapping(chaos_sandbox, request):
+            assert chaos_sandbox.session.seed == 42
+            chaos_sandbox.serve("other.test")  # a name the scenario does not touch
+            codes, t0 = [], time.monotonic()
+            while time.monotonic() - t0 < 2.0:
+                codes.append(chaos_sandbox.run("curl -sS -m 1 -o /dev/null http://registry.test/")[0])
+                assert chaos_sandbox.run("curl -sS -m 1 -o /dev/null http://other.test/")[0] == 0
+            assert 0 in codes and 7 in codes, codes  # answered and cut, in turn
+            switches = [e for e in request.node.chaos_result.events if e["kind"] == "fault"]
+            # window 0.2..1.4 s, flap 0.4 s at half duty: on at 0.2, 0.6, 1.0; off at 0.4, 0.8, 1.2
+            assert [e["state"] for e in switches] == ["on", "off"] * 3, switches
+            start = next(e["t"] for e in request.node.chaos_result.events
+                         if e.get("phase") == "during")
+            dues = [round(e["due"] - start, 1) for e in switches]
+            assert dues == [0.2, 0.4, 0.6, 0.8, 1.0, 1.2], dues
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess("-rA")
+    result.assert_outcomes(passed=1)
+    assert_same(before, snapshot())
+
+
+REFUSED_STEADY_STATE = """\
+name: registry-must-answer-first
+description: the steady state needs a server nobody serves
+faults:
+  - type: route-blackhole
+    destinations: [198.18.1.99]
+expect:
+  before:
+    - name: nothing listens there
+      run: curl -sS -m 1 http://198.18.1.99/
+"""
+
+AFTER_FAILS = """\
+name: after-never-holds
+description: the after probe wants the fault still on
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+expect:
+  after:
+    - name: registry still cut
+      run: curl -sS -m 1 http://registry.test/
+      exit: 7
+"""
+
+LAB = """\
+name: lab-under-a-marker
+description: the marker runs in a sandbox
+lab: registry
+faults:
+  - type: route-blackhole
+    destinations: [cache.chaos.test]
+"""
+
+
+def test_marker_reports_failed_steady_states_and_refuses_labs(suite):
+    (suite.path / "before.yaml").write_text(REFUSED_STEADY_STATE)
+    (suite.path / "after.yaml").write_text(AFTER_FAILS)
+    (suite.path / "lab.yaml").write_text(LAB)
+    suite.makepyfile("""
+        import pytest
+
+        @pytest.mark.chaos_scenario("before.yaml")
+        def test_before_fails():
+            open("body-ran", "w").close()
+
+        @pytest.mark.chaos_scenario("after.yaml")
+        def test_after_fails(chaos_sandbox):
+            assert chaos_sandbox.run("curl -sS -m 1 http://registry.test/")[0] == 7
+
+        @pytest.mark.chaos_scenario("lab.yaml")
+        def test_lab():
+            pass
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=3)
+    assert not (suite.path / "body-ran").exists()
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of test_before_fails*",
+        "*scenario registry-must-answer-first (*before.yaml): the steady state did not hold "
+        "before the test: nothing injected, the test body did not run",
+        "*before: nothing listens there [[]failed, *s[]]",
+        "*exit: expected 0, observed *",
+    ])
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_after_fails*",
+        "*scenario after-never-holds (*after.yaml): expectations failed around the test",
+        "*after: registry still cut [[]failed, *s[]]",
+        "*exit: expected 7, observed 0*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of test_lab*",
+        "*chaos_scenario marker: *lab.yaml:3:*: lab: the chaos_scenario marker runs in a "
+        "sandbox, not the registry lab*",
+    ])
+    assert_same(before, snapshot())
+
+
+def test_sigint_mid_test_reverts_the_marker_and_fixtures(suite):
+    """A real Ctrl-C (SIGINT to pytest) while a flapping scenario's scheduler switches and a
+    fixture's fault is on: pytest stops, tears the fixtures down, nothing is left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (suite.path / "flapping.yaml").write_text(FLAPPING)
+    suite.makepyfile("""
+        import time
+
+        import pytest
+
+        @pytest.mark.chaos_scenario("flapping.yaml")
+        def test_interrupted(chaos_sandbox, blackhole):
+            chaos_sandbox.serve("other.test")
+            blackhole("other.test")
+            open("ready", "w").close()
+            time.sleep(60)
+    """)
+    before = snapshot()
+    proc = subprocess.Popen([sys.executable, "-m", "pytest"], cwd=suite.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (suite.path / "ready").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the test never started: " + (proc.communicate(timeout=60)[0]
+                                                           if proc.poll() is not None else ""))
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the flap window
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, out  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in out, out
+    assert_same(before, snapshot())
 
 
 def test_scenario_files_are_collected_as_tests(suite):
@@ -315,4 +518,32 @@ def test_registry_lab_fixture_is_shared_and_reset(suite):
     """)
     before = snapshot()
     suite.runpytest_subprocess().assert_outcomes(passed=2)
+    assert_same(before, snapshot())
+
+
+def test_registry_lab_faults_end_with_the_test(suite):
+    """What a test injects through registry_lab is on for that test only: the lab is shared
+    by the session, its faults are not (the lab without its dockerd: light enough)."""
+    import shutil
+
+    if shutil.which("registry") is None and shutil.which("docker-registry") is None:
+        pytest.skip("the lab needs docker-registry (scripts/setup)")
+    suite.makepyfile("""
+        CURL = "curl -sS -m 2 -o /dev/null -w '%{http_code}' https://cache.chaos.test/v2/"
+
+        def test_1_cuts_the_cache(registry_lab):
+            assert registry_lab.run(CURL)[0] == 0  # the lab answers
+            registry_lab.inject({"type": "route-blackhole", "destinations": ["cache.chaos.test"],
+                                 "kind": "unreachable"})
+            code, _, err = registry_lab.run(CURL)
+            assert code == 7, err
+
+        def test_2_finds_it_back(registry_lab):
+            code, out, err = registry_lab.run(CURL)
+            assert code == 0, err
+            assert "unreachable" not in registry_lab.run("ip route show table all")[1]
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess("--chaos-lab-no-dockerd", "-rA")
+    result.assert_outcomes(passed=2)
     assert_same(before, snapshot())
