@@ -112,8 +112,9 @@ class ConsoleReporter(Reporter):
 
     def fault_stuck(self, label: str, t: float) -> None:
         self._stop_live()
-        self.console.print(f"  ⚡ fault [red]stuck[/] {escape(label)} [dim]at {t:.2f}s: "
-                           "could not revert it[/]")
+        paint = self.out.paint
+        self.out.print(f"  ⚡ fault {paint('red', 'stuck')} {paint('default', label)} "
+                       f"{paint('dim', f'at {t:.2f}s: could not revert it')}")
 
     def scenario_done(self, result) -> None:
         self._stop_live()
