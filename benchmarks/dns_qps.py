@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import re
 import shutil
@@ -29,6 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from stats import binomial_bounds  # noqa: E402  (the tests' bounds, one copy)
 
 ZONE = {"reg.test": ["198.18.1.10", "2001:db8::1"], "*.cdn.test": ["198.18.1.11"],
         "ads.test": ["198.18.1.12"]}
@@ -125,21 +127,6 @@ def wait_answering(addr: str, port: int, proc: subprocess.Popen, timeout: float 
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server {proc.args[:3]} on {addr}:{port} did not come up")
         time.sleep(0.05)
-
-
-def binomial_bounds(n: int, p: float, level: float) -> tuple[int, int]:
-    """The central interval holding at least `level` of Binomial(n, p)."""
-    tail = (1 - level) / 2
-    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
-    low, acc = 0, 0.0
-    while acc + pmf[low] <= tail:
-        acc += pmf[low]
-        low += 1
-    high, acc = n, 0.0
-    while acc + pmf[high] <= tail:
-        acc += pmf[high]
-        high -= 1
-    return low, high
 
 
 def check_answers(label: str, addr: str, port: int, faulty: bool) -> str:

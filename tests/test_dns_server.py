@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
 import re
 import secrets
@@ -27,6 +26,7 @@ import pytest
 from chaos.injectors import dns_rules
 from chaos.injectors.dns_rules import DnsRule, RuleError, read_status, start_dns_server
 from chaos.journal import Journal, is_alive, process_start_time
+from stats import binomial_bounds
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -349,21 +349,6 @@ def test_wildcard_with_probability_fails_at_the_configured_rate(net, server, rul
     assert sum(q["rule"] == "flaky" for q in decided) == failures
     assert {q["answer"] for q in decided} == {"servfail", "zone"}
     assert dig(net, "prob.test").status == "REFUSED"
-
-
-def binomial_bounds(n: int, p: float, level: float) -> tuple[int, int]:
-    """The central interval holding at least `level` of Binomial(n, p)."""
-    tail = (1 - level) / 2
-    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
-    low, acc = 0, 0.0
-    while acc + pmf[low] <= tail:
-        acc += pmf[low]
-        low += 1
-    high, acc = n, 0.0
-    while acc + pmf[high] <= tail:
-        acc += pmf[high]
-        high -= 1
-    return low, high
 
 
 # -- switching rules while the server runs ------------------------------------------------

@@ -11,6 +11,13 @@ from conftest import SCENARIOS, assert_same, snapshot
 pytest_plugins = ["pytester"]
 
 
+def runs_clean(suite, **outcomes) -> None:
+    """The suite ends with these outcomes and the machine exactly as it was."""
+    before = snapshot()
+    suite.runpytest_subprocess().assert_outcomes(**outcomes)
+    assert_same(before, snapshot())
+
+
 @pytest.fixture(autouse=True)
 def _this_checkout(monkeypatch):
     """pytester's subprocesses run in a temporary folder: without this they would import
@@ -40,9 +47,7 @@ def test_sandbox_fixture_serves_runs_and_blackholes(suite):
             cut.revert()
             assert chaos_sandbox.run("curl -sS -m 3 http://registry.test/")[0] == 0
     """)
-    before = snapshot()
-    suite.runpytest_subprocess().assert_outcomes(passed=1)
-    assert_same(before, snapshot())
+    runs_clean(suite, passed=1)
 
 
 def test_teardown_after_a_failing_test_leaves_nothing(suite):
@@ -411,9 +416,7 @@ def test_fake_dns_and_http_faults_fixtures(suite):
             assert out == "522"
             assert [r["status"] for r in http_faults.requests] == [522]
     """)
-    before = snapshot()
-    suite.runpytest_subprocess().assert_outcomes(passed=2)
-    assert_same(before, snapshot())
+    runs_clean(suite, passed=2)
 
 
 def test_tcp_faults_fixture(suite):
@@ -476,9 +479,7 @@ def test_serving_later_keeps_hosts_faults_on(suite):
             assert addresses(chaos_sandbox, "late.test") == [late]
             assert chaos_sandbox.run("curl -sS -m 3 http://late.test/")[1] == "late\\n"
     """)
-    before = snapshot()
-    suite.runpytest_subprocess().assert_outcomes(passed=1)
-    assert_same(before, snapshot())
+    runs_clean(suite, passed=1)
 
 
 def test_serving_after_the_fake_dns_started(suite):
@@ -496,9 +497,7 @@ def test_serving_after_the_fake_dns_started(suite):
             code, out, _ = chaos_sandbox.run("getent hosts registry.test")
             assert out.split()[:1] == ["127.0.0.1"]  # the hosts-entry block is still there
     """)
-    before = snapshot()
-    suite.runpytest_subprocess().assert_outcomes(passed=1)
-    assert_same(before, snapshot())
+    runs_clean(suite, passed=1)
 
 
 def test_registry_lab_fixture_is_shared_and_reset(suite):
@@ -516,9 +515,7 @@ def test_registry_lab_fixture_is_shared_and_reset(suite):
             code, out, _ = registry_lab.run("getent hosts cache.chaos.test")
             assert code == 0 and "198.18.0.20" in out
     """)
-    before = snapshot()
-    suite.runpytest_subprocess().assert_outcomes(passed=2)
-    assert_same(before, snapshot())
+    runs_clean(suite, passed=2)
 
 
 def test_registry_lab_faults_end_with_the_test(suite):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import SCENARIOS, assert_same, snapshot, write
+from stats import binomial_bounds
 
 TEMPLATE = """\
 name: tcp-{type}
@@ -81,17 +82,6 @@ expect:
         echo "$n"
       within: 60s
 """
-
-
-def binomial_bounds(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
-    """The central interval holding at least `level` of Binomial(n, p)."""
-    from math import comb
-
-    pmf = [comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n + 1)]
-    tail = (1 - level) / 2
-    low = next(k for k in range(n + 1) if sum(pmf[:k + 1]) > tail)
-    high = next(k for k in range(n, -1, -1) if sum(pmf[k:]) > tail)
-    return low, high
 
 
 def test_probability_is_rolled_per_connection_from_the_seed(chaos, tmp_path):
