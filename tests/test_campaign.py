@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 import campaign as c
 from chaos.journal import Journal, unfinished
@@ -65,6 +67,34 @@ def test_every_fault_type_is_in_the_campaign_mix():
     assert not missing, (f"fault types without a scenario in the crash campaign: {sorted(missing)}; "
                          "ship a scenario using them (or add an Item to tests/campaign.py SANDBOX)")
     assert not c.uncovered(ci_items())
+
+
+def _plans_in_host_mode(fault: dict) -> bool:
+    """Whether `chaos run --host` would plan this fault (planning changes nothing)."""
+    from chaos.errors import PlanError
+    from chaos.faults import fault_class
+    from chaos.plan import PlanContext
+
+    names = set(re.findall(r"[a-z0-9.-]+\.(?:test|invalid)\b", yaml.safe_dump(fault)))
+    ctx = PlanContext("chaos-0hostcheck", True, {"host": (None, Path("/etc/hosts"))},
+                      zone={n: "198.19.255.30" for n in names}, path=("faults", 0))
+    try:
+        fault_class(fault["type"]).model_validate(fault).injectors(ctx)
+    except PlanError as exc:
+        assert "--host" in str(exc), f"{fault['type']}: refused for another reason: {exc}"
+        return False
+    return True
+
+
+def test_host_campaign_has_every_fault_type_host_mode_runs():
+    """A fault type that plans with --host must be in the host crash campaign (c.HOST)."""
+    examples = {}
+    for item in c.mix():
+        for fault in yaml.safe_load(item.text)["faults"]:
+            examples.setdefault(fault["type"], fault)
+    accepted = {t for t, fault in examples.items() if _plans_in_host_mode(fault)}
+    assert accepted == c.HOST_TYPES
+    assert set().union(*(i.fault_types for i in c.HOST)) == c.HOST_TYPES
 
 
 def test_crash_campaign(workdir, calibrated):
