@@ -279,6 +279,27 @@ HOST_TYPES = {"hosts-entry", "route-blackhole", "packet-filter"}
 """The fault types that run with --host (the others need the sandbox: tests/test_campaign.py
 checks this set against what `chaos run --host` accepts)."""
 
+# The registry lab in the CI-sized campaign (test_lab_crash_campaign): the lightest lab
+# that still starts every lab process (upstream, token server, CDN, cache, containerd,
+# dockerd): nothing warmed through the cache, one hosts entry, probes that read no image.
+LAB_CI = """\
+name: campaign-lab
+description: the registry lab with its dockerd, nothing warmed, one hosts entry, a probe to interrupt
+lab: {warm: []}
+faults:
+  - type: hosts-entry
+    region: default
+    names: [registry-1.docker.io, auth.docker.io]
+expect:
+  during:
+    - run: curl -sS -m 5 https://registry-1.docker.io/v2/
+      exit: 7
+    - run: sleep 1
+  after:
+    - run: curl -sS -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/
+      stdout: {contains: "401"}
+"""
+
 # The one registry-lab scenario of the long campaign (dockerd, containerd, registries):
 # it runs in about 4 s and has come back clean after every stop so far.
 LAB_SCENARIO = SCENARIOS / "registry" / "01-hosts-redirect-upstream.yaml"

@@ -116,6 +116,29 @@ def test_crash_campaign(workdir, calibrated):
     assert len({"setup", "inject", "probes", "revert", "teardown"} & set(landed)) >= 3, landed
 
 
+def test_lab_crash_campaign(workdir):
+    """The registry lab (upstream, token server, CDN, cache, containerd, dockerd) SIGKILLed
+    once in setup, when every lab process is started and the seed images are being pushed,
+    and once in the probes; `chaos recover` leaves nothing: processes, namespaces,
+    /run/chaos-*, mounts, the machine's tables. About 30 s; the long campaign kills the
+    shipped lab scenario at random moments."""
+    item = c.Item("lab", c.LAB_CI, lab=True)
+    clean = c.run_and_stop(item, c.Stop("none"), workdir, timeout=180)
+    assert clean.code == 0, clean.output
+    setup = [r for r, where in c._walk(clean.records) if where == "setup"]
+    seeding = next(i for i, r in enumerate(setup) if r.get("op") == "do" and "skopeo copy" in r.get("what", ""))
+    before = c.machine()
+    results = [c.crash_and_recover(item, stop, workdir, before)
+               for stop in (c.Stop("setup", seeding + 1), c.Stop("probes", 1))]
+    bad = [f"{r.outcome.stop} -> {r.outcome.moment}: {r.residue}\n{r.recover.stdout[-500:]}"
+           for r in results if r.residue]
+    assert not bad, "\n".join(bad)
+    assert [r.outcome.moment for r in results] == ["setup", "probes"]
+    started = " ".join(r.get("what", "") for r in results[0].outcome.records if r.get("kind") == "process")
+    for name in ("containerd", "dockerd", "upstream registry", "cache registry", "auth", "cdn"):
+        assert f"lab {name}" in started, f"killed before the lab's {name} was started"
+
+
 def test_signal_campaign(workdir, calibrated):
     """SIGINT / SIGTERM at random moments: the run reverts by itself (no recover), exits 130
     / 143, or with its own code when it had finished."""
