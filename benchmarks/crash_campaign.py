@@ -9,8 +9,9 @@ same run (docs/reliability.md records them).
           Peer: the same scenarios run uninterrupted (recover time vs a whole clean run).
 - signal: --signals runs stopped by SIGINT / SIGTERM; exit codes, residue (no recover).
           Peer: the clean run's duration (time from the signal to the exit vs a whole run).
-- host:   --host-runs `chaos run --host` runs killed and recovered, with a user's line in
-          /etc/hosts naming a redirected host; /etc/hosts and routes compared byte for byte.
+- host:   --host-runs `chaos run --host` runs killed and recovered (hosts entries, routes
+          and packet filters), with a user's line in /etc/hosts naming a redirected host;
+          /etc/hosts, routes and iptables-save / ip6tables-save compared byte for byte.
 - fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
           tests/test_fuzz.py. Peer: loading and planning the shipped scenarios (cases/s).
 """

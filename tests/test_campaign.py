@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 import campaign as c
 from chaos.journal import Journal, unfinished
@@ -67,6 +69,34 @@ def test_every_fault_type_is_in_the_campaign_mix():
     assert not c.uncovered(ci_items())
 
 
+def _plans_in_host_mode(fault: dict) -> bool:
+    """Whether `chaos run --host` would plan this fault (planning changes nothing)."""
+    from chaos.errors import PlanError
+    from chaos.faults import fault_class
+    from chaos.plan import PlanContext
+
+    names = set(re.findall(r"[a-z0-9.-]+\.(?:test|invalid)\b", yaml.safe_dump(fault)))
+    ctx = PlanContext("chaos-0hostcheck", True, {"host": (None, Path("/etc/hosts"))},
+                      zone={n: "198.19.255.30" for n in names}, path=("faults", 0))
+    try:
+        fault_class(fault["type"]).model_validate(fault).injectors(ctx)
+    except PlanError as exc:
+        assert "--host" in str(exc), f"{fault['type']}: refused for another reason: {exc}"
+        return False
+    return True
+
+
+def test_host_campaign_has_every_fault_type_host_mode_runs():
+    """A fault type that plans with --host must be in the host crash campaign (c.HOST)."""
+    examples = {}
+    for item in c.mix():
+        for fault in yaml.safe_load(item.text)["faults"]:
+            examples.setdefault(fault["type"], fault)
+    accepted = {t for t, fault in examples.items() if _plans_in_host_mode(fault)}
+    assert accepted == c.HOST_TYPES
+    assert set().union(*(i.fault_types for i in c.HOST)) == c.HOST_TYPES
+
+
 def test_crash_campaign(workdir, calibrated):
     """SIGKILL (the runner or its whole process group) in setup, inject, probes, revert,
     teardown or at a random time; `chaos recover`; nothing left, every time."""
@@ -84,6 +114,29 @@ def test_crash_campaign(workdir, calibrated):
     # The campaign must really interrupt runs, in more than one kind of step.
     assert sum(n for m, n in landed.items() if m != "finished") >= CRASH_RUNS - 5, landed
     assert len({"setup", "inject", "probes", "revert", "teardown"} & set(landed)) >= 3, landed
+
+
+def test_lab_crash_campaign(workdir):
+    """The registry lab (upstream, token server, CDN, cache, containerd, dockerd) SIGKILLed
+    once in setup, when every lab process is started and the seed images are being pushed,
+    and once in the probes; `chaos recover` leaves nothing: processes, namespaces,
+    /run/chaos-*, mounts, the machine's tables. About 30 s; the long campaign kills the
+    shipped lab scenario at random moments."""
+    item = c.Item("lab", c.LAB_CI, lab=True)
+    clean = c.run_and_stop(item, c.Stop("none"), workdir, timeout=180)
+    assert clean.code == 0, clean.output
+    setup = [r for r, where in c._walk(clean.records) if where == "setup"]
+    seeding = next(i for i, r in enumerate(setup) if r.get("op") == "do" and "skopeo copy" in r.get("what", ""))
+    before = c.machine()
+    results = [c.crash_and_recover(item, stop, workdir, before)
+               for stop in (c.Stop("setup", seeding + 1), c.Stop("probes", 1))]
+    bad = [f"{r.outcome.stop} -> {r.outcome.moment}: {r.residue}\n{r.recover.stdout[-500:]}"
+           for r in results if r.residue]
+    assert not bad, "\n".join(bad)
+    assert [r.outcome.moment for r in results] == ["setup", "probes"]
+    started = " ".join(r.get("what", "") for r in results[0].outcome.records if r.get("kind") == "process")
+    for name in ("containerd", "dockerd", "upstream registry", "cache registry", "auth", "cdn"):
+        assert f"lab {name}" in started, f"killed before the lab's {name} was started"
 
 
 def test_signal_campaign(workdir, calibrated):

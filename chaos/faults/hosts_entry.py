@@ -37,7 +37,11 @@ class HostsEntry(Fault, InContainer):
                 ctx.fail(("names", index), "a hosts file cannot hold wildcards; use a dns fault")
             ctx.guard_name(name, ("names", index))
         entries = [(str(self.address), n) for n in self.names]
-        return [HostsBlock(hosts, entries, ctx.tag)
+        # A block of its own per fault (run id + fault index): with the run id alone, a second
+        # hosts-entry found "its" block already there and did nothing, and reverting either
+        # fault (a window ending) removed both.
+        tag = f"{ctx.tag}-e{ctx.path[-1]}" if ctx.path else ctx.tag
+        return [HostsBlock(hosts, entries, tag)
                 for _, hosts in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
