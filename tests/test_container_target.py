@@ -131,7 +131,9 @@ def test_faults_apply_in_the_container_and_revert(daemon, tmp_path):
             if isinstance(switch.fault, HostsEntry):
                 inside = sh(daemon, "cat /etc/hosts")[1]
                 assert "127.0.0.1\tupstream.test" in inside
-                assert f"#{session.run_id}# {daemon.up_ip}\tupstream.test" in inside
+                tag = switch.injectors[-1].tag  # this fault's own block (run id + fault index)
+                assert tag.startswith(session.run_id)
+                assert f"#{tag}# {daemon.up_ip}\tupstream.test" in inside
             assert not switch.revert(session.journal)
             assert not (Path("/run/netns") / handle).exists()
             code, out, _ = fetch(daemon, "upstream.test")
