@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -111,10 +112,22 @@ def signals_raise():
         received.append(signum)
         raise _exception(signum)
 
+    previous_hook = sys.unraisablehook
+
+    def swallowed(unraisable) -> None:
+        # Python swallowed our raise (it landed in an at-fork callback or a __del__) and
+        # would print "Exception ignored ... Traceback": the signal is in `received` and
+        # the run stops at its next step, so there is nothing to tell the user.
+        if received and isinstance(unraisable.exc_value, (KeyboardInterrupt, Interrupted)):
+            return
+        previous_hook(unraisable)
+
     old = _install(on_signal)
+    sys.unraisablehook = swallowed
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         _restore(old)
 
 

@@ -527,3 +527,32 @@ def test_ctrl_c_during_startup_exits_130_without_traceback(tmp_path):
     assert not bad, "\n".join(bad)
     assert landed >= 4, "no SIGINT landed before `chaos list` finished: the test proves nothing"
     assert reached_us >= 1, "every SIGINT landed in CPython's start-up: none tested our import guard"
+
+
+SWALLOWED = """\
+import os, signal, sys
+from chaos import runner
+from chaos.errors import Interrupted
+
+# A SIGTERM that lands while Python runs an at-fork callback, where it ignores exceptions
+# (R2's path: logging's _releaseLock after pyroute2 forks); the raise is swallowed, the
+# record is not.
+os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+with runner.signals_raise():
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        runner.raise_pending()
+    except Interrupted:
+        print("stopped at the next step")
+"""
+
+
+def test_a_swallowed_signal_is_honoured_without_noise(tmp_path):
+    script = tmp_path / "swallowed.py"
+    script.write_text(SWALLOWED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.strip() == "stopped at the next step", proc.stdout + proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
