@@ -176,3 +176,61 @@ def test_https_through_the_edge_proxy_with_the_state_ca(chaos, tmp_path, state_d
     assert result.returncode == 0, result.stdout
     assert ca.read_bytes() == first  # a client told to trust it once keeps trusting it
     assert_same(before, snapshot())
+
+
+KEEP_ALIVE = """\
+name: keep-alive-{type}
+description: a client's keep-alive connection, opened before the fault, meets it too
+serve:
+  - name: registry.test
+    http: {{body: "registry v2\\\\n"}}
+  - name: other.test
+faults:
+  # On from the start, so the world tracks connections before the fault below: an untracked
+  # connection would be picked up mid-stream and redirected into a reset by chance.
+  - type: http-error
+    status: 502
+    match: {{host: other.test}}
+  - type: {type}
+{params}
+    window: {{after: 500ms}}
+expect:
+  during:
+    - name: one connection, one request before the fault and one in it
+      run: |
+        python3 - <<'EOF'
+        import http.client, time
+        c = http.client.HTTPConnection("registry.test", 80, timeout=3)
+        def get():
+            c.request("GET", "/"); r = c.getresponse(); r.read(); return r.status
+        first = get()
+        time.sleep(1.0)  # the fault switches on meanwhile
+        try:
+            try:
+                second = get()  # a keep-alive client reuses its connection...
+            except (ConnectionError, http.client.RemoteDisconnected):
+                c.close(); second = get()  # ...and reconnects when the server ended it
+        except Exception as exc:
+            second = type(exc).__name__
+        print(first, second)
+        EOF
+      stdout: {{regex: "^200 {second}$"}}
+    - {{http: "http://other.test/", status: 502}}
+  after:
+    - {{http: "http://registry.test/", status: 200}}
+"""
+
+
+@pytest.mark.parametrize("kind,params,second", [
+    ("http-error", "    status: 503\n    match: {host: registry.test}", "503"),
+    ("reset", "    destinations: [registry.test]\n    ports: [80]",
+     "(ConnectionResetError|RemoteDisconnected)"),
+], ids=["http-error", "tcp-reset"])
+def test_edge_fault_reaches_an_open_keep_alive_connection(chaos, tmp_path, kind, params, second):
+    """nat redirects new connections only: switching the fault on ends the open ones, so the
+    client's next request reconnects into the fault (as a CDN rule applies to every request)."""
+    before = snapshot()
+    text = KEEP_ALIVE.format(type=kind, params=params, second=second)
+    result = chaos("run", str(write(tmp_path, text)))
+    assert result.returncode == 0, result.stdout
+    assert_same(before, snapshot())

@@ -120,3 +120,48 @@ def test_a_zombie_counts_as_dead():
     time.sleep(0.3)  # exited, not reaped yet: a zombie
     assert not is_alive(child.pid, start)
     child.wait()
+
+
+def test_edge_redirect_ends_only_the_connections_it_would_take(netns, journal):
+    """Switched on, the edge redirect resets open connections to its servers and ports (nat
+    would never see them), and only those: not another port or server, and not a
+    connection both ends of which are in the world (a fault proxy's own upstream)."""
+    import socket
+
+    from chaos.injectors.redirect import EdgeRedirect
+    from chaos.sandbox.enter import in_netns
+
+    client = f"{netns}-c"
+    sh = [["ip", "netns", "add", client], ["ip", "-n", client, "link", "set", "lo", "up"],
+          ["ip", "link", "add", "ce0", "netns", client, "type", "veth", "peer", "we0", "netns", netns],
+          ["ip", "-n", netns, "addr", "add", "198.18.0.1/24", "dev", "we0"],
+          ["ip", "-n", client, "addr", "add", "198.18.0.2/24", "dev", "ce0"],
+          ["ip", "-n", netns, "link", "set", "we0", "up"], ["ip", "-n", client, "link", "set", "ce0", "up"],
+          ["ip", "-n", client, "route", "add", "198.18.1.0/24", "via", "198.18.0.1"],
+          ["ip", "-n", netns, "addr", "add", "198.18.1.10/32", "dev", "lo"],
+          ["ip", "-n", netns, "addr", "add", "198.18.1.11/32", "dev", "lo"]]
+    try:
+        for argv in sh:
+            subprocess.run(argv, check=True)
+        servers = {key: in_netns(netns, socket.create_server, key) for key in
+                   [("198.18.1.10", 80), ("198.18.1.10", 81), ("198.18.1.11", 80)]}
+        pairs = {}
+        for name, where, key in [("taken", client, ("198.18.1.10", 80)),
+                                 ("other port", client, ("198.18.1.10", 81)),
+                                 ("other server", client, ("198.18.1.11", 80)),
+                                 ("proxy's own", netns, ("198.18.1.10", 80))]:
+            pairs[name] = (in_netns(where, socket.create_connection, key, 2), servers[key].accept()[0])
+        redirect = EdgeRedirect(netns, [80], 18080, tag="chaos-test01", name="t0",
+                                destinations=["198.18.1.10"])
+        redirect.apply(journal)
+        port = pairs["taken"][0].getsockname()[1]
+        assert redirect.ended == [f"198.18.0.2:{port}->198.18.1.10:80"]
+        with pytest.raises(ConnectionResetError):
+            pairs["taken"][0].recv(1)
+        for name in ("other port", "other server", "proxy's own"):
+            near, far = pairs[name]
+            near.sendall(b"x")
+            assert far.recv(1) == b"x", name
+        assert redirect.revert(journal) == []
+    finally:
+        subprocess.run(["ip", "netns", "del", client], check=False)
