@@ -8,7 +8,12 @@ with the usual command, in alternating order, each side in a namespace of its ow
 script creates (chaos-bench-*):
 
     route      RouteInjector blackhole            ip route add/del blackhole
-    filter     PacketFilter drop (own chain)      ip netns exec NS iptables -A/-D OUTPUT
+    filter     PacketFilter drop (own chain),     ip netns exec NS iptables -A/-D OUTPUT
+               exact: iptables-save reads as before
+               after it (host mode, containers)
+    filter (sandbox)  the same in the run's own   the same
+               namespace (scratch: no reads, the
+               table may stay until the namespace goes)
     hosts      HostsBlock in /etc/netns/NS/hosts  sed -i (insert line / delete it)
     dns        DnsRule sinkhole in the fake DNS   dnsmasq: sed its addn-hosts file, SIGHUP,
                server (file + SIGHUP, confirmed)  query until the answer changed
@@ -114,7 +119,7 @@ def build_cases(stack: ExitStack, journal, work: Path) -> list[Case]:
 
     tag = f"chaos-{secrets.token_hex(3)}"
     ns = {side: stack.enter_context(namespace(f"chaos-bench-{side}"))
-          for side in ("ours", "peer")}
+          for side in ("ours", "scratch", "peer")}
     cases = []
 
     route = RouteInjector([DST], "blackhole", ns["ours"])
@@ -136,6 +141,17 @@ def build_cases(stack: ExitStack, journal, work: Path) -> list[Case]:
         "iptables -A/-D (ip netns exec)",
         check=lambda: pf.chain in run_quiet(["ip", "netns", "exec", ns["ours"], "iptables", "-S",
                                              "OUTPUT"]).stdout.decode()))
+    # The same filter as a fault in the run's own sandbox namespace sets it (scratch): no
+    # reads for an exact revert, since the namespace is deleted with the run.
+    pf_sandbox = PacketFilter([{"action": "drop", "destinations": [DST]}], netns=ns["scratch"],
+                              tag=tag, name="bench", scratch=True)
+    cases.append(Case(
+        "filter (sandbox)", injector_pair(pf_sandbox, journal),
+        (cmd(ipt + ["-A", "OUTPUT", "-d", DST, "-j", "DROP"]),
+         cmd(ipt + ["-D", "OUTPUT", "-d", DST, "-j", "DROP"])),
+        "iptables -A/-D (ip netns exec)",
+        check=lambda: pf_sandbox.chain in run_quiet(["ip", "netns", "exec", ns["scratch"], "iptables",
+                                                     "-S", "OUTPUT"]).stdout.decode()))
 
     etc = {}
     for side in ns:

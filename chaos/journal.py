@@ -109,11 +109,16 @@ class Journal:
     def run_dir(self) -> Path:
         return self.path.parent
 
-    def _append(self, record: dict) -> None:
+    def _append(self, record: dict, durable: bool = True) -> None:
+        """Write one line. Flushed, it survives a crash of this process (the kernel holds it);
+        ``durable`` also fsyncs it, for a crash of the machine. Only what recover must not
+        lose there needs that: how to undo a change, and a change that must never be undone.
+        A lost timeline note costs nothing, a lost "undone" a second, idempotent undo."""
         line = json.dumps(record, separators=(",", ":")) + "\n"
         self._file.write(line)
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
 
     def record(self, kind: str, undo: dict, what: str = "") -> Entry:
         """Write how to undo a change, durably, before the caller makes it."""
@@ -126,7 +131,7 @@ class Journal:
     def note(self, **fields) -> None:
         """A record that changes nothing (fault switched on/off, phase started): for the timeline."""
         with self._lock:
-            self._append({"op": "note", "time": time.time(), **fields})
+            self._append({"op": "note", "time": time.time(), **fields}, durable=False)
 
     # -- undoing ---------------------------------------------------------------------------
     def undo(self, entry: Entry) -> None:
@@ -139,7 +144,7 @@ class Journal:
             undo_function(entry.kind)(entry.undo)
             entry.undone = True
             if self._file is not None:
-                self._append({"op": "undone", "seq": entry.seq})
+                self._append({"op": "undone", "seq": entry.seq}, durable=False)
 
     def forget(self, entry: Entry) -> None:
         """The change was refused before it happened (e.g. the route already existed and is not

@@ -130,6 +130,12 @@ class PlanContext:
                                    f"{', '.join(r for r in self.clients if r != 'default') or 'none'})")
         return [self.clients[region]]
 
+    def owns(self, netns: str | None) -> bool:
+        """A namespace this run made (sandbox or lab) and deletes at its end: nothing in it
+        has to read as before once a fault is reverted, only stop acting."""
+        return netns is not None and (netns == self.world
+                                      or netns in {ns for ns, _ in self.clients.values()})
+
     def container_side(self, name: str) -> tuple[str, Path]:
         """A running container's namespace (by the handle the fault attaches first) and
         hosts file; refused here when the daemon does not know it or it is not running."""

@@ -534,3 +534,18 @@ def test_undo_after_the_namespace_is_gone(journal, tag):
         sh(None, "ip", "netns", "del", name)
     assert not pf.revert(journal)
     assert not Path("/run/netns", name).exists()
+
+
+def test_scratch_revert_removes_the_filter_and_reads_nothing_first(journal, tag, fresh_ns):
+    """In a namespace the run owns the revert is one batch: the chain and its jump go, the
+    table iptables-nft made appear may stay (it goes with the namespace)."""
+    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", scratch=True)
+    pf.apply(journal)
+    assert saved(fresh_ns).count(f"-j {pf.chain}") == 2  # one jump per family
+    assert all(info["table_existed"] for info in pf.entries[-1].undo["families"].values())
+    assert not pf.revert(journal)
+    assert pf.chain not in saved(fresh_ns)
+    pf.apply(journal)  # and again, as a flap does
+    assert saved(fresh_ns).count(f"-j {pf.chain}") == 2
+    assert not pf.revert(journal)
+    assert pf.chain not in saved(fresh_ns)

@@ -119,7 +119,8 @@ class BotMitigation(Fault):
                 "destinations": nets, "after_bytes": self.after_bytes,
                 "probability": self.probability, **self.signature.packet_fields()}
         return [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
-                             name=f"b{ctx.path[-1]}" if ctx.path else None)]
+                             name=f"b{ctx.path[-1]}" if ctx.path else None,
+                             scratch=ctx.owns(ctx.world))]
 
     def label(self) -> str:
         sig = ", ".join(f"{k}={v}" for k, v in self.signature.model_dump(exclude_defaults=True).items())

@@ -67,7 +67,8 @@ class GeoBlock(Fault):
                 "sources": [str(ctx.region_ranges[self.region])], "destinations": nets,
                 "protocol": "tcp", "ports": list(self.ports)}
         return [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
-                             name=f"g{ctx.path[-1]}" if ctx.path else None)]
+                             name=f"g{ctx.path[-1]}" if ctx.path else None,
+                             scratch=ctx.owns(ctx.world))]
 
     def label(self) -> str:
         return self.name or f"geo-block {self.region}: {', '.join(self.block)} ({self.action})"

@@ -70,7 +70,8 @@ class PacketFilter(Fault, InContainer):
 
         rule = self.rule(ctx)
         name = f"f{ctx.path[-1]}" if ctx.path else None
-        return [Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name)
+        return [Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name,
+                       scratch=ctx.owns(netns))
                 for netns, _ in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:

@@ -155,15 +155,19 @@ def snapshot(netns: str | None, families) -> dict[str, dict[str, Table]]:
 
 
 def undo_record(netns: str | None, table: str, hook: str, chain: str, tag: str,
-                before: dict[str, dict[str, Table]]) -> dict:
+                before: dict[str, dict[str, Table] | None]) -> dict:
+    """``before``: family -> its tables before the change, or None where they were not
+    read (a scratch namespace: the table, if it appeared, may stay)."""
     return {"netns": netns, "table": table, "hook": hook, "chain": chain, "tag": tag,
-            "families": {f: {"table_existed": table in tables} for f, tables in before.items()}}
+            "families": {f: {"table_existed": tables is None or table in tables}
+                         for f, tables in before.items()}}
 
 
 def install(netns: str | None, table: str, hook: str, chain: str, tag: str,
-            lines_by_family: dict[str, list[str]], before: dict[str, dict[str, Table]]) -> None:
+            lines_by_family: dict[str, list[str]], before: dict[str, dict[str, Table] | None]) -> None:
     for family, lines in lines_by_family.items():
-        batch = install_batch(table, hook, chain, tag, lines, before[family].get(table))
+        tables = before[family]
+        batch = install_batch(table, hook, chain, tag, lines, tables.get(table) if tables else None)
         restore(netns, family, batch)
 
 
