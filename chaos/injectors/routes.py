@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 
 from chaos.injectors.base import Injector
 from chaos.journal import Journal
-from chaos.sandbox.enter import in_netns
+from chaos.sandbox.enter import iproute as _iproute
 
 KINDS = ("blackhole", "unreachable", "prohibit")
-_NETLINK_ROUTE = 0
-
-
-def _netlink_socket_in(netns: str) -> socket.socket:
-    """A route netlink socket made inside ``netns`` (a socket stays in the namespace it was
-    made in), without the child ``IPRoute(netns=...)`` forks for it (chaos.sandbox.enter)."""
-    return in_netns(netns, socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
-
-
-def _iproute(netns: str | None):
-    from pyroute2 import IPRoute  # heavy import (about 0.4 s): only when a route is touched
-
-    if not netns:
-        return IPRoute()
-    # IPRoute owns the descriptor from here on and closes it.
-    return IPRoute(fileno=_netlink_socket_in(netns).detach())
 
 
 def _route_args(dst: str, kind: str, table: int) -> dict:

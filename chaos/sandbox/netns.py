@@ -38,9 +38,9 @@ def _netns():
 
 
 def _iproute(name: str):
-    from pyroute2 import IPRoute
+    from chaos.sandbox.enter import iproute  # made inside the namespace, no fork per socket
 
-    return IPRoute(netns=name)
+    return iproute(name)
 
 
 @dataclass
