@@ -48,9 +48,7 @@ def http_injectors(ctx, fault, rule: dict, ports: list[int | str], clients: list
                                 destinations=destinations)
     except ValueError as exc:  # a port range that takes in the proxy's own port
         ctx.fail(("ports",), str(exc))
-    # The rule first: the redirect ends open connections, and their clients reconnect at
-    # once, into the proxy (reverted in reverse: no redirect ever feeds it without the rule).
-    return [ProxyRule(http, full), redirect]
+    return [redirect, ProxyRule(http, full)]
 
 
 class ProxyRule(Injector):

@@ -41,11 +41,9 @@ class TcpFault(Fault):
         # what this fault's redirect sends (its ports, its servers), or it would act on the
         # connections the other faults redirect too.
         rule["match"] = {"port": sorted(set(self.ports)), **({"addr": nets} if nets else {})}
-        # The toxic first: the redirect ends open connections, and their clients reconnect
-        # at once, into the proxy (a toxic applies to connections accepted after it is in).
-        return [ProxyToxic(tcp, rule),
-                EdgeRedirect(ctx.world, self.ports, tcp.PORT, tag=ctx.tag, name=f"t{index}",
-                             destinations=nets)]
+        return [EdgeRedirect(ctx.world, self.ports, tcp.PORT, tag=ctx.tag, name=f"t{index}",
+                             destinations=nets),
+                ProxyToxic(tcp, rule)]
 
 
 class ProxyToxic(Injector):

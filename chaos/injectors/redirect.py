@@ -5,10 +5,6 @@ hub). The world is where the servers live, so a proxy there stands where a CDN e
 it sees every client's real source address (regions), and its own connections to the
 servers leave through OUTPUT, which the redirect never touches (no loop, no exemptions).
 The proxy finds the original destination with SO_ORIGINAL_DST (transparent mode).
-nat sees new connections only, so switching an edge redirect on also ends the established
-connections it would have taken (``sock_destroy``): as with a CDN rule, a client's
-keep-alive connection meets the fault too, on its next connection. Install the proxy's rule
-first, so the client reconnects into it.
 
 ``tcp_proxy.NatRedirect`` and ``http_proxy.HttpRedirect`` redirect a namespace's own
 connections instead (nat OUTPUT), exempting the proxy's sockets. All three are one
@@ -75,17 +71,6 @@ class EdgeRedirect(Redirect):
         super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag)
         self.ports = port_texts(ports, to_port)
         self.destinations = list(destinations)
-        self.ended: list[str] = []  # connections the last apply ended, "client->server"
-
-    def apply(self, journal: Journal) -> None:
-        from chaos.injectors.sock_destroy import end_server_connections
-
-        if self.applied:
-            return
-        super().apply(journal)
-        # After the redirect is in: a client that reconnects at once is redirected.
-        self.ended = end_server_connections(self.netns, self.destinations,
-                                            [_span(p) for p in self.ports])
 
     def describe(self) -> str:
         where = ",".join(self.destinations) or "any server"
