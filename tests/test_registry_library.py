@@ -13,7 +13,8 @@ from conftest import SCENARIOS, assert_same, snapshot
 LIBRARY = sorted((SCENARIOS / "registry").glob("*.yaml"))
 
 # Expectations the real distribution cache / dockerd do not meet, per scenario:
-# probe name -> verdict. Everything not listed must pass.
+# probe name -> verdict, or the set of verdicts seen where the outcome depends on timing
+# the lab does not control. Everything not listed must pass.
 KNOWN = {
     # about 15 s: the cache first waits on its pooled connection to the upstream
     "registry-route-blackhole-upstream": {"cached image still pulls, from the cache": "failed"},
@@ -23,9 +24,11 @@ KNOWN = {
     "registry-bot-mitigation-drop": {
         "the Windows-profile docker host pulls big:1 straight from Hub, resuming": "hung",
         "the CDN answered partial content to the resumed layers": "failed"},
-    # big:1 still pulls under the 1010 answer: the cache's kept-alive connection to
-    # auth.docker.io predates the fault proxy's redirect (NAT catches new connections only)
-    "registry-cdn-outage-5xx": {"1010 - never-cached image fails fast, showing the 403": "failed"},
+    # big:1 still pulls under the 1010 answer when the cache's kept-alive connection to
+    # auth.docker.io predates the fault proxy's redirect (NAT catches new connections only);
+    # when that connection has gone, the 403 reaches the pull (both seen in CI runs)
+    "registry-cdn-outage-5xx": {"1010 - never-cached image fails fast, showing the 403":
+                                {"failed", "passed"}},
     # about 30 s: dockerd waits for the cache, then tries Hub itself (TLS handshake timeout)
     "registry-upstream-never-answers": {"never-cached image pulls or fails within a bound": "failed"},
     # the cache passes the upstream's 503 on at once, dockerd does not retry a manifest
@@ -36,6 +39,10 @@ KNOWN = {
 pytestmark = pytest.mark.usefixtures("lab_binaries")
 
 
+def _allowed(pinned) -> set[str]:
+    return pinned if isinstance(pinned, set) else {pinned}
+
+
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
 def test_library_scenario_against_the_lab(chaos, tmp_path, path):
     before = snapshot()
@@ -43,7 +50,12 @@ def test_library_scenario_against_the_lab(chaos, tmp_path, path):
     result = chaos("run", str(path), "--json", str(report), timeout=300)
     (scenario,) = json.loads(report.read_text())["scenarios"]
     known = KNOWN.get(scenario["name"], {})
-    verdicts = {p["name"]: p["verdict"] for p in scenario["probes"] if p["verdict"] != "passed"}
-    assert verdicts == known, result.stdout
-    assert result.returncode == (1 if known else 0), result.stdout
+    verdicts = {p["name"]: p["verdict"] for p in scenario["probes"]}
+    unexpected = {name: verdict for name, verdict in verdicts.items()
+                  if verdict not in _allowed(known.get(name, "passed"))}
+    assert not unexpected, result.stdout
+    missing = set(known) - set(verdicts)
+    assert not missing, f"pinned probes the scenario no longer has: {missing}"
+    failed = any(v != "passed" for v in verdicts.values())
+    assert result.returncode == (1 if failed else 0), result.stdout
     assert_same(before, snapshot())
