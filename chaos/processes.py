@@ -52,8 +52,7 @@ def spawn(journal: Journal, argv: list[str], *, netns: str | None = None, what: 
 
 def kill_group(pid: int, start: int | None, grace: float = 2.0) -> None:
     """SIGTERM then SIGKILL the process group led by pid, if pid is still the same process."""
-    if not is_alive(pid, start):
-        _reap(pid)
+    if _gone(pid, start):
         return
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
@@ -64,18 +63,22 @@ def kill_group(pid: int, start: int | None, grace: float = 2.0) -> None:
             os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            _reap(pid)
-            if not is_alive(pid, start):
+            if _gone(pid, start):
                 return
             time.sleep(0.01)
-    _reap(pid)
+    _gone(pid, start)
 
 
-def _reap(pid: int) -> None:
+def _gone(pid: int, start: int | None) -> bool:
+    """Dead, and reaped when it is our child. A leader whose other threads are still exiting
+    already shows as a zombie but cannot be reaped yet: for our own children only the reap
+    counts (else a caller's Popen.poll() could still find it running); a process of someone
+    else's (recover) is gone once it is a zombie, which its parent reaps."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass
+        return not is_alive(pid, start)
+    return reaped == pid
 
 
 def undo(record: dict) -> None:

@@ -120,3 +120,29 @@ def test_a_zombie_counts_as_dead():
     time.sleep(0.3)  # exited, not reaped yet: a zombie
     assert not is_alive(child.pid, start)
     child.wait()
+
+
+# The main thread ends (pthread_exit) while another keeps running: the process's leader is a
+# zombie that cannot be reaped yet, as a threaded server is for a moment while it exits.
+ZOMBIE_LEADER = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,))"
+                 ".start(); ctypes.CDLL(None).pthread_exit(None)")
+
+
+def test_kill_group_waits_for_a_zombie_leader_whose_threads_still_run():
+    import os
+    import time
+
+    from chaos.journal import process_start_time
+    from chaos.processes import kill_group
+
+    child = subprocess.Popen([sys.executable, "-c", ZOMBIE_LEADER], start_new_session=True)
+    start = process_start_time(child.pid)
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the leader never became a zombie"
+        time.sleep(0.01)
+    assert os.path.exists(f"/proc/{child.pid}/task")  # its sleeping thread still runs
+    t0 = time.monotonic()
+    kill_group(child.pid, start)
+    assert child.poll() is not None, "kill_group returned while the process still ran"
+    assert time.monotonic() - t0 < 5  # ended by the signal, not by the 30 s sleep
