@@ -298,28 +298,31 @@ def test_failed_revert_reverts_the_rest_exits_3_and_recover_cleans_up(chaos, tmp
         if hosts is not None:
             subprocess.run(["chattr", "-i", str(hosts)], check=False)
 
-    assert proc.returncode == 3, out + err
-    text = " ".join(out.split())  # the console may wrap long lines
-    assert "could not revert" in text and f"hosts {hosts}: registry.test -> 127.0.0.1" in text, out
-    assert "chaos recover" in text
-    scenario = json.loads(report.read_text())["scenarios"][0]
-    assert scenario["status"] == "injection-error" and scenario["exit_code"] == 3
-    left = scenario["left_behind"]
-    assert any(item.startswith(f"hosts {hosts}") and "PermissionError" in item for item in left), left
-    assert any(item.startswith(f"sandbox files {hosts.parent}") for item in left), left
-    assert not any("route" in item or "network namespace" in item for item in left), left
-    # The other fault and everything else of the run were reverted despite the failure.
-    pending = Journal.read(journal_path).pending()
-    assert sorted(e.kind for e in pending) == ["hosts-block", "path"], pending
-    assert not os.path.exists(f"/run/netns/{hosts.parent.name}")
-    states = [(e["fault"].split()[0], e["state"]) for e in scenario["events"] if e["kind"] == "fault"]
-    assert states == [("unreachable", "on"), ("hosts-entry", "on"), ("hosts-entry", "stuck"),
-                      ("unreachable", "off")]
-    assert "fault stuck hosts-entry registry.test -> 127.0.0.1" in text
+    try:
+        assert proc.returncode == 3, out + err
+        text = " ".join(out.split())  # the console may wrap long lines
+        assert "could not revert" in text and f"hosts {hosts}: registry.test -> 127.0.0.1" in text, out
+        assert "chaos recover" in text
+        scenario = json.loads(report.read_text())["scenarios"][0]
+        assert scenario["status"] == "injection-error" and scenario["exit_code"] == 3
+        left = scenario["left_behind"]
+        assert any(item.startswith(f"hosts {hosts}") and "PermissionError" in item for item in left), left
+        assert any(item.startswith(f"sandbox files {hosts.parent}") for item in left), left
+        assert not any("route" in item or "network namespace" in item for item in left), left
+        # The other fault and everything else of the run were reverted despite the failure.
+        pending = Journal.read(journal_path).pending()
+        assert sorted(e.kind for e in pending) == ["hosts-block", "path"], pending
+        assert not os.path.exists(f"/run/netns/{hosts.parent.name}")
+        states = [(e["fault"].split()[0], e["state"]) for e in scenario["events"] if e["kind"] == "fault"]
+        assert states == [("unreachable", "on"), ("hosts-entry", "on"), ("hosts-entry", "stuck"),
+                          ("unreachable", "off")]
+        assert "fault stuck hosts-entry registry.test -> 127.0.0.1" in text
 
-    # The provocation removed (above), `chaos recover` finishes the job.
-    recovered = chaos("recover")
-    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-    assert f"undo hosts {hosts}" in recovered.stdout and "recovered (2 change(s) undone)" in recovered.stdout
-    assert not list(state_dir.glob("runs/*"))
-    assert_same(before, snapshot())
+        # The provocation removed (above), `chaos recover` finishes the job.
+        recovered = chaos("recover")
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        assert f"undo hosts {hosts}" in recovered.stdout and "recovered (2 change(s) undone)" in recovered.stdout
+        assert not list(state_dir.glob("runs/*"))
+        assert_same(before, snapshot())
+    finally:
+        chaos("recover")  # whatever failed above, leave nothing on the machine (idempotent)
