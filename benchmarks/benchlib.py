@@ -128,19 +128,11 @@ def namespace(prefix: str = "chaos-bench"):
 def socket_in(netns: str, family: int, kind: int):
     """A socket created inside ``netns`` (a socket stays in the namespace it was made in), so
     this process can talk to servers there without running a client through ip netns exec."""
-    import ctypes
     import socket
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    clone_newnet = 0x40000000
-    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{netns}") as there:
-        if libc.setns(there.fileno(), clone_newnet) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {netns}")
-        try:
-            return socket.socket(family, kind)
-        finally:
-            if libc.setns(home.fileno(), clone_newnet) != 0:  # never stay in the namespace
-                os._exit(99)
+    from chaos.sandbox.enter import in_netns
+
+    return in_netns(netns, socket.socket, family, kind)
 
 
 def count_arg(doc: str, name: str, default: int, quick: int) -> int:

@@ -31,9 +31,10 @@ import pytest
 from chaos import processes
 from chaos.injectors import iptables
 from chaos.injectors.http_proxy import (
-    HttpRedirect, HttpRule, in_netns, mitmdump_executable, start_http_proxy, undo_rule,
+    HttpRedirect, HttpRule, mitmdump_executable, start_http_proxy, undo_rule,
 )
 from chaos.journal import Journal, is_alive, unfinished
+from chaos.sandbox.enter import in_netns
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("curl") and Path(mitmdump_executable()).exists()),

@@ -20,7 +20,6 @@ that group (``-m owner ! --gid-owner``).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
@@ -29,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,6 +37,7 @@ from chaos.injectors.packet_filter import port_chunks
 from chaos.injectors.redirect import Redirect, port_texts
 from chaos.journal import Entry, Journal, is_alive
 from chaos.processes import spawn
+from chaos.sandbox.enter import in_netns
 
 FAULTS_DIR = Path(__file__).with_name("http_faults")
 # One file per addon; ALL_ADDONS loads them all in one script (less per-request overhead),
@@ -55,39 +54,9 @@ FAULT_MODULES = {
 PROXY_GID = 47145
 STREAM_LARGE_BODIES = "256k"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-CLONE_NEWNET = 0x40000000
 
 
 # -- running things inside a namespace ---------------------------------------------------
-
-def in_netns(netns: str | None, fn):
-    """Call fn() with this thread's network namespace set to netns (a fresh thread: the
-    caller's namespace is untouched; a socket keeps the namespace it was created in)."""
-    if not netns:
-        return fn()
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name=f"netns-{netns}")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
 
 def parse_listen(listen: str | tuple[str, int]) -> tuple[str, int]:
     if isinstance(listen, tuple):

@@ -8,21 +8,18 @@ pairs are created inside the hub namespace with their peer placed straight into 
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 from chaos.journal import Journal
 from chaos.lab import paths
 from chaos.lab.topology import Topology
+from chaos.sandbox.enter import in_netns
 
 KIND = "lab-netns"
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
-_CLONE_NEWNET = 0x40000000
 
 
 def _ip(*args: str, timeout: float = 10) -> None:
@@ -95,46 +92,10 @@ def keep_sys_argv(ns: str, argv: list[str]) -> list[str]:
 
 
 # -- sockets inside a namespace ------------------------------------------------------------
-_libc = None
-
-
-def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 def socket_in(netns: str | None, family: int = socket.AF_INET,
               type: int = socket.SOCK_STREAM) -> socket.socket:
-    """A socket created inside ``netns`` (it stays there whichever thread uses it).
-
-    setns() moves only the calling thread, so a throwaway thread does it: the caller's
-    thread and the rest of the process stay in their namespace.
-    """
-    if netns is None:
-        return socket.socket(family, type)
-    result: list = []
-
-    def make() -> None:
-        try:
-            fd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
-            result.append(socket.socket(family, type))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            result.append(exc)
-
-    t = threading.Thread(target=make, name=f"setns-{netns}")
-    t.start()
-    t.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
+    """A socket created inside ``netns`` (it stays there whichever thread uses it)."""
+    return in_netns(netns, socket.socket, family, type)
 
 
 def connect(netns: str | None, address: str, port: int, timeout: float) -> socket.socket:
