@@ -284,11 +284,16 @@ def _target(rule: FilterRule, v6: bool) -> str:
     return f"-j REJECT --reject-with {_ICMP_REJECT[rule.reject_with][v6]}"
 
 
+def filter_lines(rules: list[FilterRule], family: str, chain: str, tag: str) -> list[str]:
+    """The ``-A chain ...`` lines of every rule in one family, each tagged with its number."""
+    return [line for i, rule in enumerate(rules, 1)
+            for line in rule_lines(rule, family, chain, f"{tag} r{i} {rule.action}")]
+
+
 def render_batch(rules: list[FilterRule], *, chain: str, hook: str, tag: str,
                  family: str) -> str:
     """The ``iptables-restore --noflush`` batch that installs ``rules`` for one family."""
-    lines = [line for i, rule in enumerate(rules, 1)
-             for line in rule_lines(rule, family, chain, f"{tag} r{i} {rule.action}")]
+    lines = filter_lines(rules, family, chain, tag)
     return iptables.install_batch("filter", hook, chain, tag, lines) if lines else ""
 
 
@@ -319,19 +324,13 @@ class PacketFilter(Injector):
     def render(self) -> dict[str, str]:
         """family -> batch text, only for families that get rules (`chaos run --dry-run`
         prints it)."""
-        out = {}
-        for family in iptables.FAMILIES:
-            text = render_batch(self.rules, chain=self.chain, hook=self.hook, tag=self.tag,
-                                family=family)
-            if text:
-                out[family] = text
-        return out
+        return {family: iptables.install_batch("filter", self.hook, self.chain, self.tag, lines)
+                for family, lines in self._lines().items()}
 
     def _lines(self) -> dict[str, list[str]]:
-        return {family: [line for i, rule in enumerate(self.rules, 1)
-                         for line in rule_lines(rule, family, self.chain,
-                                                f"{self.tag} r{i} {rule.action}")]
-                for family in self.render()}
+        """family -> its rule lines, only for families that get any."""
+        by_family = {f: filter_lines(self.rules, f, self.chain, self.tag) for f in iptables.FAMILIES}
+        return {family: lines for family, lines in by_family.items() if lines}
 
     def apply(self, journal: Journal) -> None:
         lines = self._lines()
