@@ -187,17 +187,20 @@ def remove_chain(netns: str | None, family: str, table: str, chain: str,
         if current is not None and _pristine_without(current, chain):
             run(netns, ["nft", "delete", "table", _NFT_FAMILY[family], table])
             return chain in current.user_chains
-        lines = removal_lines(current, chain)
-        if lines:  # others use the table now: take ours out, leave the table to them
-            restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
-        return bool(lines)
-    removed = installed is not None and _remove_installed(netns, family, table, chain, *installed)
-    if not removed:
-        lines = removal_lines(save(netns, family).get(table), chain)
-        if lines:
-            restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
-        removed = bool(lines)
-    return removed
+        # Others use the table now: take ours out, leave the table to them.
+        return _remove_as_read(netns, family, table, chain, current)
+    if installed is not None and _remove_installed(netns, family, table, chain, *installed):
+        return True
+    return _remove_as_read(netns, family, table, chain, save(netns, family).get(table))
+
+
+def _remove_as_read(netns: str | None, family: str, table: str, chain: str,
+                    current: Table | None) -> bool:
+    """Remove ``chain`` and every jump into it that ``current`` (the table as read) shows."""
+    lines = removal_lines(current, chain)
+    if lines:
+        restore(netns, family, "\n".join([f"*{table}", *lines, "COMMIT", ""]))
+    return bool(lines)
 
 
 def _pristine_without(table: Table, chain: str) -> bool:
