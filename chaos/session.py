@@ -125,6 +125,7 @@ class Session:
         self.http = HttpService()
         self.place.http = self.http
         self.tcp = TcpService()
+        self.edge_tracking = None  # TrackConnections in the world, once an edge proxy is wanted
         # `container:` targets: asked about at plan time only (no daemon, no cost otherwise).
         self.containers = Containers(self.run_id, docker_host)
         if docker_host and lab is None:  # probes' `docker exec` reach the same daemon
@@ -210,10 +211,21 @@ class Session:
                 self.sandbox.resolver = self.dns.ADDRESS
                 self.sandbox.write_resolver()
             self.start_dns(step)
+        if (self.http.wanted or self.tcp.wanted) and self.edge_tracking is None:
+            self.track_edge()
         if self.http.wanted and self.http.proxy is None:
             self.start_http(step)
         if self.tcp.wanted and self.tcp.proxy is None:
             self.start_tcp(step)
+
+    def track_edge(self) -> None:
+        """Connection tracking on in the world from before the first edge redirect to the
+        session's end (see TrackConnections): removing a redirect resets nothing."""
+        from chaos.injectors.redirect import TrackConnections
+
+        world = self.topology.hub_ns if self.topology is not None else self.sandbox.world
+        self.edge_tracking = TrackConnections(world, tag=self.run_id)
+        self.edge_tracking.apply(self.journal)
 
     def _lab_dns(self, journal, topo) -> None:
         """The lab resolves through the run's fake DNS server, started before any service."""

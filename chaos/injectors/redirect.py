@@ -11,6 +11,12 @@ connections instead (nat OUTPUT), exempting the proxy's sockets. All three are o
 ``Redirect``: an own chain plus one jump, installed and removed through
 ``chaos.injectors.iptables`` (journal kind ``iptables``), so applying twice leaves one jump
 and a nat table the change made appear is dropped again on revert.
+
+Open connections when a fault switches: on, an ``EdgeRedirect`` forgets the tracking of the
+open connections it would have taken, so they are reset at their next request and their
+clients reconnect into the fault (a kept-alive connection does not escape it); off, the
+connections the proxy carries go on through it, answered by the server, because
+``TrackConnections``, put in before the first redirect, keeps connection tracking on.
 """
 
 from __future__ import annotations
@@ -38,17 +44,17 @@ def _span(text: str) -> tuple[int, int]:
     return int(first), int(last or first)
 
 
-class Redirect(Injector):
-    """nat ``hook`` jumps to ``chain``, whose rules (``lines()``) REDIRECT to ``to_port``."""
+class NatChain(Injector):
+    """nat ``hook`` jumps to ``chain``, whose rules are ``lines()``; in a namespace only."""
 
     kind: ClassVar[str] = "iptables"
     hook: ClassVar[str]
 
-    def __init__(self, netns: str, to_port: int, *, chain: str, tag: str) -> None:
+    def __init__(self, netns: str, *, chain: str, tag: str) -> None:
         super().__init__()
         if not netns:
             raise ValueError(f"{type(self).__name__} acts in a network namespace, never the host's")
-        self.netns, self.to_port, self.chain, self.tag = netns, int(to_port), chain, tag
+        self.netns, self.chain, self.tag = netns, chain, tag
 
     def lines(self) -> list[str]:
         raise NotImplementedError
@@ -61,6 +67,37 @@ class Redirect(Injector):
                                                   self.tag, before))
         iptables.install(self.netns, "nat", self.hook, self.chain, self.tag,
                          {"ipv4": self.lines()}, before)
+
+
+class TrackConnections(NatChain):
+    """Connection tracking kept on at the edge from before the first redirect.
+
+    With nf_tables a namespace tracks connections only while some rule needs it, so removing
+    the last redirect would switch tracking off, and with it the address translation of
+    every connection the proxy carries: their next packets go to the server, which knows
+    nothing of them, and they are reset. With tracking on throughout they go on through the
+    proxy, fault off. The rule itself never acts (invalid packets never reach nat).
+    """
+
+    hook = "PREROUTING"
+
+    def __init__(self, netns: str, *, tag: str) -> None:
+        super().__init__(netns, chain=iptables.chain_name(tag, "track"), tag=tag)
+
+    def describe(self) -> str:
+        return f"connection tracking at the edge in {self.netns}"
+
+    def lines(self) -> list[str]:
+        return [f'-A {self.chain} -m conntrack --ctstate INVALID -m comment --comment "{self.tag}" '
+                f"-j RETURN"]
+
+
+class Redirect(NatChain):
+    """A nat chain whose rules REDIRECT to ``to_port``."""
+
+    def __init__(self, netns: str, to_port: int, *, chain: str, tag: str) -> None:
+        super().__init__(netns, chain=chain, tag=tag)
+        self.to_port = int(to_port)
 
 
 class EdgeRedirect(Redirect):
@@ -83,6 +120,12 @@ class EdgeRedirect(Redirect):
                 + f" -j REDIRECT --to-ports {self.to_port}"
                 for d in dests for chunk in port_chunks(self.ports)]
 
+    def apply(self, journal: Journal) -> None:
+        if self.applied:
+            return
+        super().apply(journal)
+        forget_open_connections(self.netns, self.ports, self.destinations)
+
     def overlap(self, other: "EdgeRedirect") -> tuple[int, str | None] | None:
         """The lowest port and a destination both redirects take in (None: any server), or
         None when they never meet."""
@@ -101,3 +144,41 @@ class EdgeRedirect(Redirect):
         dest = common[0]
         return min(ports), None if dest is None else str(
             dest.network_address if dest.prefixlen == dest.max_prefixlen else dest)
+
+
+def forget_open_connections(netns: str, ports: list[str], destinations: list[str]) -> int:
+    """Drop the tracking of open TCP connections to ``ports`` (of ``destinations``; none:
+    any server) in ``netns``; how many. A redirect acts only on a connection's first
+    tracked packet, so without this a kept-alive connection opened before the fault would
+    escape it. Forgotten, its next packet from the client is tracked anew, redirected, and
+    the proxy, which never saw it open, resets it: the client reconnects and meets the
+    fault, as through a real edge that broke."""
+    import errno
+    import ipaddress
+
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from chaos.sandbox.enter import in_netns
+
+    spans = [_span(text) for text in ports]
+    nets = [ipaddress.ip_network(d, strict=False) for d in destinations]
+
+    def wanted(entry) -> bool:
+        orig = entry.tuple_orig
+        if orig.proto != 6 or not any(a <= (orig.dport or 0) <= b for a, b in spans):
+            return False
+        return not nets or any(ipaddress.ip_address(orig.daddr) in net for net in nets)
+
+    def forget() -> int:
+        with Conntrack() as ct:
+            doomed = [entry for entry in ct.dump_entries() if wanted(entry)]
+            for entry in doomed:
+                try:
+                    ct.delete(entry)
+                except NetlinkError as exc:  # it ended meanwhile
+                    if exc.code != errno.ENOENT:
+                        raise
+        return len(doomed)
+
+    return in_netns(netns, forget)
