@@ -221,6 +221,8 @@ class Session:
     def track_edge(self) -> None:
         """Connection tracking on in the world from before the first edge redirect to the
         session's end (see TrackConnections): removing a redirect resets nothing."""
+        import pyroute2  # noqa: F401  (~0.2 s; now, not at the first switch-on's forget)
+
         from chaos.injectors.redirect import TrackConnections
 
         world = self.topology.hub_ns if self.topology is not None else self.sandbox.world

@@ -24,11 +24,6 @@ KNOWN = {
     "registry-bot-mitigation-drop": {
         "the Windows-profile docker host pulls big:1 straight from Hub, resuming": "hung",
         "the CDN answered partial content to the resumed layers": "failed"},
-    # big:1 still pulls under the 1010 answer when the cache's kept-alive connection to
-    # auth.docker.io predates the fault proxy's redirect (NAT catches new connections only);
-    # when that connection has gone, the 403 reaches the pull (both seen in CI runs)
-    "registry-cdn-outage-5xx": {"1010 - never-cached image fails fast, showing the 403":
-                                {"failed", "passed"}},
     # about 30 s: dockerd waits for the cache, then tries Hub itself (TLS handshake timeout)
     "registry-upstream-never-answers": {"never-cached image pulls or fails within a bound": "failed"},
     # the cache passes the upstream's 503 on at once, dockerd does not retry a manifest
