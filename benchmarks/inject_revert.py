@@ -20,6 +20,10 @@ script creates (chaos-bench-*):
     tcp toxic  TcpToxic slow 1 Mbit/s in the proxy  tc qdisc add/del tbf rate 1mbit (kernel)
     http rule  HttpRule file for the mitmproxy    - (a file write; live on the next request)
                addons
+    edge redirect  EdgeRedirect of port 80 to the   ip netns exec NS iptables -t nat -A/-D
+               proxy, what an HTTP or TCP fault    PREROUTING REDIRECT
+               adds to its rule (TrackConnections
+               in place, open connections forgotten)
 
 Each side's time runs until the change is in effect: the injectors return only then (the
 DNS server and the TCP proxy confirm a reload in their status file); the dnsmasq peer polls
@@ -119,7 +123,7 @@ def build_cases(stack: ExitStack, journal, work: Path) -> list[Case]:
 
     tag = f"chaos-{secrets.token_hex(3)}"
     ns = {side: stack.enter_context(namespace(f"chaos-bench-{side}"))
-          for side in ("ours", "scratch", "peer")}
+          for side in ("ours", "scratch", "edge", "peer")}
     cases = []
 
     route = RouteInjector([DST], "blackhole", ns["ours"])
@@ -206,6 +210,18 @@ def build_cases(stack: ExitStack, journal, work: Path) -> list[Case]:
                                          "match": {"host": "reg.test"}})
         cases.append(Case("http rule", injector_pair(http_rule, journal),
                           check=lambda: http_rule.path.exists()))
+
+    from chaos.injectors.redirect import EdgeRedirect, TrackConnections
+
+    TrackConnections(ns["edge"], tag=tag).apply(journal)  # once a run, before its first fault
+    edge = EdgeRedirect(ns["edge"], [80], 18080, tag=tag, name="bench")
+    redirect = ["PREROUTING", "-p", "tcp", "--dport", "80", "-j", "REDIRECT", "--to-ports", "18080"]
+    cases.append(Case(
+        "edge redirect", injector_pair(edge, journal),
+        (cmd(ipt + ["-t", "nat", "-A", *redirect]), cmd(ipt + ["-t", "nat", "-D", *redirect])),
+        "iptables -t nat -A/-D REDIRECT",
+        check=lambda: edge.chain in run_quiet(["ip", "netns", "exec", ns["edge"], "iptables", "-t",
+                                               "nat", "-S", "PREROUTING"]).stdout.decode()))
     return cases
 
 

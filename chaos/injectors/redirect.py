@@ -153,32 +153,55 @@ def forget_open_connections(netns: str, ports: list[str], destinations: list[str
     escape it. Forgotten, its next packet from the client is tracked anew, redirected, and
     the proxy, which never saw it open, resets it: the client reconnects and meets the
     fault, as through a real edge that broke."""
-    import errno
     import ipaddress
-
-    from pyroute2 import Conntrack
-    from pyroute2.netlink.exceptions import NetlinkError
 
     from chaos.sandbox.enter import in_netns
 
     spans = [_span(text) for text in ports]
     nets = [ipaddress.ip_network(d, strict=False) for d in destinations]
 
-    def wanted(entry) -> bool:
-        orig = entry.tuple_orig
-        if orig.proto != 6 or not any(a <= (orig.dport or 0) <= b for a, b in spans):
-            return False
-        return not nets or any(ipaddress.ip_address(orig.daddr) in net for net in nets)
+    def wanted(daddr: str, dport: int) -> bool:
+        return (any(a <= dport <= b for a, b in spans)
+                and (not nets or any(ipaddress.ip_address(daddr) in net for net in nets)))
 
     def forget() -> int:
-        with Conntrack() as ct:
-            doomed = [entry for entry in ct.dump_entries() if wanted(entry)]
-            for entry in doomed:
-                try:
-                    ct.delete(entry)
-                except NetlinkError as exc:  # it ended meanwhile
-                    if exc.code != errno.ENOENT:
-                        raise
+        doomed = [t for t in _tracked_tcp() if wanted(t[1], t[3])]
+        if doomed:  # netlink only now: a pyroute2 socket's dump alone costs ~14 ms here
+            _untrack(doomed)
         return len(doomed)
 
     return in_netns(netns, forget)
+
+
+def _tracked_tcp() -> list[tuple[str, str, int, int]]:
+    """(saddr, daddr, sport, dport) of the calling thread's namespace's tracked IPv4 TCP
+    connections, original direction, from /proc (under 1 ms)."""
+    found = []
+    with open("/proc/thread-self/net/nf_conntrack", encoding="ascii") as table:
+        for line in table:
+            fields = line.split()
+            if fields[0] != "ipv4" or fields[2] != "tcp":
+                continue
+            orig = {}
+            for field in fields:  # the first src=, dst=, sport=, dport= are the original's
+                key, sep, value = field.partition("=")
+                if sep and key in ("src", "dst", "sport", "dport"):
+                    orig.setdefault(key, value)
+            found.append((orig["src"], orig["dst"], int(orig["sport"]), int(orig["dport"])))
+    return found
+
+
+def _untrack(tuples) -> None:
+    import errno
+
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    with Conntrack() as ct:
+        for saddr, daddr, sport, dport in tuples:
+            try:
+                ct.delete(NFCTAttrTuple(saddr=saddr, daddr=daddr, proto=6, sport=sport, dport=dport))
+            except NetlinkError as exc:  # it ended meanwhile
+                if exc.code != errno.ENOENT:
+                    raise
