@@ -12,6 +12,7 @@ import socket
 
 import pytest
 
+from chaos.injectors import redirect
 from chaos.sandbox.enter import in_netns
 
 
@@ -55,3 +56,8 @@ def test_open_connections_keep_their_path_across_switches(state_dir, chaos_sandb
     # removing the last redirect turned connection tracking off).
     assert get(during) == 200
     assert get(connect(chaos_sandbox, address)) == 200
+    # What the redirect reads to find them (/proc) is what netlink shows, here non-empty.
+    world = chaos_sandbox.session.sandbox.world
+    tracked = set(in_netns(world, redirect._tracked_tcp))
+    assert (address, 80) in {(daddr, dport) for _, daddr, _, dport in tracked}
+    assert tracked == set(in_netns(world, redirect._tracked_tcp_netlink))

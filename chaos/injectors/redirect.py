@@ -165,7 +165,11 @@ def forget_open_connections(netns: str, ports: list[str], destinations: list[str
                 and (not nets or any(ipaddress.ip_address(daddr) in net for net in nets)))
 
     def forget() -> int:
-        doomed = [t for t in _tracked_tcp() if wanted(t[1], t[3])]
+        try:
+            tracked = _tracked_tcp()
+        except FileNotFoundError:  # a kernel without conntrack's /proc file: ask netlink
+            tracked = _tracked_tcp_netlink()
+        doomed = [t for t in tracked if wanted(t[1], t[3])]
         if doomed:  # netlink only now: a pyroute2 socket's dump alone costs ~14 ms here
             _untrack(doomed)
         return len(doomed)
@@ -189,6 +193,15 @@ def _tracked_tcp() -> list[tuple[str, str, int, int]]:
                     orig.setdefault(key, value)
             found.append((orig["src"], orig["dst"], int(orig["sport"]), int(orig["dport"])))
     return found
+
+
+def _tracked_tcp_netlink() -> list[tuple[str, str, int, int]]:
+    from pyroute2 import Conntrack
+
+    with Conntrack() as ct:
+        return [(e.tuple_orig.saddr, e.tuple_orig.daddr, e.tuple_orig.sport, e.tuple_orig.dport)
+                for e in ct.dump_entries()
+                if e.tuple_orig.proto == 6 and e.tuple_orig.family == 2]
 
 
 def _untrack(tuples) -> None:
