@@ -12,6 +12,8 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
   reset for each test: its log marks, and the faults the test injected through it reverted.
 - ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
   text) and returns its ScenarioResult.
+A failed test that used one of these fixtures shows the last lines of the run's logs (proxy,
+DNS server, servers, request logs) as "chaos log ..." report sections.
 Marker: ``@pytest.mark.chaos_scenario("scenarios/x.yaml")`` runs that scenario around the test
 body, in its sandbox (``chaos_sandbox`` is then that sandbox): chaos/pytest_marker.py.
 Scenario files as tests: ``pytest --chaos-scenarios DIR`` collects every *.yaml there (so do
@@ -55,6 +57,43 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "chaos_scenario(path): run the test with that scenario's "
                                        "faults applied in its sandbox")
     _add_scenario_folders(config)
+
+
+LOG_TAIL_LINES = 20
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a chaos fixture shows the tails of that run's logs (fault
+    proxies, DNS server, servers) as report sections, before teardown removes them."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    sessions = {id(h.session): h.session for h in getattr(item, "funcargs", {}).values()
+                if isinstance(h, SandboxHandle)}
+    for session in sessions.values():
+        for name, text in log_tails(session):
+            report.sections.append((f"chaos log {name}", text))
+
+
+def log_tails(session, lines: int = LOG_TAIL_LINES) -> list[tuple[str, str]]:
+    """(path in the run folder, its last ``lines`` lines) of each non-empty log of a run."""
+    journal = getattr(session, "journal", None)
+    if journal is None or not journal.run_dir.is_dir():
+        return []
+    tails = []
+    for path in sorted(journal.run_dir.rglob("*")):
+        if path.suffix not in (".log", ".jsonl") or path.name == "journal.jsonl" or not path.is_file():
+            continue
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            tails.append((str(path.relative_to(journal.run_dir)),
+                          "\n".join(text.splitlines()[-lines:])))
+    return tails
 
 
 def _scenario_roots(config) -> list[Path]:

@@ -419,6 +419,30 @@ def test_fake_dns_and_http_faults_fixtures(suite):
     runs_clean(suite, passed=2)
 
 
+def test_a_failed_test_shows_the_tails_of_the_runs_logs(suite):
+    suite.makepyfile("""
+        def test_fails(chaos_sandbox, http_faults):
+            chaos_sandbox.serve("cdn.test")
+            http_faults.error("cdn.test", status=522)
+            chaos_sandbox.run("curl -sS -m 3 -o /dev/null http://cdn.test/from-the-failed-test")
+            assert False
+
+        def test_passes(chaos_sandbox, http_faults):
+            chaos_sandbox.serve("cdn.test")
+            http_faults.error("cdn.test", status=522)
+            chaos_sandbox.run("curl -sS -m 3 -o /dev/null http://cdn.test/from-the-passed-test")
+    """)
+    before = snapshot()
+    result = suite.runpytest_subprocess("-rA")
+    result.assert_outcomes(failed=1, passed=1)
+    out = result.stdout.str()
+    # the proxy's request log, with the failed test's request and the status it was given
+    result.stdout.fnmatch_lines(["*chaos log http-proxy/requests.jsonl*",
+                                 '*"/from-the-failed-test"*522*'])
+    assert "from-the-passed-test" not in out  # a passing test shows none
+    assert_same(before, snapshot())
+
+
 def test_tcp_faults_fixture(suite):
     suite.makepyfile("""
         def test_hang_then_release(chaos_sandbox, tcp_faults):
