@@ -218,6 +218,12 @@ class Session:
         if self.tcp.wanted and self.tcp.proxy is None:
             self.start_tcp(step)
 
+    @property
+    def edge(self) -> str:
+        """The namespace of the world's edge, where the servers live and the fault proxies
+        stand: the lab's hub, else the sandbox world."""
+        return self.topology.hub_ns if self.topology is not None else self.sandbox.world
+
     def track_edge(self) -> None:
         """Connection tracking on in the world from before the first edge redirect to the
         session's end (see TrackConnections): removing a redirect resets nothing."""
@@ -225,8 +231,7 @@ class Session:
 
         from chaos.injectors.redirect import TrackConnections
 
-        world = self.topology.hub_ns if self.topology is not None else self.sandbox.world
-        self.edge_tracking = TrackConnections(world, tag=self.run_id)
+        self.edge_tracking = TrackConnections(self.edge, tag=self.run_id)
         self.edge_tracking.apply(self.journal)
 
     def _lab_dns(self, journal, topo) -> None:
@@ -243,12 +248,11 @@ class Session:
         from chaos.injectors.tcp_proxy import start_tcp_proxy
 
         step(f"tcp: fault proxy at the world's edge, port {self.tcp.PORT}")
-        world = self.topology.hub_ns if self.lab is not None else self.sandbox.world
         run_dir = self.journal.run_dir / "tcp-proxy"
         run_dir.mkdir(exist_ok=True)
         config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
                                  "transparent": True}], "seed": self.seed}
-        self.tcp.proxy = start_tcp_proxy(self.journal, netns=world, config=config, run_dir=run_dir)
+        self.tcp.proxy = start_tcp_proxy(self.journal, netns=self.edge, config=config, run_dir=run_dir)
 
     def start_dns(self, step) -> None:
         from chaos.injectors.dns_rules import start_dns_server
@@ -273,16 +277,12 @@ class Session:
 
     def trust_ca(self) -> None:
         """Probes trust the CA (and the system's CAs): SSL_CERT_FILE, CURL_CA_BUNDLE, ..."""
-        from chaos.injectors.http_proxy import SYSTEM_CA_BUNDLE
+        from chaos.injectors.http_proxy import trust_env, write_ca_bundle
 
         bundle = self.journal.run_dir / "ca-bundle.pem"
         if not bundle.exists():
-            parts = [self.ca.cert.read_text()]
-            if SYSTEM_CA_BUNDLE.exists():
-                parts.append(SYSTEM_CA_BUNDLE.read_text())
-            bundle.write_text("\n".join(parts))
-        self.place.env.update(SSL_CERT_FILE=str(bundle), CURL_CA_BUNDLE=str(bundle),
-                              REQUESTS_CA_BUNDLE=str(bundle))
+            write_ca_bundle(self.ca.cert, bundle)
+        self.place.env.update(trust_env(bundle))
 
     def start_http(self, step) -> None:
         from chaos.injectors.http_proxy import start_http_proxy
@@ -297,8 +297,7 @@ class Session:
         with open(key, "wb") as f:
             f.write(ca.key.read_bytes() + ca.cert.read_bytes())
         (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
-        world = self.topology.hub_ns if self.lab is not None else self.sandbox.world
-        self.http.proxy = start_http_proxy(self.journal, netns=world,
+        self.http.proxy = start_http_proxy(self.journal, netns=self.edge,
                                            listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
                                            run_dir=run_dir, confdir=confdir, upstream_ca=ca.cert)
         if self.lab is None:

@@ -124,6 +124,21 @@ def addon_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root + (os.pathsep + rest if rest else "")}
 
 
+def write_ca_bundle(ca_cert: Path, bundle: Path) -> Path:
+    """``ca_cert`` plus the system's CAs in one file (clients that take one CA file then
+    trust both the proxy and the real world); returns ``bundle``."""
+    parts = [ca_cert.read_text()]
+    if SYSTEM_CA_BUNDLE.exists():
+        parts.append(SYSTEM_CA_BUNDLE.read_text())
+    bundle.write_text("\n".join(parts))
+    return bundle
+
+
+def trust_env(bundle: Path) -> dict[str, str]:
+    """The variables that make OpenSSL, curl and Python requests trust ``bundle``."""
+    return {name: str(bundle) for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE")}
+
+
 class HttpProxy:
     """A running mitmdump with the fault addons, journaled as a process of the run.
 
@@ -160,17 +175,11 @@ class HttpProxy:
 
     def ca_bundle(self) -> Path:
         """The proxy CA plus the system's CAs in one file, for SSL_CERT_FILE and friends."""
-        bundle = self.run_dir / "ca-bundle.pem"
-        parts = [self.ca_cert.read_text()]
-        if SYSTEM_CA_BUNDLE.exists():
-            parts.append(SYSTEM_CA_BUNDLE.read_text())
-        bundle.write_text("\n".join(parts))
-        return bundle
+        return write_ca_bundle(self.ca_cert, self.run_dir / "ca-bundle.pem")
 
     def client_env(self) -> dict[str, str]:
         """Environment for a probe: trust the proxy's CA; in regular mode, use the proxy."""
-        bundle = str(self.ca_bundle())
-        env = {"SSL_CERT_FILE": bundle, "CURL_CA_BUNDLE": bundle, "REQUESTS_CA_BUNDLE": bundle}
+        env = trust_env(self.ca_bundle())
         if self.mode == "regular":
             for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
                 env[name] = self.url
