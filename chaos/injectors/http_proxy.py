@@ -343,7 +343,6 @@ class HttpRedirect(Redirect):
             raise ValueError("HttpRedirect needs at least one port")
         self.destinations = list(destinations)
         self.exempt_gid = exempt_gid
-        self.comment = self.tag
 
     def describe(self) -> str:
         to = f" to {','.join(self.destinations)}" if self.destinations else ""
@@ -351,7 +350,7 @@ class HttpRedirect(Redirect):
                 f"127.0.0.1:{self.to_port} in {self.netns}")
 
     def lines(self) -> list[str]:
-        tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.comment} "
+        tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.tag} "
                 f"-j REDIRECT --to-ports {self.to_port}")
         return [f"-A {self.chain} -p tcp " + (f"-d {dest} " if dest else "")
                 + f"-m multiport --dports {','.join(chunk)} {tail}"

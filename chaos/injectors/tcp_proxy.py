@@ -218,16 +218,16 @@ class NatRedirect(Redirect):
         if len(chain) > iptables.MAX_CHAIN:
             raise ValueError(f"chain name {chain!r} is longer than iptables allows (28)")
         super().__init__(netns, proxy_port, chain=chain, tag=chain)
-        self.proxy_port, self.mark = proxy_port, mark
+        self.mark = mark
         self.destinations = [(str(addr), int(port)) for addr, port in destinations]
 
     def describe(self) -> str:
         dests = ", ".join(f"{a}:{p}" for a, p in self.destinations)
-        return f"redirect {dests} to tcp proxy :{self.proxy_port} in {self.netns} ({self.chain})"
+        return f"redirect {dests} to tcp proxy :{self.to_port} in {self.netns} ({self.chain})"
 
     def lines(self) -> list[str]:
         return [f"-A {self.chain} -p tcp -d {addr} --dport {port} -m mark ! --mark {self.mark}"
-                f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.proxy_port}"
+                f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.to_port}"
                 for addr, port in self.destinations]
 
 
