@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.injectors import iptables, undo_function
+from chaos.injectors import iptables, nft, undo_function
 from chaos.injectors.client_profile import client_profile, read_sysctls
 from chaos.injectors.packet_filter import FilterRule, PacketFilter, render_batch
 from chaos.journal import Journal
@@ -549,3 +549,48 @@ def test_scratch_revert_removes_the_filter_and_reads_nothing_first(journal, tag,
     assert saved(fresh_ns).count(f"-j {pf.chain}") == 2
     assert not pf.revert(journal)
     assert pf.chain not in saved(fresh_ns)
+
+
+# -- deleting through libnftables (chaos.injectors.nft) --------------------------------------
+def test_revert_spawns_no_process_with_nf_tables(journal, tag, fresh_ns, monkeypatch):
+    """A deleting process waits for the kernel as it exits (docs/benchmarks.md): the revert of
+    what was applied as recorded goes through libnftables, in this process."""
+    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", scratch=True)
+    pf.apply(journal)
+
+    def no_process(netns, argv, stdin=None):
+        raise AssertionError(f"revert started {argv}")
+
+    monkeypatch.setattr(iptables, "run", no_process)
+    assert not pf.revert(journal)
+    monkeypatch.undo()
+    nft.settle()
+    assert pf.chain not in saved(fresh_ns)
+
+
+def test_nft_removal_is_all_or_nothing_then_falls_back(journal, tag, fresh_ns):
+    """A jump into our chain from elsewhere (by hand) makes the one transaction fail as a
+    whole; the removal then works from what iptables-save shows and leaves no trace."""
+    before = saved(fresh_ns)
+    pf = applied(journal, RULES, netns=fresh_ns, tag=tag, hook="OUTPUT")
+    sh(fresh_ns, "iptables", "-A", "INPUT", "-j", pf.chain)
+    assert not nft.remove_chain(fresh_ns, "ip", "filter", "OUTPUT", pf.chain)
+    assert saved(fresh_ns).count(f"-j {pf.chain}") == 3  # nothing of it was applied
+    assert not pf.revert(journal)
+    assert saved(fresh_ns) == before
+
+
+def test_a_chain_name_nft_cannot_spell_is_removed_by_iptables(journal, tag, fresh_ns):
+    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", name="a:b", scratch=True)
+    pf.apply(journal)
+    assert ":" in pf.chain and not nft.remove_chain(fresh_ns, "ip", "filter", "OUTPUT", pf.chain)
+    assert not pf.revert(journal)
+    assert pf.chain not in saved(fresh_ns)
+
+
+def test_rule_handles_match_whole_chain_names():
+    listing = ("table ip filter {\n\tchain OUTPUT { # handle 1\n"
+               "\t\tcounter jump x-pf10 # handle 7\n\t\tcounter jump x-pf1 # handle 8\n"
+               "\t\tip daddr 198.18.0.1 goto x-pf1 # handle 9\n\t}\n}\n")
+    assert nft.rule_handles(listing, "x-pf1") == [8, 9]
+    assert nft.rule_handles(listing, "x-pf") == []

@@ -1,10 +1,13 @@
 """iptables plumbing shared by the packet filter and client profiles.
 
-Every change is one ``iptables-restore --noflush`` batch per address family, so it lands
-atomically or not at all. A change only ever touches a chain the toolkit created (named
-from the run tag) plus the single jump into it from a built-in chain; removing it is one
-batch built from what ``iptables-save`` shows *now*, which makes removal idempotent: it
-works when nothing, half (one family) or everything was applied, and when run twice.
+Every change is one transaction per address family, so it lands atomically or not at all:
+adding is an ``iptables-restore --noflush`` batch; removing, with nf_tables, is one
+libnftables transaction (``chaos.injectors.nft``: no process that waits for the kernel as
+it exits), else another batch. A change only ever touches a chain the toolkit created
+(named from the run tag) plus the single jump into it from a built-in chain. A removal that
+does not apply as recorded is built from what ``iptables-save`` shows *now*, which makes
+removal idempotent: it works when nothing, half (one family) or everything was applied, and
+when run twice.
 
 The journal record of kind ``iptables`` (see ``undo``) names the namespace, table, chain
 and, per family, whether the table existed before: with the nf_tables backend an
@@ -16,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from chaos.injectors import nft
 from chaos.sandbox.enter import in_netns, netns_path
 
 FAMILIES = ("ipv4", "ipv6")
@@ -175,17 +178,18 @@ def remove_chain(netns: str | None, family: str, table: str, chain: str,
                  table_existed: bool = True, installed: tuple[str, str] | None = None) -> bool:
     """Remove ``chain`` and its jumps in one batch; True when something was removed.
 
-    ``installed`` = (hook, tag) of the jump ``install_batch`` made: then the batch is built
-    from that alone (one process, no ``iptables-save``), and only if it does not apply as
-    a whole (half applied, already gone, a jump added by hand) from what the table holds.
-    A table that did not exist before and holds nothing but ours is dropped whole instead:
-    one kernel commit, not two (each deleting commit costs ~13 ms here, docs/benchmarks.md)."""
+    ``installed`` = (hook, tag) of the jump ``install_batch`` made: then the removal is
+    built from that alone (no ``iptables-save``), and only if it does not apply as a whole
+    (half applied, already gone, a jump added by hand) from what the table holds. A table
+    that did not exist before and holds nothing but ours is dropped whole instead. With
+    nf_tables, deletions go through ``chaos.injectors.nft`` (no process: a deleting process
+    waits 12-16 ms for the kernel as it exits, docs/benchmarks.md)."""
     if not netns_exists(netns):
         return False  # the namespace, and everything in it, is gone already
     if not table_existed and _can_drop_tables():
         current = save(netns, family).get(table)
         if current is not None and _pristine_without(current, chain):
-            run(netns, ["nft", "delete", "table", _NFT_FAMILY[family], table])
+            nft.run(netns, f"delete table {_NFT_FAMILY[family]} {table}")
             return chain in current.user_chains
         # Others use the table now: take ours out, leave the table to them.
         return _remove_as_read(netns, family, table, chain, current)
@@ -214,6 +218,8 @@ def _pristine_without(table: Table, chain: str) -> bool:
 
 def _remove_installed(netns: str | None, family: str, table: str, chain: str, hook: str,
                       tag: str) -> bool:
+    if _can_drop_tables():  # nf_tables: delete through a context that stays open (chaos.injectors.nft)
+        return nft.remove_chain(netns, _NFT_FAMILY[family], table, hook, chain)
     batch = "\n".join([f"*{table}", f'-D {hook} -m comment --comment "{tag}" -j {chain}',
                        f"-F {chain}", f"-X {chain}", "COMMIT", ""])
     try:
@@ -226,7 +232,7 @@ def _remove_installed(netns: str | None, family: str, table: str, chain: str, ho
 def _can_drop_tables() -> bool:
     """With the nf_tables backend a table appears on first use and stays: nft removes it
     (legacy tables always exist: nothing to put back)."""
-    return _nft_backend() and shutil.which("nft") is not None
+    return _nft_backend() and nft.available()
 
 
 @lru_cache(maxsize=1)
