@@ -1,6 +1,5 @@
 """packet-filter: drop or reject matching packets from the clients, in iptables chains of our own."""
 
-from __future__ import annotations
 
 from typing import Literal
 

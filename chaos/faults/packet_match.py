@@ -1,6 +1,5 @@
 """Packet attributes shared by packet-level faults (packet-filter, bot-mitigation)."""
 
-from __future__ import annotations
 
 from pydantic import Field, model_validator
 
