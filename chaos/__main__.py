@@ -10,6 +10,9 @@ import sys
 
 
 def main() -> None:
+    from chaos import startup
+
+    startup.pause()  # until the command has loaded what it needs (chaos/startup.py)
     try:
         from chaos.cli import main as cli_main
     except KeyboardInterrupt:

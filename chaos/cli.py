@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from chaos import startup
 from chaos.errors import ExitStatus
 
 
@@ -28,12 +29,15 @@ class VarType(click.ParamType):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chaos-registry", prog_name="chaos")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Simulate registry and CDN outages, check what clients see, always revert.
 
     Scenarios are YAML files (see `chaos schema`); faults run in a throw-away network
     namespace sandbox unless --host is given.
     """
+    if ctx.invoked_subcommand not in ("run", "validate"):
+        startup.resume()  # those two resume once their scenarios are loaded (_load_all)
 
 
 def _skip_pydantic_plugin_scan() -> None:
@@ -73,6 +77,7 @@ def _load_all(paths, echo_ok: bool = False):
                 click.echo(f"{path}: ok")
         except ScenarioInvalid as exc:
             problems += exc.problems
+    startup.resume()  # imports done, models built: collect again from here on
     return loaded, problems
 
 

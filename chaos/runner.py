@@ -297,10 +297,11 @@ class Run:
         self._stop = threading.Event()
         # A full garbage collection of what the run has imported and built by now takes
         # ~40 ms here, and a switch that falls into one is that late (benchmarks/schedule.py
-        # saw 47 ms); frozen, those objects are not scanned again until stop_schedule.
-        self._froze_gc = gc.get_freeze_count() == 0  # never thaw what someone else froze
-        if self._froze_gc:
-            gc.freeze()
+        # saw 47 ms); frozen, those objects are not scanned again. stop_schedule thaws them,
+        # unless something was frozen before (chaos.startup, a user's own): gc thaws all or
+        # nothing, and what others froze stays frozen.
+        self._thaw_gc = gc.get_freeze_count() == 0
+        gc.freeze()
         self._start = time.monotonic()
         self.event(kind="phase", phase="during", t=self._start - self.t0)
         due_now = threading.Event()
@@ -324,8 +325,8 @@ class Run:
         if thread is not None:
             self._stop.set()
             thread.join()
-        if getattr(self, "_froze_gc", False):
-            self._froze_gc = False
+        if getattr(self, "_thaw_gc", False):
+            self._thaw_gc = False
             gc.unfreeze()
 
     def during(self) -> bool:

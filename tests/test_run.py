@@ -358,6 +358,7 @@ expect:
         def fault(self, label, on, t) -> None:
             self.frozen_at_switch.append(gc.get_freeze_count())
 
+    gc.unfreeze()  # whatever this test process froze before
     watch = Watch()
     result = run_scenario(load_text(text), options=RunOptions(state_dir=str(state_dir)),
                           reporter=watch)
