@@ -4,6 +4,7 @@ A module is imported only when a scenario names its type, so a run pays for the 
 uses, not for the whole library (building a type's models costs ~10 ms: docs/benchmarks.md).
 """
 
+from __future__ import annotations
 
 from importlib import import_module
 

@@ -1,5 +1,6 @@
 """What every fault type shares: a schedule and the hook that turns params into injectors."""
 
+from __future__ import annotations
 
 from typing import TYPE_CHECKING
 

@@ -5,6 +5,7 @@ MSS, DSCP) act at the packet level in iptables; request attributes (user agent, 
 request rate) act at the HTTP level in the fault proxy.
 """
 
+from __future__ import annotations
 
 from typing import Literal
 

@@ -1,5 +1,6 @@
 """dns: the sandbox's resolver answers the names wrongly (a registry outage as DNS shows it)."""
 
+from __future__ import annotations
 
 import ipaddress
 from typing import Literal

@@ -1,5 +1,6 @@
 """garbage: random bytes instead of the response, then close (a corrupted path)."""
 
+from __future__ import annotations
 
 from typing import ClassVar, Literal
 

@@ -1,5 +1,6 @@
 """geo-block: one region's clients cannot reach the blocked destinations (the Spain case)."""
 
+from __future__ import annotations
 
 import ipaddress
 from typing import Annotated, Literal

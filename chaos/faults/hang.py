@@ -1,5 +1,6 @@
 """hang: the server accepts and never answers, or a download stops and the connection stays open."""
 
+from __future__ import annotations
 
 from typing import ClassVar, Literal
 

@@ -1,5 +1,6 @@
 """hosts-entry: point names at an address through the hosts file (DZone's first recipe)."""
 
+from __future__ import annotations
 
 import ipaddress
 from typing import Literal

@@ -1,5 +1,6 @@
 """http-error: a CDN or registry answers error pages instead of content (the CDN outage)."""
 
+from __future__ import annotations
 
 from typing import Literal
 

@@ -1,5 +1,6 @@
 """What HTTP fault types share: a rule for the edge proxy, and the redirect that feeds it."""
 
+from __future__ import annotations
 
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Strict

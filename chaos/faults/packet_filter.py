@@ -1,5 +1,6 @@
 """packet-filter: drop or reject matching packets from the clients, in iptables chains of our own."""
 
+from __future__ import annotations
 
 from typing import Literal
 

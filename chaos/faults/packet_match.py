@@ -1,5 +1,6 @@
 """Packet attributes shared by packet-level faults (packet-filter, bot-mitigation)."""
 
+from __future__ import annotations
 
 from pydantic import Field, model_validator
 

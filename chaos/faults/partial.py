@@ -1,5 +1,6 @@
 """partial: downloads stop after N bytes; Range requests still get 206 (resuming clients finish)."""
 
+from __future__ import annotations
 
 from typing import Literal
 

@@ -1,5 +1,6 @@
 """reset: connections reset (RST) or closed (FIN) at once or after N bytes."""
 
+from __future__ import annotations
 
 from typing import Literal
 

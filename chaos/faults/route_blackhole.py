@@ -1,5 +1,6 @@
 """route-blackhole: routes that send a registry's addresses nowhere (DZone's second recipe)."""
 
+from __future__ import annotations
 
 from typing import Literal
 

@@ -1,5 +1,6 @@
 """slow: latency, bandwidth caps, drips, small segments, a late FIN (netem is not in this kernel)."""
 
+from __future__ import annotations
 
 from typing import ClassVar, Literal
 

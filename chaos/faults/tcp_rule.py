@@ -1,6 +1,7 @@
 """What TCP proxy fault types share: the target, direction, probability; a toxic rule for the
 edge proxy and the redirect that feeds it."""
 
+from __future__ import annotations
 
 from typing import ClassVar, Literal
 

@@ -5,6 +5,7 @@ must see before, during and after them. Fault models live in chaos/faults (one p
 this module joins them into one discriminated union on ``type``.
 """
 
+from __future__ import annotations
 
 import ipaddress
 import re
