@@ -552,10 +552,18 @@ def test_scratch_revert_removes_the_filter_and_reads_nothing_first(journal, tag,
 
 
 # -- deleting through libnftables (chaos.injectors.nft) --------------------------------------
-def test_revert_spawns_no_process_with_nf_tables(journal, tag, fresh_ns, monkeypatch):
+@pytest.mark.parametrize("scratch, others", [(True, False), (False, False), (False, True)],
+                         ids=["scratch", "exact-new-table", "exact-shared-table"])
+def test_revert_spawns_no_process_with_nf_tables(journal, tag, fresh_ns, monkeypatch, scratch,
+                                                 others):
     """A deleting process waits for the kernel as it exits (docs/benchmarks.md): the revert of
-    what was applied as recorded goes through libnftables, in this process."""
-    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", scratch=True)
+    what was applied as recorded goes through libnftables, in this process; the exact path
+    too, whether the table appeared with the filter (dropped whole) or held others' rules."""
+    if others:
+        sh(fresh_ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "7", "-j", "ACCEPT")
+        sh(fresh_ns, "ip6tables", "-A", "INPUT", "-p", "udp", "--dport", "7", "-j", "ACCEPT")
+    before = saved(fresh_ns)
+    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", scratch=scratch)
     pf.apply(journal)
 
     def no_process(netns, argv, stdin=None):
@@ -566,6 +574,8 @@ def test_revert_spawns_no_process_with_nf_tables(journal, tag, fresh_ns, monkeyp
     monkeypatch.undo()
     nft.settle()
     assert pf.chain not in saved(fresh_ns)
+    if not scratch:
+        assert saved(fresh_ns) == before
 
 
 def test_nft_removal_is_all_or_nothing_then_falls_back(journal, tag, fresh_ns):
@@ -594,3 +604,26 @@ def test_rule_handles_match_whole_chain_names():
                "\t\tip daddr 198.18.0.1 goto x-pf1 # handle 9\n\t}\n}\n")
     assert nft.rule_handles(listing, "x-pf1") == [8, 9]
     assert nft.rule_handles(listing, "x-pf") == []
+
+
+LISTING = """table ip filter { # handle 1
+	chain OUTPUT { # handle 1
+		type filter hook output priority filter; policy accept;
+		 counter packets 0 bytes 0 jump x-pf1 # handle 6
+	}
+	chain x-pf1 { # handle 4
+		ip daddr 198.18.0.1 counter packets 0 bytes 0 drop # handle 5
+	}
+}"""
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda t: t, True),
+    (lambda t: t.replace("jump x-pf1 # handle 6", "jump x-pf1 # handle 6\n\t\t accept # handle 9"),
+     None),  # someone else's rule beside our jump
+    (lambda t: t.replace("policy accept;", "policy drop;"), None),
+    (lambda t: t.replace("\n}", "\n\tset s { # handle 9\n\t\ttype ipv4_addr\n\t}\n}"), None),
+    (lambda t: t.replace("x-pf1 {", "x-pf2 {"), None),  # a chain that is not ours
+], ids=["ours", "other-rule", "policy", "set", "other-chain"])
+def test_a_table_is_dropped_whole_only_when_it_holds_nothing_else(change, expected):
+    assert nft.only_ours(change(LISTING), "x-pf1") is expected

@@ -187,6 +187,9 @@ def remove_chain(netns: str | None, family: str, table: str, chain: str,
     if not netns_exists(netns):
         return False  # the namespace, and everything in it, is gone already
     if not table_existed and _can_drop_tables():
+        dropped = nft.drop_table_if_only(netns, _NFT_FAMILY[family], table, chain)  # no process
+        if dropped is not None:
+            return dropped
         current = save(netns, family).get(table)
         if current is not None and _pristine_without(current, chain):
             nft.run(netns, f"delete table {_NFT_FAMILY[family]} {table}")

@@ -149,3 +149,46 @@ def remove_chain(netns: str | None, family: str, table: str, hook: str, chain: s
     except NftError:
         return False
     return True
+
+
+def only_ours(listing: str, chain: str) -> bool | None:
+    """For an ``nft -a list table`` ``listing``: None when the table holds anything but
+    ``chain``, jumps into it and base chains with policy accept (what a table iptables-nft
+    made appear for our change holds), else whether ``chain`` is in it."""
+    chains: dict[str, dict] = {}
+    current = None
+    for raw in listing.splitlines():
+        line = raw.split(" # handle ")[0].strip()
+        if line == "}":
+            current = None
+        elif not line or line.startswith(("#", "table ")):
+            continue
+        elif line.startswith("chain ") and line.endswith("{"):
+            current = chains.setdefault(line.split()[1], {"base": False, "accept": True, "rules": []})
+        elif current is None:
+            return None  # a set, a map, a flowtable: not ours
+        elif line.startswith("type ") and " hook " in line:
+            current["base"], current["accept"] = True, "policy accept;" in line
+        else:
+            current["rules"].append(raw)
+    for name, found in chains.items():
+        if name != chain and not (found["base"] and found["accept"] and all(
+                rule_handles(rule, chain) for rule in found["rules"])):
+            return None
+    return chain in chains
+
+
+def drop_table_if_only(netns: str | None, family: str, table: str, chain: str) -> bool | None:
+    """Delete ``table`` when it holds nothing but ``chain`` and the jumps into it (see
+    ``only_ours``); True when ``chain`` was in it. None, with nothing changed, when it holds
+    more, is gone or cannot be read: the caller then reads it with ``iptables-save``."""
+    if not _NAME.match(chain):
+        return None
+    try:
+        with Context(netns) as ctx:
+            found = only_ours(ctx.run(f"list table {family} {table}"), chain)
+            if found is not None:
+                ctx.run(f"delete table {family} {table}")
+            return found
+    except NftError:
+        return None
