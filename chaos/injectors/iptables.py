@@ -221,7 +221,7 @@ def _pristine_without(table: Table, chain: str) -> bool:
 
 def _remove_installed(netns: str | None, family: str, table: str, chain: str, hook: str,
                       tag: str) -> bool:
-    if _can_drop_tables():  # nf_tables: delete through a context that stays open (chaos.injectors.nft)
+    if _can_drop_tables():  # nf_tables: delete in this process (chaos.injectors.nft)
         return nft.remove_chain(netns, _NFT_FAMILY[family], table, hook, chain)
     batch = "\n".join([f"*{table}", f'-D {hook} -m comment --comment "{tag}" -j {chain}',
                        f"-F {chain}", f"-X {chain}", "COMMIT", ""])
