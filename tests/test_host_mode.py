@@ -144,7 +144,9 @@ ADDRESSES = ("198.19.255.1/32", "2001:db8:ffff::1/128")
 @pytest.fixture
 def local_addresses():
     """The filter's two addresses on lo (nothing listens: the kernel refuses), and a rule of
-    the user's in each family's OUTPUT."""
+    the user's in each family's OUTPUT. A filter table that only appeared with that rule
+    goes again (iptables -D leaves it behind, empty)."""
+    had = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     try:
         for addr in ADDRESSES:
             subprocess.run(["ip", "addr", "add", addr, "dev", "lo"], check=True)
@@ -156,6 +158,10 @@ def local_addresses():
             subprocess.run([tool, "-D", *[a.format(addr) for a in USER_RULE]], check=False)
         for addr in ADDRESSES:
             subprocess.run(["ip", "addr", "del", addr, "dev", "lo"], check=False)
+        for family, tool in (("ip", "iptables-save"), ("ip6", "ip6tables-save")):
+            rules = subprocess.run([tool, "-t", "filter"], capture_output=True, text=True).stdout
+            if f"table {family} filter\n" not in had and "\n-A " not in rules:
+                subprocess.run(["nft", "delete", "table", family, "filter"], check=False)
 
 
 @pytest.mark.parametrize("outcome", ["passed", "failed"])
