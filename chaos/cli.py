@@ -47,7 +47,7 @@ def _skip_pydantic_plugin_scan() -> None:
     plugin, and this process is ours alone (the pytest plugin, in a user's process, leaves
     pydantic as it is), so the loader is replaced by one that finds none; a
     PYDANTIC_DISABLE_PLUGINS the user set still rules (then pydantic's own loader runs).
-    pydantic asks its loader for ``get_plugins`` only (tests/test_load.py checks that)."""
+    pydantic asks its loader for ``get_plugins`` only (tests/test_startup.py checks that)."""
     import os
     import sys
     import types
