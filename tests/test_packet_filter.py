@@ -627,3 +627,15 @@ LISTING = """table ip filter { # handle 1
 ], ids=["ours", "other-rule", "policy", "set", "other-chain"])
 def test_a_table_is_dropped_whole_only_when_it_holds_nothing_else(change, expected):
     assert nft.only_ours(change(LISTING), "x-pf1") is expected
+
+
+def test_a_table_is_dropped_whole_whatever_its_chain_is_called(journal, tag, fresh_ns):
+    """Exact revert of a filter whose chain name nft cannot spell in a command: the table it
+    made appear still goes, read and dropped in this process."""
+    pf = PacketFilter(RULES, netns=fresh_ns, tag=tag, hook="OUTPUT", name="a:b")
+    pf.apply(journal)
+    assert nft.drop_table_if_only(fresh_ns, "ip", "filter", pf.chain) is True
+    assert nft.drop_table_if_only(fresh_ns, "ip6", "filter", pf.chain) is True
+    nft.settle()
+    assert saved(fresh_ns) == ""
+    assert not pf.revert(journal)

@@ -76,7 +76,8 @@ class Context:
         lib.nft_ctx_buffer_output(ptr)
         lib.nft_ctx_buffer_error(ptr)
         lib.nft_ctx_output_set_flags(ptr, _OUTPUT_HANDLE | _OUTPUT_STATELESS)
-        # The socket opens with the first command: here, inside the namespace.
+        # libnftables 1.0.6 opens the socket in nft_ctx_new (checked); a first command here,
+        # inside the namespace, keeps it there with a version that opens it on first use.
         lib.nft_run_cmd_from_buffer(ptr, b"list tables")
         return ptr
 
@@ -181,9 +182,8 @@ def only_ours(listing: str, chain: str) -> bool | None:
 def drop_table_if_only(netns: str | None, family: str, table: str, chain: str) -> bool | None:
     """Delete ``table`` when it holds nothing but ``chain`` and the jumps into it (see
     ``only_ours``); True when ``chain`` was in it. None, with nothing changed, when it holds
-    more, is gone or cannot be read: the caller then reads it with ``iptables-save``."""
-    if not _NAME.match(chain):
-        return None
+    more, is gone or cannot be read: the caller then reads it with ``iptables-save``. The
+    chain's name is only compared, never spelled in a command, so any name will do."""
     try:
         with Context(netns) as ctx:
             found = only_ours(ctx.run(f"list table {family} {table}"), chain)
