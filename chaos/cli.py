@@ -40,7 +40,7 @@ def cli(ctx: click.Context) -> None:
         startup.resume()  # those two resume once their scenarios are loaded (_load_all)
 
 
-def _skip_pydantic_plugin_scan() -> None:
+def _no_pydantic_plugin_loader() -> None:
     """pydantic looks for plugins when it builds its first model: its loader imports
     importlib.metadata (with zipfile, email, csv: 12-20 ms here) and reads the entry points
     of every installed distribution (docs/benchmarks.md). The scenario models want no
@@ -62,7 +62,7 @@ def _skip_pydantic_plugin_scan() -> None:
 
 
 def _load_all(paths, echo_ok: bool = False):
-    _skip_pydantic_plugin_scan()  # before the first model is built
+    _no_pydantic_plugin_loader()  # before the first model is built
     from chaos.errors import ScenarioInvalid
     from chaos.scenario.load import load, scenario_files
 
