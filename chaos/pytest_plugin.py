@@ -451,6 +451,6 @@ def probe_failure_lines(probes) -> list[str]:
         if not probe.ok:
             lines.append(f"  {probe.phase}: {probe.name} [{probe.verdict}, {probe.duration:.2f}s]")
             lines += [f"    {check}" for check in probe.failures()]
-            if probe.verdict in ("hung", "error"):  # no checks to show: say why
+            if probe.verdict in ("hung", "error", "skipped"):  # no checks to show: say why
                 lines.append(f"    {probe.message()}")
     return lines

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 from chaos.errors import ExitStatus, Interrupted, PlanError
 from chaos.journal import Journal, RevertFailure
-from chaos.probes.result import ProbeResult
-from chaos.probes.run import Place, run_probe
+from chaos.probes.result import SKIPPED, ProbeResult
+from chaos.probes.run import Place, probe_kind, run_probe
 from chaos.schedule import finite_end, switch_steps
 from chaos.session import FaultSwitch, Session, new_run_id
+
+PHASES = ("before", "during", "after")
 
 
 @dataclass
@@ -170,6 +172,9 @@ class Run:
         self.t0 = time.monotonic()
         self.switches: list[FaultSwitch] = []
         self.schedule_error: list[str] = []
+        self.ran: dict[tuple[str, int], ProbeResult] = {}
+        """(phase, index in that phase) -> the result of each probe that ran."""
+        self.running: tuple[str, int] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -250,16 +255,39 @@ class Run:
             self.event(kind="phase", phase=phase)
         self.session.mark_logs("phase")
         ok = True
-        for probe in probes:
+        for index, probe in enumerate(probes):
             raise_pending()
             self.check_schedule()
             self.reporter.probe_start(phase, self.place.expand(_probe_label(probe)))
+            self.running = (phase, index)  # a signal may end the run inside this call
             result = run_probe(probe, phase, self.place.at(probe.region), self.journal,
                                started=self.now())
             self.result.probes.append(result)
+            self.ran[(phase, index)] = result
             self.reporter.probe_done(result)
             ok &= result.ok
         return ok
+
+    def record_not_run(self) -> None:
+        """Every declared probe that did not run gets a skipped result saying why the run
+        stopped before it, so reports list the whole scenario in its declared order."""
+        if len(self.ran) == sum(len(getattr(self.scenario.expect, ph)) for ph in PHASES):
+            return
+        errors = self.result.errors
+        reason = errors[0] if errors else "the run stopped"
+        place = self.session.place if self.session is not None else Place()
+        probes = []
+        for phase in PHASES:
+            for index, probe in enumerate(getattr(self.scenario.expect, phase)):
+                result = self.ran.get((phase, index))
+                if result is None:
+                    detail: dict = {"not_run": reason}
+                    if (phase, index) == self.running:
+                        detail["cut_short"] = True
+                    result = ProbeResult(phase, place.expand(_probe_label(probe)),
+                                         probe_kind(probe), verdict=SKIPPED, detail=detail)
+                probes.append(result)
+        self.result.probes = probes
 
     def check_schedule(self) -> None:
         if self.schedule_error:
@@ -452,6 +480,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
 
         result.status, result.exit_code = "invalid", ExitStatus.INVALID
         result.errors.append(str(plan_problem(scenario, exc)))
+        run.record_not_run()
         reporter.scenario_done(result)
         return result
     try:
@@ -481,6 +510,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
                 result.errors.append("could not revert everything; `chaos recover` retries: "
                                      + "; ".join(result.left_behind))
     result.duration = run.now()
+    run.record_not_run()
     reporter.scenario_done(result)
     return result
 

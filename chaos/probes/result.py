@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 PASSED, FAILED, HUNG, ERROR = "passed", "failed", "hung", "error"
+SKIPPED = "skipped"
+"""Never ran to the end: the run stopped before it (a failed `before`, an injection error, a
+signal) or while it ran (a signal: ``detail["cut_short"]``); ``detail["not_run"]`` says why."""
 
 
 @dataclass
@@ -38,6 +41,9 @@ class ProbeResult:
         return [c for c in self.checks if not c.ok]
 
     def message(self) -> str:
+        if self.verdict == SKIPPED:
+            how = "cut short while it ran" if self.detail.get("cut_short") else "not run"
+            return f"{how}: {self.detail.get('not_run', 'the run stopped')}"
         if self.verdict == HUNG:
             return f"hung: still running after {self.duration:.2f}s, killed"
         if self.verdict == ERROR:

@@ -127,5 +127,8 @@ class ConsoleReporter(Reporter):
         for line in text(result):
             self.out.print(f"  {paint('dim', line)}")
         passed = sum(p.ok for p in result.probes)
+        # Never-run probes share the reason printed above (the run's first error).
+        not_run = sum(p.verdict == "skipped" for p in result.probes)
+        skipped = f", {not_run} not run" if not_run else ""
         self.out.print(f"  {paint(colour, result.status)} {passed}/{len(result.probes)} probes "
-                       f"passed in {format_duration(result.duration)}\n")
+                       f"passed{skipped} in {format_duration(result.duration)}\n")

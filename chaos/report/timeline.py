@@ -43,7 +43,7 @@ def rows(result) -> tuple[list[Row], list[tuple[str, float]], float]:
     for label, start in opened.items():  # still on when the run ended (interrupted, stuck)
         faults[label].spans.append((start, end))
     probes = [Row("probe", p.name, [(p.started, p.started + p.duration)], p.verdict, p.phase)
-              for p in result.probes]
+              for p in result.probes if p.verdict != "skipped"]  # never ran: no span to draw
     return list(faults.values()) + probes, phases, end
 
 
