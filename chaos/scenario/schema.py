@@ -51,13 +51,27 @@ def _models(root: type) -> dict[str, type]:
     return found
 
 
+SHORTHANDS: dict[str, dict] = {
+    # Model name -> the schema of the value its mode="before" validator turns into the
+    # model: pydantic's export describes only the mapping, so without these an editor marks
+    # `lab: registry` and `ES: 198.18.64.0/24` wrong. tests/test_schema.py finds every
+    # before-validator in the models and fails when one is missing here. The loader's own
+    # step before pydantic (chaos.scenario.load) only makes keys text, as JSON keys are.
+    "LabSpec": {"const": "registry", "description": "`lab: registry`: the lab with its defaults."},
+    "Region": {"type": "string", "format": "ipv4network",
+               "description": "The region's source range alone, e.g. `ES: 198.18.64.0/24`."},
+}
+
+
 def json_schema() -> dict:
+    from chaos.faults import fault_types
     from chaos.scenario.model import scenario_model
 
     model = scenario_model()
     schema = model.model_json_schema(by_alias=True)
     classes = _models(model)
-    for name, node in [("Scenario", schema), *schema.get("$defs", {}).items()]:
+    defs = schema.get("$defs", {})
+    for name, node in [("Scenario", schema), *defs.items()]:
         cls = model if node is schema else classes.get(name)
         if cls is None:
             continue
@@ -66,9 +80,33 @@ def json_schema() -> dict:
             text = description(cls, field)
             if prop is not None and text:  # the field's own words win over its type's
                 prop["description"] = text
+    for cls in fault_types():
+        # `type:` has a default in each model, but the union needs it to pick the model:
+        # the loader refuses a fault without it, so the schema must too.
+        node = defs.get(cls.__name__)
+        if node is not None and "type" not in node.get("required", []):
+            node["required"] = ["type", *node.get("required", [])]
+    _close_pattern_maps(schema)
+    for name, shorthand in SHORTHANDS.items():
+        if name in defs:
+            mapping = defs[name]
+            defs[name] = {"description": mapping.get("description", ""),
+                          "anyOf": [shorthand, mapping]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "chaos scenario"
     return schema
+
+
+def _close_pattern_maps(node) -> None:
+    """A dict whose keys have a pattern (`regions:`) refuses other keys, as pydantic does."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _close_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_maps(value)
 
 
 def _type_name(annotation) -> str:
