@@ -136,7 +136,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
             results.append(result)
             if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
                 break
-        _write_reports(results, json_path, junit_path, timeline_dir)
+        _write_reports(_refused(problems) + results + _not_started(loaded[len(results):], results),
+                       json_path, junit_path, timeline_dir)
     # Reverted and reported: ignore signals outright, since interpreter shutdown resets a
     # Python handler (the recorder) to the default, which would kill us with the signal.
     import signal
@@ -145,6 +146,32 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     sys.exit(_worst(codes))
+
+
+def _refused(problems) -> list:
+    """Files the loader refused, one result each: CI reading only the reports sees them."""
+    from chaos.runner import refused_file
+
+    by_file: dict[str, list] = {}
+    for problem in problems:
+        by_file.setdefault(problem.file, []).append(problem)
+    return [refused_file(file, found) for file, found in by_file.items()]
+
+
+def _not_started(rest, results) -> list:
+    """Scenarios a signal kept from starting, every probe skipped, for the reports."""
+    import signal
+
+    from chaos import runner
+
+    if not rest:
+        return []
+    last = results[-1].exit_code if results else ExitStatus.INTERRUPTED
+    if last not in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):  # it came between runs
+        last = ExitStatus.TERMINATED if runner.received[:1] == [signal.SIGTERM] else ExitStatus.INTERRUPTED
+    why = "terminated (SIGTERM)" if last == ExitStatus.TERMINATED else "interrupted (SIGINT)"
+    return [runner.not_started(scenario, str(path), last, f"{why} before this scenario started")
+            for path, scenario in rest]
 
 
 def _write_reports(results, json_path, junit_path, timeline_dir) -> None:
@@ -160,7 +187,8 @@ def _write_reports(results, json_path, junit_path, timeline_dir) -> None:
         from chaos.report import timeline
 
         for result in results:
-            timeline.write_svg(result, timeline_dir)
+            if result.run_id:  # a run that started (not a refused file or a scenario never begun)
+                timeline.write_svg(result, timeline_dir)
 
 
 def _worst(codes) -> int:

@@ -465,6 +465,26 @@ def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
     return ExitStatus.OK
 
 
+def not_started(scenario, file: str, exit_code: ExitStatus, reason: str) -> ScenarioResult:
+    """The result of a scenario a signal kept from starting (an earlier one was stopped):
+    status `not-run`, every probe skipped with ``reason``, for the reports."""
+    run = Run(scenario, file, RunOptions(), Reporter())
+    result = run.result
+    result.run_id, result.status, result.exit_code = "", "not-run", exit_code
+    result.errors.append(reason)
+    run.record_not_run()
+    return result
+
+
+def refused_file(file: str, problems: list) -> ScenarioResult:
+    """The result of a file the loader refused, for the reports: nothing of it ran."""
+    from pathlib import Path
+
+    result = ScenarioResult(Path(file).stem, file, status="invalid", exit_code=ExitStatus.INVALID)
+    result.errors = [str(p) for p in problems]
+    return result
+
+
 def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None = None,
                  reporter: Reporter | None = None) -> ScenarioResult:
     """Run one validated scenario; always reverts; never raises for a failed run."""

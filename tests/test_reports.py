@@ -156,8 +156,9 @@ expect:
       run: "true"
 """
     junit, report = tmp_path / "r.xml", tmp_path / "r.json"
-    proc = subprocess.Popen(chaos_cmd("run", str(write(tmp_path, text)), "--junit", str(junit),
-                                      "--json", str(report)),
+    second = write(tmp_path, MIXED, "second.yaml")  # never started: the signal stops the run
+    proc = subprocess.Popen(chaos_cmd("run", str(write(tmp_path, text)), str(second),
+                                      "--junit", str(junit), "--json", str(report)),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "CHAOS_STATE_DIR": str(state_dir)})
     try:
@@ -171,7 +172,7 @@ expect:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, out
-    (suite,) = assert_counts_agree(junit)
+    suite, never = assert_counts_agree(junit)
     assert counts(suite) == {"tests": 5, "failures": 0, "errors": 1, "skipped": 3}
     by_name = cases(suite)
     assert results(by_name["steady"]) == []  # the before probe ran and passed
@@ -180,9 +181,17 @@ expect:
     assert by_name["next"].result[0].message == by_name["back"].result[0].message == f"not run: {reason}"
     (run_case,) = by_name["run and revert"].result
     assert isinstance(run_case, Error) and run_case.message == reason
-    probes = json.loads(report.read_text())["scenarios"][0]["probes"]
+    first, second_doc = json.loads(report.read_text())["scenarios"]
+    probes = first["probes"]
     assert [p["verdict"] for p in probes] == ["passed", "skipped", "skipped", "skipped"]
     assert probes[1]["detail"] == {"not_run": reason, "cut_short": True}
+
+    assert never.name == "mixed-verdicts"  # every case of the scenario not started: skipped
+    assert counts(never) == {"tests": 6, "failures": 0, "errors": 0, "skipped": 6}
+    assert {case.result[0].message for case in never} == {
+        "not run: terminated (SIGTERM) before this scenario started"}
+    assert (second_doc["status"], second_doc["exit_code"]) == ("not-run", 143)
+    assert second_doc["counts"]["skipped"] == 5
 
 
 def test_a_scenario_refused_at_plan_time_lists_its_probes_as_skipped(chaos, tmp_path):
@@ -199,3 +208,23 @@ def test_a_scenario_refused_at_plan_time_lists_its_probes_as_skipped(chaos, tmp_
             assert case.result[0].message == f"not run: {refusal.message}"
     scenario = json.loads(report.read_text())["scenarios"][0]
     assert scenario["counts"]["skipped"] == 5 and scenario["status"] == "invalid"
+
+
+def test_a_file_the_loader_refuses_is_in_the_reports(chaos, tmp_path):
+    bad = write(tmp_path, "name: broken\nexpect:\n  during:\n    - run: 'true'\n      withn: 1s\n",
+                "broken.yaml")
+    good = write(tmp_path, "name: passes\nexpect:\n  during:\n    - run: 'true'\n", "good.yaml")
+    junit, report = tmp_path / "r.xml", tmp_path / "r.json"
+    result = chaos("run", str(bad), str(good), "--junit", str(junit), "--json", str(report))
+    assert result.returncode == 2, result.stdout + result.stderr
+    refused, ran = assert_counts_agree(junit)
+    assert (refused.name, counts(refused)) == (
+        "broken", {"tests": 1, "failures": 0, "errors": 1, "skipped": 0})
+    (error,) = cases(refused)["run and revert"].result
+    assert isinstance(error, Error) and error.message.startswith(f"{bad}:5:7: ")
+    assert "unknown key 'withn'" in error.message
+    assert counts(ran) == {"tests": 2, "failures": 0, "errors": 0, "skipped": 0}
+    doc = json.loads(report.read_text())
+    assert [(s["name"], s["status"]) for s in doc["scenarios"]] == [
+        ("broken", "invalid"), ("passes", "passed")]
+    assert doc["passed"] is False  # the exit status is 2: the report says so too

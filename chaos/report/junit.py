@@ -71,6 +71,9 @@ def _run_case(suite: ET.Element, result) -> None:
                          time=f"{outside:.3f}")
     if not result.errors:
         return
+    if result.status == "not-run":  # a signal kept the whole scenario from starting
+        ET.SubElement(case, "skipped", message=f"not run: {result.errors[0]}")
+        return
     # A steady state that did not hold is a failed expectation (exit 1); a scenario refused
     # at plan time, an injection or revert that failed and a signal are errors.
     kind = "failure" if result.exit_code == ExitStatus.EXPECTATION else "error"
