@@ -108,13 +108,20 @@ def validate(paths) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
 @click.option("--dry-run", is_flag=True,
               help="Only plan: print what each fault would apply (iptables batches in full); change nothing.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, exists=True),
+              help="Fail only where a probe's verdict differs from this recorded baseline.")
+@click.option("--write-baseline", "write_baseline", type=click.Path(dir_okay=False),
+              help="Record every probe's verdict here (exit 0 unless the run itself broke).")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, state_dir,
-        verbose, dry_run) -> None:
+        verbose, dry_run, baseline_path, write_baseline) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
     from chaos.runner import RunOptions, run_scenario
 
+    if baseline_path and write_baseline:
+        raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
+    baseline = _read_baseline(baseline_path) if baseline_path else None
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -136,6 +143,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
             results.append(result)
             if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
                 break
+        if baseline is not None:
+            _judge_by_baseline(results, baseline, baseline_path)
         _write_reports(_refused(problems) + results + _not_started(loaded[len(results):], results),
                        json_path, junit_path, timeline_dir)
     # Reverted and reported: ignore signals outright, since interpreter shutdown resets a
@@ -145,6 +154,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
+    if write_baseline:
+        codes = _record_baseline(results, write_baseline, codes)
     sys.exit(_worst(codes))
 
 
@@ -172,6 +183,51 @@ def _not_started(rest, results) -> list:
     why = "terminated (SIGTERM)" if last == ExitStatus.TERMINATED else "interrupted (SIGINT)"
     return [runner.not_started(scenario, str(path), last, f"{why} before this scenario started")
             for path, scenario in rest]
+
+
+def _read_baseline(path: str) -> dict:
+    from chaos.report.baseline import BaselineError, load
+
+    try:
+        return load(path)
+    except BaselineError as exc:
+        click.echo(f"chaos run: {exc}", err=True)
+        sys.exit(ExitStatus.INVALID)
+
+
+def _judge_by_baseline(results, baseline: dict, path: str) -> None:
+    """A scenario fails (exit 1) where a verdict changed from the baseline, in either
+    direction, and passes where every unmet expectation is one the baseline records."""
+    from chaos.report.baseline import compare, summary
+
+    comparison = compare(baseline, results)
+    for result in results:
+        result.baseline = comparison.for_scenario(result.name)
+        if result.exit_code not in (ExitStatus.OK, ExitStatus.EXPECTATION):
+            continue  # invalid, injection trouble, interrupted: no baseline excuses those
+        changed = comparison.changed(result.name)
+        result.exit_code = ExitStatus.EXPECTATION if changed else ExitStatus.OK
+    for line in summary(comparison, path):
+        click.echo(line)
+
+
+def _record_baseline(results, path: str, codes: list) -> list:
+    """Write the baseline when every scenario ran to its end; a failed expectation is what a
+    baseline records, so it no longer fails the command."""
+    broken = [r for r in results if r.exit_code not in (ExitStatus.OK, ExitStatus.EXPECTATION)]
+    if broken or ExitStatus.INVALID in codes:
+        names = ", ".join(r.name for r in broken) or "invalid scenario files"
+        click.echo(f"chaos run: no baseline written: not every scenario ran to its end ({names})",
+                   err=True)
+        return codes
+    from chaos.report.baseline import write
+
+    write(results, path)
+    probes = sum(len(r.probes) for r in results)
+    unmet = sum(not p.ok for r in results for p in r.probes)
+    click.echo(f"baseline written to {path}: {probes} probe verdicts of {len(results)} "
+               f"scenario(s), {unmet} not passed")
+    return [ExitStatus.OK]
 
 
 def _write_reports(results, json_path, junit_path, timeline_dir) -> None:

@@ -51,13 +51,16 @@ class ScenarioResult:
     errors: list[str] = field(default_factory=list)
     left_behind: list[str] = field(default_factory=list)
     duration: float = 0.0
+    baseline: dict | None = None
+    """How the verdicts compare with a recorded baseline (chaos.report.baseline), if given."""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "file": self.file, "run_id": self.run_id, "mode": self.mode,
                 "status": self.status, "exit_code": int(self.exit_code),
                 "duration": round(self.duration, 4), "errors": self.errors,
                 "left_behind": self.left_behind, "events": self.events,
-                "probes": [p.to_dict() for p in self.probes]}
+                "probes": [p.to_dict() for p in self.probes],
+                **({"baseline": self.baseline} if self.baseline is not None else {})}
 
 
 class Reporter:

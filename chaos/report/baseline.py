@@ -1,0 +1,170 @@
+"""Baselines: each probe's verdict recorded once, so a gate fails only when one changes.
+
+A team adopting the gate on a stack with known weaknesses (docs/registry-library.md) records
+what its stack does today with ``--write-baseline FILE``; runs with ``--baseline FILE`` then
+exit 1 only when a verdict differs from the record, in either direction: a weakness that got
+fixed is news too, and the record should be written again.
+
+Verdicts are compared by outcome: ``failed`` and ``hung`` are the same outcome (an
+expectation not met; which of the two a slow client gives depends on timing the scenario
+does not control), ``passed``, ``error`` and ``skipped`` are each their own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VERSION = 1
+OUTCOME = {"passed": "passed", "failed": "not met", "hung": "not met", "error": "error",
+           "skipped": "skipped"}
+ORDER = ("passed", "not met", "skipped", "error")  # better to worse
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and what is wrong."""
+
+
+def probe_keys(result) -> list[tuple[str, object]]:
+    """``phase/name`` for each probe of a scenario result; a name repeated in a phase gets
+    ``#2``, ``#3``... so every probe has its own key."""
+    seen: dict[str, int] = {}
+    keys = []
+    for probe in result.probes:
+        key = f"{probe.phase}/{probe.name}"
+        seen[key] = seen.get(key, 0) + 1
+        keys.append((key if seen[key] == 1 else f"{key}#{seen[key]}", probe))
+    return keys
+
+
+def record(results) -> dict:
+    """The baseline document of these results."""
+    scenarios = {}
+    for result in results:
+        scenarios[result.name] = {"file": result.file,
+                                  "probes": {key: p.verdict for key, p in probe_keys(result)}}
+    return {"version": VERSION, "scenarios": scenarios}
+
+
+def write(results, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(record(results), indent=2, ensure_ascii=False) + "\n")
+
+
+def load(path: str | Path) -> dict:
+    """The recorded verdicts: scenario name -> probe key -> verdict."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read the baseline: {exc.strerror}") from None
+    except ValueError as exc:
+        raise BaselineError(f"{path}: not a baseline (invalid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION \
+            or not isinstance(doc.get("scenarios"), dict):
+        raise BaselineError(f"{path}: not a baseline of version {VERSION} "
+                            "(written by `chaos run --write-baseline`)")
+    verdicts = {}
+    for name, entry in doc["scenarios"].items():
+        probes = entry.get("probes") if isinstance(entry, dict) else None
+        if not isinstance(probes, dict) or not all(v in OUTCOME for v in probes.values()):
+            raise BaselineError(f"{path}: scenarios.{name}: expected probes: {{key: verdict}} "
+                                f"with verdicts among {', '.join(OUTCOME)}")
+        verdicts[name] = probes
+    return verdicts
+
+
+@dataclass
+class Change:
+    scenario: str
+    probe: str
+    was: str | None
+    now: str | None
+
+    @property
+    def worse(self) -> bool:
+        if self.now is None:  # recorded, but the run no longer has it
+            return True
+        if self.was is None:  # new since the record: only news if it does not pass
+            return self.now != "passed"
+        return ORDER.index(OUTCOME[self.now]) > ORDER.index(OUTCOME[self.was])
+
+    def __str__(self) -> str:
+        was = self.was or "not in the baseline"
+        now = self.now or "not in this run"
+        return f"{self.scenario}: {self.probe}: {was} -> {now}"
+
+
+@dataclass
+class Comparison:
+    changes: list[Change] = field(default_factory=list)
+    known_in: dict[str, int] = field(default_factory=dict)
+    """Per scenario: probes not passed, as recorded (not a change)."""
+    unrecorded: list[str] = field(default_factory=list)
+    """Scenarios the baseline has no record of."""
+
+    @property
+    def worse(self) -> list[Change]:
+        return [c for c in self.changes if c.worse]
+
+    @property
+    def better(self) -> list[Change]:
+        return [c for c in self.changes if not c.worse]
+
+    def changed(self, scenario: str) -> bool:
+        return scenario in self.unrecorded or any(c.scenario == scenario for c in self.changes)
+
+    def for_scenario(self, name: str) -> dict:
+        """What the JSON report says of one scenario against the baseline."""
+        mine = [c for c in self.changes if c.scenario == name]
+        return {"recorded": name not in self.unrecorded,
+                "known": self.known_in.get(name, 0),
+                "worse": [str(c) for c in mine if c.worse],
+                "better": [str(c) for c in mine if not c.worse]}
+
+
+def compare(baseline: dict, results) -> Comparison:
+    """What changed from the record, for the scenarios of this run (a scenario the run did
+    not include is not compared: a run of part of a library is a fair use). Each probe's
+    ``detail["baseline"]`` says how it compares, for the reports."""
+    comparison = Comparison()
+    for result in results:
+        recorded = baseline.get(result.name)
+        if recorded is None:
+            comparison.unrecorded.append(result.name)
+            continue
+        now = dict(probe_keys(result))
+        for key in [*recorded, *(k for k in now if k not in recorded)]:
+            was, probe = recorded.get(key), now.get(key)
+            verdict = probe.verdict if probe is not None else None
+            if was is not None and verdict is not None and OUTCOME.get(was) == OUTCOME.get(verdict):
+                comparison.known_in[result.name] = \
+                    comparison.known_in.get(result.name, 0) + (verdict != "passed")
+                probe.detail["baseline"] = "as recorded"
+                continue
+            if was is None and verdict == "passed":
+                probe.detail["baseline"] = "new"
+                continue  # a new probe that passes changes nothing a gate should stop on
+            change = Change(result.name, key, was, verdict)
+            comparison.changes.append(change)
+            if probe is not None:
+                probe.detail["baseline"] = f"{'worse' if change.worse else 'better'}: was {was}"
+    return comparison
+
+
+def summary(comparison: Comparison, path: str) -> list[str]:
+    """Lines for the console: what changed from the baseline, worse first."""
+    lines = []
+    if comparison.unrecorded:
+        lines.append(f"baseline {path} has no record of: {', '.join(comparison.unrecorded)} "
+                     "(write it again with --write-baseline)")
+    for title, changes in (("worse than the baseline", comparison.worse),
+                           ("better than the baseline", comparison.better)):
+        if changes:
+            lines.append(f"{title} ({len(changes)}):")
+            lines += [f"  {c}" for c in changes]
+    if comparison.better and not comparison.worse:
+        lines.append(f"a recorded weakness changed: record it with --write-baseline {path}")
+    if not lines:
+        lines.append(f"baseline {path}: every verdict as recorded "
+                     f"({sum(comparison.known_in.values())} recorded weakness(es), as before)")
+    return lines
