@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import write
+from conftest import SCENARIOS, write
 
 SCENARIO = """\
 name: baseline-drill
@@ -95,3 +95,21 @@ def test_bad_baseline_and_both_options_exit_2_before_running(chaos, tmp_path):
     assert result.returncode == 2 and "scenarios.x: expected probes" in out, out
     result, out = _run(chaos, scenario, "--baseline", str(wrong), "--write-baseline", str(tmp_path / "n.json"))
     assert result.returncode == 2 and "give one" in out, out
+
+
+def test_shipped_baseline_records_every_library_probe():
+    """README's gate compares with this file: a scenario or probe added to the library (or
+    renamed) without recording it would fail every gate run as a change."""
+    from chaos.runner import _probe_label
+    from chaos.scenario.load import load
+
+    recorded = json.loads((SCENARIOS / "registry" / "baseline.json").read_text())["scenarios"]
+    names = set()
+    for path in sorted((SCENARIOS / "registry").glob("*.yaml")):
+        scenario = load(path)
+        names.add(scenario.name)
+        keys = [f"{phase}/{probe.name or _probe_label(probe)}"
+                for phase in ("before", "during", "after")
+                for probe in getattr(scenario.expect, phase)]
+        assert sorted(keys) == sorted(recorded[scenario.name]["probes"]), path.name
+    assert names == set(recorded), "the baseline records scenarios the library no longer has"
