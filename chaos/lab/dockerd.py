@@ -111,13 +111,14 @@ def container_network(bip: str, pools: tuple[str, ...]) -> dict:
 
 def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
                   ca_file: Path | None = None, mirrors: list[str] = (),
-                  containers: dict | None = None, containerd_timeout: float = 20) -> Dockerd:
+                  containers: dict | None = None, containerd_timeout: float = 20,
+                  extra: dict | None = None) -> Dockerd:
     """Start containerd, wait (bounded) for its socket, then start dockerd; check dockerd
     with ``wait_dockerd``. Both processes are journaled and killed by rollback.
 
     ``containers`` (from ``container_network``) gives dockerd a bridge for containers
     instead of ``bridge: none``; still no iptables rules. Remove its containers before the
-    rollback stops it: their shims outlive dockerd."""
+    rollback stops it: their shims outlive dockerd. ``extra``: more daemon.json settings."""
     from chaos.processes import spawn
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +155,7 @@ def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
     if containers:
         del config["bridge"]
         config.update(containers)
+    config.update(extra or {})
     cfg = workdir / "daemon.json"
     cfg.write_text(json.dumps(config, indent=2))
     argv = ["dockerd", "--config-file", str(cfg)]

@@ -90,10 +90,11 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
         timeout: float, on_network=None) -> Lab:
     from chaos.lab import dockerd as dockerd_mod
-    from chaos.lab import front, images as images_mod, registry
+    from chaos.lab import front, images as images_mod, mutants, registry
     from chaos.lab.ca import create_ca
     from chaos.lab.clients import Skopeo
 
+    mutant = mutants.selected()  # the normal lab unless a mutation campaign chose one
     timings: dict[str, float] = {}
     t0 = last = time.monotonic()
 
@@ -112,7 +113,8 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
 
     ca = create_ca(root / "ca")
     signer = ca.issue("token-signer")
-    tls = {s.role: ca.issue(s.role, [s.host], [s.address]) for s in (topo.registry, topo.cache)}
+    tls = {"registry": ca.issue("registry", *mutant.upstream_names(topo)),
+           "cache": ca.issue("cache", [topo.cache.host], [topo.cache.address])}
     lap("certificates")
 
     # Start everything that does not depend on anything else, then wait for each.
@@ -130,18 +132,18 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     docker_d = None
     if want_dockerd:
         docker_d = dockerd_mod.spawn_dockerd(journal, topo.client_ns, root / "docker", tag=topo.tag,
-                                             ca_file=ca.cert, mirrors=[topo.cache.url],
-                                             containerd_timeout=timeout)
+                                             ca_file=ca.cert, containerd_timeout=timeout,
+                                             **mutant.dockerd_options([topo.cache.url]))
     lap("spawn")
     front.wait_front(auth, ca.cert, timeout)
     front.wait_front(cdn, ca.cert, timeout)
     registry.wait_registry(upstream, ca.cert, timeout)
     # Only now: distribution's proxy asks the upstream for its auth challenge when it starts
     # and exits (panics) if the upstream does not answer.
-    cache = registry.spawn_registry(
-        journal, "cache", topo.cache,
-        registry.cache_config(topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url),
-        root / "cache", ca_file=ca.cert)
+    config = mutant.cache_config(registry.cache_config(
+        topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url))
+    cache = mutant.start_cache(journal, topo, config, root / "cache", ca) or \
+        registry.spawn_registry(journal, "cache", topo.cache, config, root / "cache", ca_file=ca.cert)
     registry.wait_registry(cache, ca.cert, timeout)
     lap("servers ready")
 
@@ -150,7 +152,11 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
                               creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
                               workdir=root / "images", timeout=max(timeout, 60))
     lap("seed")
-    images_mod.warm(skopeo, warm, topo.cache.hostport, workdir=root / "tmp", timeout=max(timeout, 60))
+    images_mod.warm(skopeo, mutant.warm(warm), topo.cache.hostport, workdir=root / "tmp",
+                    timeout=max(timeout, 60))
+    parts = {"cache": cache, "ca": ca}
+    mutant.after_warm(parts)
+    cache = parts["cache"]
     lap("warm")
     if docker_d is not None:
         dockerd_mod.wait_dockerd(docker_d, timeout)
