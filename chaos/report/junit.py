@@ -2,7 +2,9 @@
 
 Each declared probe is a case: a failed expectation or a hung probe is a `<failure>`, a
 probe that could not run (the harness failed it) an `<error>`, a probe the run never reached
-(a failed `before`, an injection error, a signal) `<skipped>` with the reason. One more case,
+(a failed `before`, an injection error, a signal) `<skipped>` with the reason; so is an
+unmet expectation that a `--baseline` records as such (pytest reports an xfail the same
+way), so a reader that fails a build on `<failure>` agrees with the exit status. One more case,
 "run and revert", carries what went wrong around the probes. The counts on `<testsuite>` and
 `<testsuites>` are counted from the elements written, so they always agree with them.
 """
@@ -51,7 +53,10 @@ def count(suite: ET.Element) -> dict[str, int]:
 def _probe_case(suite: ET.Element, scenario: str, probe) -> None:
     case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{probe.phase}",
                          name=probe.name, time=f"{probe.duration:.3f}")
-    if probe.verdict in ("failed", "hung"):
+    if probe.verdict != "passed" and probe.detail.get("baseline") == "as recorded":
+        node = ET.SubElement(case, "skipped", message=f"as recorded in the baseline: {probe.message()}")
+        node.text = _details(probe) or None
+    elif probe.verdict in ("failed", "hung"):
         node = ET.SubElement(case, "failure", type=probe.verdict, message=probe.message())
         node.text = _details(probe)
     elif probe.verdict == "error":
@@ -73,6 +78,9 @@ def _run_case(suite: ET.Element, result) -> None:
         return
     if result.status == "not-run":  # a signal kept the whole scenario from starting
         ET.SubElement(case, "skipped", message=f"not run: {result.errors[0]}")
+        return
+    if result.exit_code == ExitStatus.OK:  # a steady state that failed as the baseline records
+        ET.SubElement(case, "skipped", message=f"as recorded in the baseline: {result.errors[0]}")
         return
     # A steady state that did not hold is a failed expectation (exit 1); a scenario refused
     # at plan time, an injection or revert that failed and a signal are errors.
