@@ -57,7 +57,7 @@ def timed(fn, *args, **kwargs) -> float:
 
 
 def run_quiet(argv: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, **kwargs)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv))} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace')[-600:]}")
@@ -94,7 +94,7 @@ def alternate(commands: dict[str, list[str]], runs: int, warmup: int = 1,
 
 def round_ratio(a: list[float], b: list[float]) -> float:
     """Median of per-round ratios a/b."""
-    return statistics.median(x / y for x, y in zip(a, b))
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def verdict(ok: bool) -> str:

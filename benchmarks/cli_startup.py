@@ -22,8 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (count_arg, CTK_INSTALL, alternate, chaos_argv, ctk_argv, figure, median,
-                      round_ratio, run_quiet)
+from benchlib import CTK_INSTALL, alternate, chaos_argv, count_arg, ctk_argv, figure, median, round_ratio, run_quiet
 
 REPO = Path(__file__).resolve().parent.parent
 COUNT = 50

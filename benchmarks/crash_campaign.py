@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import campaign as c  # noqa: E402
+import campaign as c
 
 
 def _median(xs) -> float:

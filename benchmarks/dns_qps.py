@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from stats import binomial_bounds  # noqa: E402  (the tests' bounds, one copy)
+from stats import binomial_bounds  # the tests' bounds, one copy
 
 ZONE = {"reg.test": ["198.18.1.10", "2001:db8::1"], "*.cdn.test": ["198.18.1.11"],
         "ads.test": ["198.18.1.12"]}
@@ -116,7 +116,7 @@ def answer_of(addr: str, port: int, query: str, timeout: float = 1.0) -> tuple[s
     name, qtype = query.split()
     try:
         reply = DNSRecord.parse(DNSRecord.question(name, qtype).send(addr, port, timeout=timeout))
-    except (OSError, socket.timeout):
+    except (TimeoutError, OSError):
         return None
     return RCODE.get(reply.header.rcode), tuple(sorted(str(rr.rdata) for rr in reply.rr))
 

@@ -221,16 +221,16 @@ def main() -> int:
     try:
         wait_port(origin_port)
         origin = f"http://127.0.0.1:{origin_port}"
-        import chaos.injectors.http_proxy as hp
-
         from mitmproxy.version import VERSION
+
+        import chaos.injectors.http_proxy as hp
         print(f"mitmproxy {VERSION}, wrk -t1 -c{args.connections} {args.duration:g}s x "
               f"{args.rounds} rounds, streaming {args.blob_mib} MiB, stream_large_bodies="
               f"{hp.STREAM_LARGE_BODIES}, {os.cpu_count()} cpus")
 
         # 1. requests/s, alternating so drift hits both alike.
         plain, chaos = start_pair(journal, work, "rps")
-        for name, proxy in [("plain", plain), ("chaos", chaos)]:  # warm up
+        for _name, proxy in [("plain", plain), ("chaos", chaos)]:  # warm up
             wrk(proxy, origin, 1, args.connections, work / "req.lua")
         for i in range(args.rounds):
             pair = [("plain", plain), ("chaos", chaos)]
@@ -263,7 +263,7 @@ def main() -> int:
         # Each round's two transfers ran back to back: their ratio drifts less with the machine
         # than the ratio of the two sides' medians (one transfer moved 580-830 MB/s in a run).
         results["stream"]["ratio"] = statistics.median(
-            c["mb_s"] / p["mb_s"] for p, c in zip(runs["plain"], runs["chaos"]))
+            c["mb_s"] / p["mb_s"] for p, c in zip(runs["plain"], runs["chaos"], strict=True))
         streamed_log = [e for e in chaos.requests() if e["path"] == "/blob"]
         plain.stop()
         chaos.stop()

@@ -27,8 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (count_arg, CTK_INSTALL, VENV_BIN, alternate, chaos_argv, ctk_argv, figure,
-                      median, round_ratio)
+from benchlib import CTK_INSTALL, VENV_BIN, alternate, chaos_argv, count_arg, ctk_argv, figure, median, round_ratio
 
 SCENARIO = """\
 name: trivial
@@ -80,7 +79,7 @@ def main() -> int:
               f"{median(v['cpu']) * 1000:6.1f} ms")
     print(f"  ratio ours/Chaos Toolkit: wall {wall_ratio:.2f}x, CPU {cpu_ratio:.2f}x "
           "(medians of per-round ratios)")
-    cost = [a - b for a, b in zip(t["import pydantic"]["wall"], t["python -c pass"]["wall"])]
+    cost = [a - b for a, b in zip(t["import pydantic"]["wall"], t["python -c pass"]["wall"], strict=True)]
     print(f"  import pydantic alone (beyond the interpreter's start): {median(cost) * 1000:.1f} ms"
           f" = {round_ratio(cost, peer['wall']):.2f}x Chaos Toolkit's whole run")
     figure("process time, trivial scenario (--host)", f"{median(ours['wall']) * 1000:.0f} ms",

@@ -260,10 +260,10 @@ def _worst(codes) -> int:
 @cli.command("list")
 def list_faults() -> None:
     """The fault types and their parameters."""
+    import inspect
+
     from chaos.faults import fault_types
     from chaos.scenario.schema import describe_fields
-
-    import inspect
 
     for cls in fault_types():
         name = cls.model_fields["type"].default

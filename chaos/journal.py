@@ -92,7 +92,7 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_id: str, base: str | os.PathLike | None = None) -> "Journal":
+    def create(cls, run_id: str, base: str | os.PathLike | None = None) -> Journal:
         run_dir = state_dir(base) / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=False)
         journal = cls(run_dir / "journal.jsonl", run_id)
@@ -161,7 +161,7 @@ class Journal:
                 continue
             try:
                 self.undo(entry)
-            except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the rest
+            except Exception as exc:  # every failure is reported, none stops the rest
                 failures.append(RevertFailure(entry, f"{type(exc).__name__}: {exc}"))
         return failures
 
@@ -191,7 +191,7 @@ class Journal:
 
     # -- reading (recover) -------------------------------------------------------------------
     @classmethod
-    def read(cls, path: Path) -> "Journal":
+    def read(cls, path: Path) -> Journal:
         journal = cls(path, path.parent.name)
         by_seq: dict[int, Entry] = {}
         with open(path, encoding="utf-8") as f:

@@ -56,7 +56,7 @@ class _Alongside:
     def _probe(self) -> None:
         try:
             self.ok = self.run.probe_phase("during", self.run.scenario.expect.during, announce=False)
-        except Exception as exc:  # noqa: BLE001 - reported at teardown, in the test's thread
+        except Exception as exc:  # reported at teardown, in the test's thread
             self.error = exc
 
     def join(self) -> None:

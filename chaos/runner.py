@@ -386,7 +386,7 @@ class Run:
                     return
                 try:
                     self.switch(switches[i], on, scheduled=start + t - self.t0)
-                except Exception as exc:  # noqa: BLE001 - the main thread raises it
+                except Exception as exc:  # the main thread raises it
                     self.schedule_error.append(str(exc))
                     return
         finally:
@@ -515,7 +515,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
     except FaultError as exc:
         result.status, result.exit_code = "injection-error", ExitStatus.INJECTION
         result.errors.append(str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported; the finally below still reverts
+    except Exception as exc:  # reported; the finally below still reverts
         result.status, result.exit_code = "injection-error", ExitStatus.INJECTION
         result.errors.append(f"{type(exc).__name__}: {exc}")
     finally:

@@ -385,7 +385,7 @@ class Session:
         self.journal.finish()
         return failures
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         self.open()
         return self
 

@@ -679,7 +679,8 @@ def crash_and_recover(item: Item, stop: Stop, workdir: Path, before: dict) -> Cr
 # CPython's own start-up (site, runpy) runs before any of our code: a SIGINT there is the
 # interpreter's to report, and it exits 1 or dies by the signal. Seen here with 25-45 ms of
 # start-up on a loaded machine.
-_STARTUP_FAILURE = ("Fatal Python error: init_", "Could not import runpy module")  # init_import_site, init_sys_streams, ...
+# init_import_site, init_sys_streams, ...
+_STARTUP_FAILURE = ("Fatal Python error: init_", "Could not import runpy module")
 _OUR_FRAME = re.compile(r'File "[^"]*/chaos/[^"]*"')
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT, chaos_cmd, write
 from chaos.errors import PlanError
 from chaos.faults.dns import Dns
 from chaos.faults.hosts_entry import HostsEntry
@@ -30,6 +28,7 @@ from chaos.faults.packet_filter import PacketFilter
 from chaos.faults.route_blackhole import RouteBlackhole
 from chaos.journal import Journal
 from chaos.session import Session
+from conftest import ROOT, chaos_cmd, write
 
 NEEDED = ("ip", "nsenter", "unshare", "dockerd", "containerd", "runc", "docker-registry",
           "iptables-save")
@@ -73,7 +72,7 @@ def daemon(tmp_path_factory):
         for name in names:  # before dockerd stops: a container's shim would outlive it
             try:
                 client.containers.get(name).remove(force=True)
-            except Exception:  # noqa: BLE001 - never started, or gone already
+            except Exception:  # never started, or gone already
                 pass
         journal.rollback()
         journal.finish()
@@ -121,7 +120,7 @@ def test_faults_apply_in_the_container_and_revert(daemon, tmp_path):
     switches = [session.plan(f, ("faults", i)) for i, f in enumerate(faults)]
     expected = ["Connection refused", "No route to host", "Connection refused"]
     with session:
-        for switch, error in zip(switches, expected):
+        for switch, error in zip(switches, expected, strict=True):
             switch.apply(session.journal)
             handle = switch.injectors[0].target.handle
             assert (Path("/run/netns") / handle).exists()

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, assert_same, chaos_cmd, snapshot, write
 from chaos.journal import is_alive
+from conftest import ROOT, assert_same, chaos_cmd, snapshot, write
 
 LONG = """\
 name: long-running

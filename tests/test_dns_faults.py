@@ -75,6 +75,7 @@ def test_dns_serve_alone_for_manual_testing(tmp_path, state_dir):
     import signal
     import socket
     import subprocess
+
     from conftest import chaos_cmd
 
     zone = write(tmp_path, "registry.test: 198.18.1.10\nmirror.test: [198.18.1.11]\n", "zone.yaml")
@@ -127,7 +128,8 @@ expect:
         while [ $(date +%s%N) -lt $end ]; do
           dig +tries=1 +time=1 registry.test | grep -o 'status: [A-Z]*'; sleep 0.05
         done | uniq -c
-      stdout: {regex: "^ *\\\\d+ status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n *\\\\d+ status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n$"}
+      stdout: {regex: "^ *\\\\d+ status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n *\\\\d+ \\
+        status: NXDOMAIN\\\\n *\\\\d+ status: NOERROR\\\\n$"}
       within: 5s
     - name: the server answered the name all along
       dns_queries: registry.test

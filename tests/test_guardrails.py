@@ -46,7 +46,7 @@ def _run(chaos, tmp_path, text: str, *args: str, env: dict | None = None):
 def assert_refused(result, state_dir: Path, message: str, field: str = "faults[0].destinations[0]") -> None:
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
-    assert f"g.yaml:5:" in out and f": {field}: " in out, out
+    assert "g.yaml:5:" in out and f": {field}: " in out, out
     assert message in out, out
     assert not (state_dir / "runs").exists(), "refused at plan time: no journal, nothing applied"
 

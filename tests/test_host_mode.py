@@ -62,7 +62,8 @@ def test_host_hosts_entry_keeps_the_users_own_lines(chaos, tmp_path):
     user_line = b"198.18.255.254 registry.chaos-test.invalid kept.chaos-test.invalid\n"
     hosts.write_bytes(original + user_line)
     try:
-        text = HOSTS.replace("    - run: getent hosts registry.chaos-test.invalid\n      exit: 2\n", "    - run: 'true'\n", 1)
+        text = HOSTS.replace("    - run: getent hosts registry.chaos-test.invalid\n      exit: 2\n",
+                             "    - run: 'true'\n", 1)
         text = text.replace("  after:\n    - run: getent hosts registry.chaos-test.invalid\n      exit: 2\n",
                             "  after:\n    - run: getent hosts registry.chaos-test.invalid\n"
                             "      stdout: {contains: 198.18.255.254}\n")

@@ -30,9 +30,7 @@ import pytest
 
 from chaos import processes
 from chaos.injectors import iptables
-from chaos.injectors.http_proxy import (
-    HttpRedirect, HttpRule, mitmdump_executable, start_http_proxy, undo_rule,
-)
+from chaos.injectors.http_proxy import HttpRedirect, HttpRule, mitmdump_executable, start_http_proxy, undo_rule
 from chaos.journal import Journal, is_alive, unfinished
 from chaos.sandbox.enter import in_netns
 
@@ -605,7 +603,7 @@ def test_each_addon_runs_alone_under_mitmdump(origin, proxy, tmp_path):
             return False
 
         for name, (proc, port, _log) in procs.items():
-            assert wait_for(lambda: ready(port) or proc.poll() is not None, timeout=20)
+            assert wait_for(lambda port=port, proc=proc: ready(port) or proc.poll() is not None, timeout=20)
             assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
 
         class Alone:

@@ -32,7 +32,7 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 def _iptables_root() -> str:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=20).stdout
     # Comments carry timestamps, counters change with traffic: compare the rules only.
-    return "\n".join(re.sub(r"\[\d+:\d+\]", "", l) for l in out.splitlines() if not l.startswith("#"))
+    return "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#"))
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -120,7 +120,7 @@ def test_cdn_answers_range_requests_with_206(env):
     r = curl(lab, f"{t.auth.url}/token?service=registry.docker.io&scope=repository:library/big:pull")
     r = curl(lab, "-H", f"Authorization: Bearer {json.loads(r.stdout)['token']}", "-H",
              f"Accept: {MANIFEST_V2}", f"{t.registry.url}/v2/library/big/manifests/1")
-    layer = max(json.loads(r.stdout)["layers"], key=lambda l: l["size"])
+    layer = max(json.loads(r.stdout)["layers"], key=lambda layer: layer["size"])
     hexdigest = layer["digest"].split(":", 1)[1]
     url = f"https://{t.cdn_host}/docker/registry/v2/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"
     whole = env.scratch / "range-whole"

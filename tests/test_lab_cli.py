@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from conftest import assert_same, snapshot
 from chaos.journal import Journal, is_alive
+from conftest import assert_same, snapshot
 
 # Missing lab packages skip here, and fail under CI=true (conftest.require_binaries).
 pytestmark = pytest.mark.usefixtures("lab_binaries")

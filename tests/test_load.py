@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import SCENARIOS, write
 from chaos.errors import ScenarioInvalid
 from chaos.scenario.load import load, load_text
+from conftest import SCENARIOS, write
 
 GOOD = """\
 name: ok
@@ -33,7 +33,8 @@ BROKEN = [
     ("negative duration", GOOD.replace("within: 2s", "within: -1"), ":10:15: expect.during[0].within: bad duration"),
     ("unknown fault type", GOOD.replace("hosts-entry", "host-entry"),
      ":5:5: faults[0]: unknown fault type 'host-entry' (did you mean 'hosts-entry'?)"),
-    ("missing key", GOOD.replace("    names: [registry.test]\n", ""), ":5:5: faults[0].names: missing required key 'names'"),
+    ("missing key", GOOD.replace("    names: [registry.test]\n", ""),
+     ":5:5: faults[0].names: missing required key 'names'"),
     ("bad enum", GOOD.replace("      within: 2s", "      exit: maybe"), ":10:13: expect.during[0].exit:"),
     ("probe without kind", GOOD.replace('    - run: "true"', '    - name: "x"'),
      ":9:7: expect.during[0]: a probe needs one of the keys run, http, tcp, docker_pull, requests"),

@@ -614,7 +614,7 @@ LISTING = """table ip filter { # handle 1
 	chain x-pf1 { # handle 4
 		ip daddr 198.18.0.1 counter packets 0 bytes 0 drop # handle 5
 	}
-}"""
+}"""  # noqa: E101 (nft's listing: tabs, and a space before a rule iptables-nft added)
 
 
 @pytest.mark.parametrize("change, expected", [

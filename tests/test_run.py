@@ -71,7 +71,8 @@ def test_machine_unchanged_by_passing_and_failing_runs(chaos, tmp_path):
     assert_same(before, snapshot())
     failing = chaos("run", str(write(tmp_path, FAILING)), "--junit", str(tmp_path / "f.xml"))
     assert failing.returncode == 1, failing.stdout + failing.stderr
-    assert "status: expected 200, observed no answer (unreachable" in failing.stdout.replace("\n", " ").replace("      ", " ")
+    shown = failing.stdout.replace("\n", " ").replace("      ", " ")
+    assert "status: expected 200, observed no answer (unreachable" in shown
     assert_same(before, snapshot())
     case = [c for c in ET.parse(tmp_path / "f.xml").getroot().iter("testcase")
             if c.get("name") == "registry should answer (it will not)"][0]

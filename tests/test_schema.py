@@ -161,8 +161,7 @@ def test_every_coercion_before_validation_is_in_the_schema():
     WithJsonSchema beside the validator. Validators that only check a value of the declared
     type are listed here by name."""
     from chaos.scenario import model
-    from chaos.scenario.schema import SHORTHANDS as DESCRIBED
-    from chaos.scenario.schema import _models
+    from chaos.scenario.schema import SHORTHANDS as DESCRIBED, _models
 
     checks_only = {typing.get_args(model.HostName)[1].func}  # a str stays a str
     missing = []

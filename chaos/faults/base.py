@@ -21,7 +21,7 @@ class Fault(Strict):
     flap: Flap | None = None
     """Switched on and off periodically during the `during` phase."""
 
-    def injectors(self, ctx: "PlanContext") -> list["Injector"]:
+    def injectors(self, ctx: PlanContext) -> list[Injector]:
         """The injectors that apply this fault; checks its targets through ``ctx``."""
         raise NotImplementedError
 

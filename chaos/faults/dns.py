@@ -79,7 +79,8 @@ class Dns(Fault):
             ctx.fail(("container",), "dns faults cannot target a container (it resolves through "
                                      "its own resolver); use a hosts-entry fault with container:, "
                                      "which edits the container's /etc/hosts")
-        rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")  # per-run server: unique enough, and a seed repeats
+        # per-run server: unique enough, and a seed repeats
+        rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")
         try:
             Rule.from_dict(rule)
         except ValueError as exc:

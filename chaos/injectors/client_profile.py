@@ -35,7 +35,8 @@ _TTL_KEYS = ("net/ipv4/ip_default_ttl", "net/ipv6/conf/*/hop_limit")
 
 # Read and write /proc/sys from inside the namespace (/proc/sys/net follows the caller's
 # netns). Keys are slash paths so interface names with dots stay unambiguous.
-_READ = 'cd /proc/sys && for k; do for f in $k; do [ -e "$f" ] && printf "%s\\t%s\\n" "$f" "$(cat "$f")"; done; done; true'
+_READ = ('cd /proc/sys && for k; do for f in $k; do [ -e "$f" ] && printf "%s\\t%s\\n" "$f" "$(cat "$f")"; done; done;'
+         ' true')
 _WRITE = 'cd /proc/sys && while [ $# -gt 1 ]; do if [ -e "$1" ]; then echo "$2" > "$1" || exit 1; fi; shift 2; done'
 
 

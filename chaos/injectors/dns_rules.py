@@ -72,7 +72,7 @@ class Rule:
     protocol: str | None = None  # "udp" / "tcp": only queries over it; None: both
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Rule":
+    def from_dict(cls, data: Mapping) -> Rule:
         if not isinstance(data, Mapping):
             raise RuleError("a rule is a JSON object")
         d = {k: v for k, v in data.items() if v is not None}

@@ -33,8 +33,7 @@ from pathlib import Path
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
-from chaos.injectors.dns_rules import (STATUS_FILE, NameTable, Rule, load_rules, load_zone,
-                                       normalize_name, write_atomic)
+from chaos.injectors.dns_rules import STATUS_FILE, NameTable, Rule, load_rules, load_zone, normalize_name, write_atomic
 
 MAX_CACHE = 20_000  # distinct questions kept; dig's random EDNS cookies make each one new
 FLUSH_EVERY = 0.05  # seconds between log writes: a reader never waits long, writes stay batched

@@ -29,8 +29,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from chaos.injectors.base import Injector
 from chaos.injectors.packet_filter import port_chunks
@@ -222,7 +223,7 @@ class HttpProxy:
 
         return jsonl.read(self.request_log)
 
-    def rule(self, rule: dict) -> "HttpRule":
+    def rule(self, rule: dict) -> HttpRule:
         return HttpRule(self.rules_dir, rule)
 
     def reload(self) -> None:

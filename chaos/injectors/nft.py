@@ -92,7 +92,7 @@ class Context:
             raise NftError(f"nft{where}: {err.strip() or 'failed'}\n--- commands ---\n{commands}")
         return out
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         return self
 
     def __exit__(self, *exc) -> None:

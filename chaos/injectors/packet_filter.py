@@ -73,7 +73,7 @@ class FilterRule:
     after_bytes: int | None = None
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FilterRule":
+    def from_dict(cls, data: dict) -> FilterRule:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

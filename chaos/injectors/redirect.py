@@ -126,7 +126,7 @@ class EdgeRedirect(Redirect):
         super().apply(journal)
         forget_open_connections(self.netns, self.ports, self.destinations)
 
-    def overlap(self, other: "EdgeRedirect") -> tuple[int, str | None] | None:
+    def overlap(self, other: EdgeRedirect) -> tuple[int, str | None] | None:
         """The lowest port and a destination both redirects take in (None: any server), or
         None when they never meet."""
         import ipaddress

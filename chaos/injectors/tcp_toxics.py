@@ -27,8 +27,8 @@ import json
 import os
 import random
 import re
-from typing import Any, ClassVar
 from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 from chaos.durations import parse_duration
 

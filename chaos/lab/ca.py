@@ -43,7 +43,7 @@ class LabCA:
         ca_key = serialization.load_pem_private_key(self.key.read_bytes(), None)
         ca_cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sans = [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         builder = (
             x509.CertificateBuilder()
@@ -86,7 +86,7 @@ def create_ca(directory: str | Path, name: str = "chaos lab CA", *, days: int = 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "chaos")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject)

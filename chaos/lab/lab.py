@@ -89,8 +89,7 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
 
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
         timeout: float, on_network=None) -> Lab:
-    from chaos.lab import dockerd as dockerd_mod
-    from chaos.lab import front, images as images_mod, mutants, registry
+    from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry
     from chaos.lab.ca import create_ca
     from chaos.lab.clients import Skopeo
 

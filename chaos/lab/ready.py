@@ -6,8 +6,8 @@ from __future__ import annotations
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from chaos.lab import netns
 
@@ -48,7 +48,7 @@ def wait_until(what: str, check: Callable[[], object], timeout: float, *,
             if result:
                 return result
             last = f"check returned {result!r}"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not up yet"
+        except Exception as exc:  # any failure means "not up yet"
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             raise NotReady(what, f"not up within {timeout:g}s (last: {last})", log)

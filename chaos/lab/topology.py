@@ -66,7 +66,7 @@ class Topology:
     DNS faults); None: the service names are in every namespace's hosts file instead."""
 
     @classmethod
-    def new(cls, **kw) -> "Topology":
+    def new(cls, **kw) -> Topology:
         return cls(tag=secrets.token_hex(3), **kw)
 
     def __post_init__(self) -> None:

@@ -59,7 +59,7 @@ def http_request(url: str, method: str = "GET", headers: dict | None = None,
         return {"status": resp.status, "reason": resp.reason, "bytes": size,
                 "body": body.decode("utf-8", "replace"), "headers": dict(resp.getheaders()),
                 "duration": time.monotonic() - start}
-    except Exception as exc:  # noqa: BLE001 - any failure is the observation
+    except Exception as exc:  # any failure is the observation
         return {**_error(exc), "duration": time.monotonic() - start}
 
 
@@ -72,7 +72,7 @@ def tcp_connect(host: str, port: int, timeout: float = 3.0) -> dict:
             sock.settimeout(timeout)
             sock.connect(address)
         return {"connect": "ok", "address": address[0], "duration": time.monotonic() - start}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         result = _error(exc)
         return {"connect": result["error"], "message": result["message"],
                 "duration": time.monotonic() - start}

@@ -42,7 +42,7 @@ def pull(base_url: str, image: str, limit: float) -> dict:
                 elif status == "Already exists":
                     result["cached_layers"] += 1
             result["ok"] = True
-        except Exception as exc:  # noqa: BLE001 - the error text is the observation
+        except Exception as exc:  # the error text is the observation
             result["error"] = str(getattr(exc, "explanation", None) or exc)
         finally:
             result["bytes"] = sum(sizes.values())

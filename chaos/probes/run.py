@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chaos.journal import Journal
 from chaos.probes import expect
@@ -52,7 +52,7 @@ class Place:
     http: object = None
     """The run's HTTP fault proxy (chaos.session.HttpService)."""
 
-    def at(self, region: str | None) -> "Place":
+    def at(self, region: str | None) -> Place:
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
@@ -301,7 +301,7 @@ def run_probe(probe, phase: str, place: Place, journal: Journal, started: float 
     result = ProbeResult(phase, place.expand(describe(probe)), kind, started=started)
     try:
         RUNNERS[kind](probe, place, journal, result)
-    except Exception as exc:  # noqa: BLE001 - a probe that cannot run is reported, not raised
+    except Exception as exc:  # a probe that cannot run is reported, not raised
         result.verdict, result.detail["error"] = ERROR, f"{type(exc).__name__}: {exc}"
         return result
     if result.verdict == PASSED and result.failures():

@@ -13,8 +13,9 @@ import ctypes
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 _CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -41,7 +42,7 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args, **kwargs) -> T:
                 code = ctypes.get_errno()
                 raise OSError(code, f"setns into {netns}: {os.strerror(code)}")
             out["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:  # re-raised in the caller's thread
             out["error"] = exc
 
     try:

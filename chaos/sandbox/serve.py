@@ -18,7 +18,7 @@ def handler(status: int, body: bytes, log):
         protocol_version = "HTTP/1.1"
         server_version = "chaos-serve"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             code, data, extra = status, body, {}
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
             if match and status == 200 and int(match[1]) < len(body):
@@ -38,7 +38,7 @@ def handler(status: int, body: bytes, log):
 
         do_HEAD = do_GET
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             # An upload: read the whole body (its pace is what a slowed upstream shows),
             # then say how much came.
             left = int(self.headers.get("Content-Length") or 0)

@@ -11,8 +11,18 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag,
-                      WithJsonSchema, field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from chaos.durations import PATTERN_TEXT, parse_duration
 
@@ -227,7 +237,7 @@ class DnsQueriesProbe(CountedProbe):
     DNS cache must not ask again)."""
 
     dns_queries: Annotated[
-        Union[Annotated[str, Tag("name")], Annotated[DnsQuery, Tag("mapping")]],
+        Annotated[str, Tag("name")] | Annotated[DnsQuery, Tag("mapping")],
         Discriminator(lambda v: "mapping" if isinstance(v, (dict, DnsQuery)) else "name")]
     """The name asked for (exact), or a mapping: `{name: NAME, at_least: 1}` (its other keys
     are those of this probe)."""
@@ -275,8 +285,10 @@ def _probe_kind(value: Any) -> str | None:
     return next((k for k, cls in _PROBE_CLASSES.items() if type(value) is cls), None)
 
 
+# Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would turn it
+# into the bare tuple).
 Probe = Annotated[
-    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],  # noqa: UP007
     Discriminator(_probe_kind, custom_error_type="probe_kind",
                   custom_error_message="a probe needs one of the keys "
                                        + ", ".join(key for key, _ in _PROBE_KEYS)),
@@ -392,7 +404,7 @@ class Serve(Strict):
 
 def fault_union(types: tuple[type, ...]):
     """These fault types, discriminated on `type`."""
-    return Annotated[Union[types], Field(discriminator="type")]
+    return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007 (a tuple: see Probe)
 
 
 class ScenarioBase(Strict):

@@ -8,12 +8,12 @@ import: ~25 ms of every run's start-up, for text only `chaos schema` and `chaos 
 from __future__ import annotations
 
 import typing
-from functools import lru_cache
+from functools import cache
 
 from pydantic import BaseModel
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> its attribute docstring, inherited ones included (nearest class wins)."""
     from pydantic._internal._docs_extraction import extract_docstrings_from_cls

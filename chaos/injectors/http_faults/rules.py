@@ -34,8 +34,9 @@ import random
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger("chaos.http_faults")
 
@@ -106,7 +107,7 @@ class Match:
     ports: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def parse(cls, raw: Any) -> "Match":
+    def parse(cls, raw: Any) -> Match:
         raw = raw or {}
         if not isinstance(raw, dict):
             raise ValueError("match must be an object")
