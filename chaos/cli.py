@@ -56,8 +56,7 @@ def _no_pydantic_plugin_loader() -> None:
     if "PYDANTIC_DISABLE_PLUGINS" in os.environ or name in sys.modules:
         return
     loader = types.ModuleType(name, "chaos: pydantic plugins are not looked for in this process")
-    loader.get_plugins = lambda: ()
-    loader._plugins = {}
+    vars(loader).update(get_plugins=lambda: (), _plugins={})
     sys.modules[name] = loader
 
 
@@ -117,7 +116,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
-    from chaos.runner import RunOptions, run_scenario
+    from chaos.runner import RunOptions, ScenarioResult, run_scenario
 
     if baseline_path and write_baseline:
         raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
@@ -128,10 +127,11 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
                          docker_host=docker_host)
     if dry_run:
-        codes = [runner.dry_run(scenario, str(path), options, click.echo) for path, scenario in loaded]
+        codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
+                            for path, scenario in loaded]
         sys.exit(_worst(codes + ([ExitStatus.INVALID] if problems else [])))
     reporter = ConsoleReporter(verbose=verbose)
-    results = []
+    results: list[ScenarioResult] = []
     # Between and after scenarios a signal is only recorded: it stops the next scenario
     # from starting, but never costs the finished ones their reports or exit status.
     # restore=False: no moment with a default handler between the runs and the exit.

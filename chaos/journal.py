@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 DEFAULT_STATE_DIR = "/var/lib/chaos"
 
@@ -88,7 +89,18 @@ class Journal:
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
-        self._file = None
+        self._file: TextIO | None = None
+
+    def close(self) -> None:
+        """Stop writing; the journal stays unfinished (``reopen`` or recover go on with it)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _opened(self) -> TextIO:
+        if self._file is None:
+            raise RuntimeError(f"journal {self.path} is not open for writing")
+        return self._file
 
     # -- writing -------------------------------------------------------------------------
     @classmethod
@@ -115,10 +127,11 @@ class Journal:
         lose there needs that: how to undo a change, and a change that must never be undone.
         A lost timeline note costs nothing, a lost "undone" a second, idempotent undo."""
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        self._file.write(line)
-        self._file.flush()
+        out = self._opened()
+        out.write(line)
+        out.flush()
         if durable:
-            os.fsync(self._file.fileno())
+            os.fsync(out.fileno())
 
     def record(self, kind: str, undo: dict, what: str = "") -> Entry:
         """Write how to undo a change, durably, before the caller makes it."""
@@ -179,11 +192,11 @@ class Journal:
         """Close the journal. With nothing pending the run's directory is removed."""
         with self._lock:
             if self.pending():
-                self._file.close()
+                self._opened().close()
                 self._file = None
                 return
             self._append({"op": "end", "time": time.time(), **({"keep": True} if keep else {})})
-            self._file.close()
+            self._opened().close()
             self._file = None
             self.finished = True
             if not keep:
@@ -222,9 +235,9 @@ class Journal:
         with open(self.path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             torn = size > 0 and f.seek(size - 1) >= 0 and f.read(1) != b"\n"
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = out = open(self.path, "a", encoding="utf-8")
         if torn:  # a crash cut the last line short: start the next record on a line of its own
-            self._file.write("\n")
+            out.write("\n")
 
     def owner_alive(self) -> bool:
         return self.owner_pid is not None and is_alive(self.owner_pid, self.owner_start)

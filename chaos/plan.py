@@ -13,10 +13,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from chaos.errors import PlanError
+
+if TYPE_CHECKING:
+    from chaos.sandbox.container import Containers
+    from chaos.session import DnsService, HttpService, TcpService
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
@@ -90,25 +96,25 @@ class PlanContext:
 
     run_id: str
     host_mode: bool
-    clients: dict[str, tuple[str | None, Path]]
+    clients: Mapping[str, tuple[str | None, Path]]
     """Region -> (client namespace, its hosts file); in host mode {"host": (None, /etc/hosts)}."""
     zone: dict[str, str] = field(default_factory=dict)
     """Names the run knows (served names, `hosts:`) -> addresses."""
     world: str | None = None
     """The sandbox world namespace, where server-side faults act (None in host mode)."""
-    region_ranges: dict[str, Net] = field(default_factory=dict)
+    region_ranges: Mapping[str, Net] = field(default_factory=dict)
     """Region -> its clients' source range."""
-    dns: object = None
+    dns: DnsService | None = None
     """The run's DNS service (chaos.session.DnsService); a fault that asks for it makes the
     session start the fake DNS server."""
-    http: object = None
+    http: HttpService | None = None
     """The run's HTTP fault proxy (chaos.session.HttpService), started when a fault asks."""
-    tcp: object = None
+    tcp: TcpService | None = None
     """The run's TCP fault proxy (chaos.session.TcpService), started when a fault asks."""
     run_dir: Path | None = None
     path: tuple = ()
     """Where in the scenario the fault being planned is (for error messages)."""
-    containers: object = None
+    containers: Containers | None = None
     """The docker daemon asked about `container:` targets (chaos.sandbox.container.Containers)."""
     prelude: list = field(default_factory=list)
     """Injectors the planned fault needs applied before its own (a container's netns handle)."""
@@ -151,24 +157,24 @@ class PlanContext:
         self.prelude.append(NetnsHandle(target, self.containers))
         return target.handle, target.hosts_path
 
-    def fail(self, rel: tuple, message: str):
+    def fail(self, rel: tuple, message: str) -> NoReturn:
         raise PlanError(self.path + rel, message)
 
-    def use_dns(self, rel: tuple = ()):
+    def use_dns(self, rel: tuple = ()) -> DnsService:
         """The run's fake DNS server (started because a fault asked for it)."""
         if self.dns is None:
             self.fail(rel, "dns faults need the sandbox's or the lab's resolver (not --host)")
         self.dns.wanted = True
         return self.dns
 
-    def use_http(self, rel: tuple = ()):
+    def use_http(self, rel: tuple = ()) -> HttpService:
         """The run's HTTP fault proxy at the world's edge (started because a fault asked)."""
         if self.http is None:
             self.fail(rel, "HTTP faults need the fault proxy of the sandbox or the lab (not --host)")
         self.http.wanted = True
         return self.http
 
-    def use_tcp(self, rel: tuple = ()):
+    def use_tcp(self, rel: tuple = ()) -> TcpService:
         """The run's TCP fault proxy at the world's edge (started because a fault asked)."""
         if self.tcp is None or self.world is None:
             self.fail(rel, "TCP faults need the sandbox's fault proxy (not --host)")

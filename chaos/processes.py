@@ -13,6 +13,7 @@ import selectors
 import signal
 import subprocess
 import time
+from typing import IO
 
 from chaos.journal import Entry, Journal, is_alive, process_start_time
 
@@ -85,14 +86,22 @@ def undo(record: dict) -> None:
     kill_group(record["pid"], record.get("start"))
 
 
+def stdout_of(proc: subprocess.Popen) -> IO[bytes]:
+    """The child's stdout pipe."""
+    if proc.stdout is None:
+        raise ValueError("the child was started without stdout=subprocess.PIPE")
+    return proc.stdout
+
+
 def wait_ready(proc: subprocess.Popen, timeout: float, what: str) -> None:
     """Wait for the line `ready` on a child's stdout, bounded; raise if it never comes."""
     deadline = time.monotonic() + timeout
+    out = stdout_of(proc)
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(out, selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                line = proc.stdout.readline()
+                line = out.readline()
                 if line.strip() == b"ready":
                     return
                 if not line:

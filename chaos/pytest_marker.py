@@ -49,7 +49,8 @@ class _Alongside:
     """The during probes, in a thread beside the test body."""
 
     def __init__(self, run) -> None:
-        self.run, self.ok, self.error = run, True, None
+        self.run, self.ok = run, True
+        self.error: Exception | None = None
         self.thread = threading.Thread(target=self._probe, name="chaos-during", daemon=True)
         self.thread.start()
 
@@ -110,6 +111,6 @@ def marked_scenario(request, marker, state_dir):
                                    *(f"  {p}" for p in problems),
                                    *probe_failure_lines(run.result.probes)]), pytrace=False)
     finally:
-        failures = run.session.close()
+        failures = run.live.close()
         if failures:
             pytest.fail("chaos could not revert: " + "; ".join(map(str, failures)), pytrace=False)

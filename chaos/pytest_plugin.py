@@ -375,11 +375,13 @@ def chaos_scenario(request):
     def run(source: str | Path, host: bool = False, variables: dict | None = None):
         if host and not config.getoption("--chaos-host"):
             pytest.skip("host mode needs --chaos-host")
-        text_given = isinstance(source, str) and "\n" in source
-        scenario = load_text(source) if text_given else load(source)
+        if isinstance(source, str) and "\n" in source:
+            scenario, name = load_text(source), "<text>"
+        else:
+            scenario, name = load(source), str(source)
         options = RunOptions(host_mode=host, state_dir=_state_dir(config),
                              variables=variables or {})
-        return run_scenario(scenario, "<text>" if text_given else str(source), options)
+        return run_scenario(scenario, name, options)
 
     return run
 
@@ -429,10 +431,10 @@ class ScenarioItem(pytest.Item):
         if self.result.exit_code != 0:
             raise ScenarioFailed(_failure_text(self.result))
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
-        return super().repr_failure(excinfo)
+        return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
         return self.path, 0, f"scenario {self.name}"

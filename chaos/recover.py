@@ -42,7 +42,7 @@ def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
             echo(f"{journal.run_id}: could not undo {failure}")
         if failures:
             status = ExitStatus.INJECTION
-            journal._file.close()
+            journal.close()
             continue
         journal.finish()
         shutil.rmtree(journal.run_dir, ignore_errors=True)

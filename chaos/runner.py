@@ -179,14 +179,22 @@ class Run:
         """(phase, index in that phase) -> the result of each probe that ran."""
         self.running: tuple[str, int] | None = None
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     @property
     def journal(self) -> Journal | None:
         return self.session.journal if self.session else None
 
     @property
+    def live(self) -> Session:
+        """The planned session (an error before plan())."""
+        if self.session is None:
+            raise RuntimeError("the run is not planned")
+        return self.session
+
+    @property
     def place(self) -> Place:
-        return self.session.place
+        return self.live.place
 
     def plan(self) -> None:
         """Everything that can be refused is refused here, before the machine changes."""
@@ -217,7 +225,7 @@ class Run:
             return
         edges = [(i, r) for i, sw in enumerate(self.switches) for r in sw.injectors
                  if isinstance(r, redirect.EdgeRedirect)]
-        names = {addr: name for name, addr in self.session.zone.items()}
+        names = {addr: name for name, addr in self.live.zone.items()}
         source = getattr(self.scenario, "_source", None)
         for n, (j, later) in enumerate(edges):
             for i, earlier in edges[:n]:
@@ -228,7 +236,7 @@ class Run:
                 server = f"{dest} ({names[dest]})" if dest in names else dest or "every server"
                 where = f" at {source.file}:{':'.join(map(str, source.position(('faults', i))))}" \
                     if source else ""
-                kinds = {self.session.tcp.PORT: "TCP", self.session.http.PORT: "HTTP"}
+                kinds = {self.live.tcp.PORT: "TCP", self.live.http.PORT: "HTTP"}
                 raise PlanError(("faults", j, "ports"), (
                     f"port {port} of {server} is also taken by faults[{i}] "
                     f"({self.scenario.faults[i].type}{where}): the {kinds.get(earlier.to_port)} "
@@ -237,10 +245,10 @@ class Run:
                     "ports or destinations"))
 
     def open(self) -> None:
-        self.session.open(step=self.reporter.step)
-        if self.session.sandbox is not None:
+        self.live.open(step=self.reporter.step)
+        if self.live.sandbox is not None:
             self.event(kind="sandbox", clients=dict(self.place.regions),
-                       world=self.session.sandbox.world)
+                       world=self.live.sandbox.world)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -256,14 +264,14 @@ class Run:
     def probe_phase(self, phase: str, probes, announce: bool = True) -> bool:
         if announce:
             self.event(kind="phase", phase=phase)
-        self.session.mark_logs("phase")
+        self.live.mark_logs("phase")
         ok = True
         for index, probe in enumerate(probes):
             raise_pending()
             self.check_schedule()
             self.reporter.probe_start(phase, self.place.expand(_probe_label(probe)))
             self.running = (phase, index)  # a signal may end the run inside this call
-            result = run_probe(probe, phase, self.place.at(probe.region), self.journal,
+            result = run_probe(probe, phase, self.place.at(probe.region), self.live.opened,
                                started=self.now())
             self.result.probes.append(result)
             self.ran[(phase, index)] = result
@@ -303,11 +311,11 @@ class Run:
         began = self.now()
         if on:
             try:
-                sw.apply(self.journal)
+                sw.apply(self.live.opened)
             except Exception as exc:
                 raise FaultError(f"could not inject {label}: {type(exc).__name__}: {exc}") from exc
         else:
-            failures = sw.revert(self.journal)
+            failures = sw.revert(self.live.opened)
             if failures:
                 raise FaultError(f"could not revert {label}: " + "; ".join(map(str, failures)))
         timing = {"began": round(began, 4)}  # the event's t: when it was done (in effect)
@@ -398,7 +406,7 @@ class Run:
         failures = []
         for sw in reversed(self.switches):
             if sw.applied:
-                failed = sw.revert(self.journal)
+                failed = sw.revert(self.live.opened)
                 failures += failed
                 label = sw.fault.label()
                 if failed:
@@ -451,7 +459,7 @@ def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
         echo(str(plan_problem(scenario, exc)))
         return ExitStatus.INVALID
     echo(f"{scenario.name} {file} · dry run {run.run_id}: nothing applied")
-    sandbox = run.session.sandbox
+    sandbox = run.live.sandbox
     for name, client in (sandbox.clients.items() if sandbox else ()):
         if client.profile:
             from chaos.injectors.client_profile import client_profile
@@ -520,7 +528,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
         result.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         with signals_held():
-            failures = run.session.close()
+            failures = run.live.close()
             if received:
                 term = received[0] == signal.SIGTERM
                 result.status = "interrupted"

@@ -11,11 +11,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chaos.errors import PlanError
 from chaos.journal import Journal, RevertFailure
 from chaos.plan import PlanContext
 from chaos.probes.run import Place
+
+if TYPE_CHECKING:
+    from chaos.injectors.dns_rules import DnsServer
+    from chaos.injectors.http_proxy import HttpProxy
+    from chaos.injectors.redirect import TrackConnections
+    from chaos.injectors.tcp_proxy import TcpProxy
+    from chaos.lab.lab import Lab
+    from chaos.lab.topology import Topology
+    from chaos.sandbox.netns import Sandbox
 
 SERVER_READY_TIMEOUT = 10.0
 
@@ -43,7 +53,7 @@ class DnsService:
 
     def __init__(self) -> None:
         self.wanted = False
-        self.server = None  # chaos.injectors.dns_rules.DnsServer once started
+        self.server: DnsServer | None = None  # once started
 
 
 class HttpService:
@@ -54,7 +64,7 @@ class HttpService:
 
     def __init__(self) -> None:
         self.wanted = False
-        self.proxy = None  # chaos.injectors.http_proxy.HttpProxy once started
+        self.proxy: HttpProxy | None = None  # once started
 
 
 class TcpService:
@@ -64,7 +74,7 @@ class TcpService:
 
     def __init__(self) -> None:
         self.wanted = False
-        self.proxy = None  # chaos.injectors.tcp_proxy.TcpProxy once started
+        self.proxy: TcpProxy | None = None  # once started
 
 
 class FaultSwitch:
@@ -104,9 +114,11 @@ class Session:
             if host_mode and value:
                 raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
                                         "at servers you run yourself")
-        self.lab_spec, self.lab, self.topology = lab, None, None
+        self.lab_spec = lab
+        self.lab: Lab | None = None
+        self.topology: Topology | None = None
         self.seed = seed
-        self.sandbox = None
+        self.sandbox: Sandbox | None = None
         if lab is not None:
             from chaos.lab.topology import Topology
 
@@ -125,7 +137,7 @@ class Session:
         self.http = HttpService()
         self.place.http = self.http
         self.tcp = TcpService()
-        self.edge_tracking = None  # TrackConnections in the world, once an edge proxy is wanted
+        self.edge_tracking: TrackConnections | None = None  # in the world, once an edge proxy is wanted
         # `container:` targets: asked about at plan time only (no daemon, no cost otherwise).
         self.containers = Containers(self.run_id, docker_host)
         if docker_host and lab is None:  # probes' `docker exec` reach the same daemon
@@ -149,6 +161,7 @@ class Session:
                                path=path, containers=self.containers)
         if self.topology is not None:
             return self._lab_context(path)
+        assert self.sandbox is not None  # not host mode, not the lab
         clients = {r: (c.netns, c.hosts_path) for r, c in self.sandbox.clients.items()}
         ranges = {r: c.link for r, c in self.sandbox.clients.items() if r != "default"}
         return PlanContext(self.run_id, False, clients, self.zone, path=path,
@@ -163,6 +176,7 @@ class Session:
         from chaos.sandbox.files import NETNS_ETC
 
         topo = self.topology
+        assert topo is not None
         sides = {"default": (topo.client_ns, topo.client_address), "cache": (topo.cache_ns, topo.cache.address)}
         clients = {r: (ns, NETNS_ETC / ns / "hosts") for r, (ns, _) in sides.items()}
         ranges = {r: ipaddress.ip_network(addr) for r, (_, addr) in sides.items()}
@@ -178,9 +192,16 @@ class Session:
 
     # -- changing the machine --------------------------------------------------------------
     @property
-    def logs(self):
+    def logs(self) -> Path:
         """Where servers and services of this run write their logs ({logs} in probes)."""
-        return self.journal.run_dir
+        return self.opened.run_dir
+
+    @property
+    def opened(self) -> Journal:
+        """The journal of the open session."""
+        if self.journal is None:
+            raise RuntimeError("the session is not open")
+        return self.journal
 
     def open(self, step=lambda text: None) -> None:
         self.journal = Journal.create(self.run_id, self.state_dir)
@@ -222,7 +243,10 @@ class Session:
     def edge(self) -> str:
         """The namespace of the world's edge, where the servers live and the fault proxies
         stand: the lab's hub, else the sandbox world."""
-        return self.topology.hub_ns if self.topology is not None else self.sandbox.world
+        if self.topology is not None:
+            return self.topology.hub_ns
+        assert self.sandbox is not None
+        return self.sandbox.world
 
     def track_edge(self) -> None:
         """Connection tracking on in the world from before the first edge redirect to the
@@ -232,7 +256,7 @@ class Session:
         from chaos.injectors.redirect import TrackConnections
 
         self.edge_tracking = TrackConnections(self.edge, tag=self.run_id)
-        self.edge_tracking.apply(self.journal)
+        self.edge_tracking.apply(self.opened)
 
     def _lab_dns(self, journal, topo) -> None:
         """The lab resolves through the run's fake DNS server, started before any service."""
@@ -248,20 +272,21 @@ class Session:
         from chaos.injectors.tcp_proxy import start_tcp_proxy
 
         step(f"tcp: fault proxy at the world's edge, port {self.tcp.PORT}")
-        run_dir = self.journal.run_dir / "tcp-proxy"
+        run_dir = self.logs / "tcp-proxy"
         run_dir.mkdir(exist_ok=True)
         config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
                                  "transparent": True}], "seed": self.seed}
-        self.tcp.proxy = start_tcp_proxy(self.journal, netns=self.edge, config=config, run_dir=run_dir)
+        self.tcp.proxy = start_tcp_proxy(self.opened, netns=self.edge, config=config, run_dir=run_dir)
 
     def start_dns(self, step) -> None:
         from chaos.injectors.dns_rules import start_dns_server
 
         step(f"dns: fake DNS server on {self.dns.ADDRESS}")
+        assert self.sandbox is not None
         self.sandbox.add_server_address(self.dns.ADDRESS)
-        self.dns.server = start_dns_server(self.journal, netns=self.sandbox.world,
+        self.dns.server = start_dns_server(self.opened, netns=self.sandbox.world,
                                            listen=self.dns.ADDRESS, zone=self.zone,
-                                           run_dir=self.journal.run_dir / "dns", seed=self.seed)
+                                           run_dir=self.logs / "dns", seed=self.seed)
         self.mark_logs("run")
 
     @property
@@ -279,7 +304,7 @@ class Session:
         """Probes trust the CA (and the system's CAs): SSL_CERT_FILE, CURL_CA_BUNDLE, ..."""
         from chaos.injectors.http_proxy import trust_env, write_ca_bundle
 
-        bundle = self.journal.run_dir / "ca-bundle.pem"
+        bundle = self.logs / "ca-bundle.pem"
         if not bundle.exists():
             write_ca_bundle(self.ca.cert, bundle)
         self.place.env.update(trust_env(bundle))
@@ -288,7 +313,7 @@ class Session:
         from chaos.injectors.http_proxy import start_http_proxy
 
         step(f"http: fault proxy (mitmdump) at the world's edge, port {self.http.PORT}")
-        run_dir = self.journal.run_dir / "http-proxy"
+        run_dir = self.logs / "http-proxy"
         # The proxy signs with the run's CA, which the run's clients trust, and checks the
         # run's servers against it: TLS stays real on both sides.
         confdir, ca = run_dir / "ca", self.ca
@@ -297,7 +322,7 @@ class Session:
         with open(key, "wb") as f:
             f.write(ca.key.read_bytes() + ca.cert.read_bytes())
         (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
-        self.http.proxy = start_http_proxy(self.journal, netns=self.edge,
+        self.http.proxy = start_http_proxy(self.opened, netns=self.edge,
                                            listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
                                            run_dir=run_dir, confdir=confdir, upstream_ca=ca.cert)
         if self.lab is None:
@@ -308,23 +333,23 @@ class Session:
         from chaos.lab import lab_up
 
         step("lab: upstream, token server, CDN, cache, dockerd (a few seconds)")
-        spec = self.lab_spec
-        self.lab = lab_up(self.journal, self.journal.run_dir, topology=self.topology,
-                          dockerd=spec.dockerd, warm=tuple(spec.warm), on_network=self._lab_dns)
-        topo = self.topology
+        spec, topo = self.lab_spec, self.topology
+        assert topo is not None
+        self.lab = lab = lab_up(self.opened, self.logs, topology=topo,
+                                dockerd=spec.dockerd, warm=tuple(spec.warm), on_network=self._lab_dns)
         if spec.client_os:
             from chaos.injectors.client_profile import client_profile
 
-            client_profile(topo.client_ns, os_family=spec.client_os, tag=self.run_id).apply(self.journal)
+            client_profile(topo.client_ns, os_family=spec.client_os, tag=self.run_id).apply(self.opened)
         self.place.netns = topo.client_ns
         self.place.regions = {"default": topo.client_ns, "cache": topo.cache_ns}
-        self.place.lab = self.lab
+        self.place.lab = lab
         # --var values win over the lab's own names (a cache of your own for {cache}).
-        self.place.variables = {**self.lab.placeholders(), **self.place.variables}
-        ca = str(self.lab.ca.cert)
+        self.place.variables = {**lab.placeholders(), **self.place.variables}
+        ca = str(lab.ca.cert)
         self.place.env.update(SSL_CERT_FILE=ca, CURL_CA_BUNDLE=ca)
-        if self.lab.dockerd is not None:
-            self.place.env["DOCKER_HOST"] = self.lab.dockerd.base_url
+        if lab.dockerd is not None:
+            self.place.env["DOCKER_HOST"] = lab.dockerd.base_url
         self.mark_logs("run")
         self.ensure_services(step)
 
@@ -342,6 +367,7 @@ class Session:
         from chaos.processes import spawn, wait_ready
 
         address, http = str(server.address), server.http
+        assert self.sandbox is not None
         self.sandbox.add_server_address(address)
         argv = [sys.executable, "-m", "chaos.sandbox.serve", "--listen", f"{address}:{http.port}",
                 "--status", str(http.status), "--body", http.body]
@@ -352,7 +378,7 @@ class Session:
             pair = self.ca.issue(server.name, [server.name], [address], directory=self.logs / "tls")
             argv += ["--cert", str(pair.cert), "--key", str(pair.key)]
             self.trust_ca()
-        proc, _ = spawn(self.journal, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
+        proc, _ = spawn(self.opened, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
         wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")
 
@@ -362,6 +388,7 @@ class Session:
             server.address = _free_address(self.zone.values())
         self.serve.append(server)
         self.zone[server.name] = str(server.address)
+        assert self.sandbox is not None
         self.sandbox.zone = self.zone
         self.sandbox.write_hosts()  # keeps the blocks of hosts-entry faults already on
         if self.dns.server is not None:  # it read zone.json at its start
@@ -373,7 +400,7 @@ class Session:
         """Run a shell command where the clients live; (exit code or None if killed, out, err)."""
         from chaos.probes.run import run_process
 
-        code, out, err, _ = run_process(self.journal, ["sh", "-c", command], self.place.at(region), timeout)
+        code, out, err, _ = run_process(self.opened, ["sh", "-c", command], self.place.at(region), timeout)
         return code, out, err
 
     def close(self) -> list[RevertFailure]:

@@ -7,6 +7,10 @@ uses, not for the whole library (building a type's models costs ~10 ms: docs/ben
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.faults.base import Fault
 
 FAULTS = {  # type -> "module:Class" in this package
     "hosts-entry": "hosts_entry:HostsEntry",
@@ -24,12 +28,12 @@ FAULTS = {  # type -> "module:Class" in this package
 }
 
 
-def fault_class(name: str) -> type:
+def fault_class(name: str) -> type[Fault]:
     """The model class of fault type ``name`` (KeyError for an unknown type)."""
     module, _, cls = FAULTS[name].partition(":")
     return getattr(import_module(f"{__name__}.{module}"), cls)
 
 
-def fault_types(names=None) -> list[type]:
+def fault_types(names=None) -> list[type[Fault]]:
     """The classes of ``names`` (default: every type), in registry order."""
     return [fault_class(name) for name in FAULTS if names is None or name in names]

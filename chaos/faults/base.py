@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 
 class Fault(Strict):
+    if TYPE_CHECKING:  # each fault type declares its own `type: Literal[...]` field
+        type: str
+
     name: str | None = None
     """Shown in the console and the report (default: the type and its targets)."""
     window: Window | None = None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from chaos.faults.base import Fault
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Duration
+
+if TYPE_CHECKING:
+    from chaos.injectors.dns_rules import DnsRule
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -99,7 +102,8 @@ class ServerRule(Injector):
 
     def __init__(self, dns, rule: dict) -> None:
         super().__init__()
-        self.dns, self.rule, self._inner = dns, rule, None
+        self.dns, self.rule = dns, rule
+        self._inner: DnsRule | None = None
 
     def describe(self) -> str:
         return f"fake DNS: {', '.join(self.rule['names'])} -> {self.rule['answer']}"

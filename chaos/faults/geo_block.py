@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -60,7 +60,7 @@ class GeoBlock(Fault):
             match = {"servers": nets, "ports": ports}
             if not any(_is_address(b) for b in self.block):
                 match["host"] = [b.lower().rstrip(".") for b in self.block]
-            rule = {"fault": "http-451", "region": self.region}
+            rule: dict[str, Any] = {"fault": "http-451", "region": self.region}
             return http_injectors(ctx, self, rule, ports, match=match, destinations=nets,
                                   clients=[str(ctx.region_ranges[self.region])])
         rule = {"action": "drop" if self.action == "drop" else "reject-reset",

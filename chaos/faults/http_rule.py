@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Strict
 
@@ -19,7 +21,7 @@ class HttpMatch(Strict):
     """Request method(s), e.g. GET or [GET, HEAD]."""
 
 
-def http_injectors(ctx, fault, rule: dict, ports: list[int | str], clients: list[str] = (),
+def http_injectors(ctx, fault, rule: dict, ports: Sequence[int | str], clients: Sequence[str] = (),
                    match: dict | None = None,
                    destinations: list[str] | None = None) -> list[Injector]:
     """A redirect of the fault's ports at the world's edge, then its rule in the proxy.

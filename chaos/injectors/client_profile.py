@@ -13,7 +13,7 @@ MSS chain, see ``chaos.injectors.iptables``).
 from __future__ import annotations
 
 import subprocess
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from chaos.injectors import iptables
 from chaos.injectors.base import Injector
@@ -125,7 +125,7 @@ def client_profile(netns: str | None, ttl: int | None = None, mss: int | None = 
     explicit arguments win. Nothing changes until ``apply(journal)``."""
     if os_family is not None and os_family not in OS_FAMILIES:
         raise ValueError(f"os_family {os_family!r}: expected one of {sorted(OS_FAMILIES)}")
-    base = dict(OS_FAMILIES[os_family]) if os_family else {}
+    base: dict[str, Any] = dict(OS_FAMILIES[os_family]) if os_family else {}
     given = {"ttl": ttl, "mss": mss, "window_scaling": window_scaling,
              "timestamps": timestamps, "sack": sack}
     base.update({k: v for k, v in given.items() if v is not None})

@@ -433,7 +433,7 @@ def start_dns_server(journal: Journal, *, netns: str | None, listen: str, zone: 
     receives zone.json, rules/, queries.jsonl and server.stderr; the caller removes it.
     ``seed`` makes each rule's probability and random draws repeatable (per rule id).
     """
-    from chaos.processes import spawn
+    from chaos.processes import spawn, stdout_of
 
     run_dir = Path(run_dir)
     server = DnsServer(0, None, listen, port, netns, run_dir)
@@ -453,7 +453,7 @@ def start_dns_server(journal: Journal, *, netns: str | None, listen: str, zone: 
     try:
         line = _read_line(proc, timeout)
     finally:
-        proc.stdout.close()
+        stdout_of(proc).close()
     if line.strip() != b"ready":
         try:  # EOF on stdout: it is exiting; wait a moment for its status
             code = proc.wait(timeout=1.0) if not line else proc.poll()
@@ -467,7 +467,9 @@ def start_dns_server(journal: Journal, *, netns: str | None, listen: str, zone: 
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> bytes:
-    fd, buf = proc.stdout.fileno(), b""
+    from chaos.processes import stdout_of
+
+    fd, buf = stdout_of(proc).fileno(), b""
     deadline = time.monotonic() + timeout
     while b"\n" not in buf:
         left = deadline - time.monotonic()

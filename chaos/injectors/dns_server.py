@@ -173,6 +173,7 @@ class Resolver:
             reply.header.tc = 1
             addrs = []
         elif answer == "sinkhole":
+            assert rule is not None  # a rule's answer
             addrs = list(rule.addresses)
         elif addrs is None:  # zone; delay: the zone's answer, late
             if q.zone is None:
@@ -266,6 +267,7 @@ class UdpServer(asyncio.DatagramProtocol):
         try:
             self.sock.sendto(packet, addr)
         except BlockingIOError:
+            assert self.transport is not None  # a datagram came in through it
             self.transport.sendto(packet, addr)  # queue it: asyncio sends when writable
         except OSError:
             pass
@@ -277,7 +279,7 @@ class TcpServer(asyncio.Protocol):
     def __init__(self, resolver: Resolver, log: QueryLog) -> None:
         self.resolver, self.log = resolver, log
         self.buf = b""
-        self.transport = None
+        self.transport: asyncio.Transport | None = None
         self.peer = ("?", 0)
 
     def connection_made(self, transport) -> None:
@@ -293,6 +295,7 @@ class TcpServer(asyncio.Protocol):
             msg, self.buf = self.buf[2:2 + size], self.buf[2 + size:]
             q = self.resolver.question(msg)
             if q is None:
+                assert self.transport is not None  # data came in through it
                 self.transport.close()
                 return
             packed, fragment, delay = self.resolver.decide(q, True)
@@ -306,7 +309,7 @@ class TcpServer(asyncio.Protocol):
                 self._send(frame)
 
     def _send(self, frame: bytes) -> None:
-        if not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 
 

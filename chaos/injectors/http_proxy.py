@@ -353,6 +353,7 @@ class HttpRedirect(Redirect):
     def lines(self) -> list[str]:
         tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.tag} "
                 f"-j REDIRECT --to-ports {self.to_port}")
+        dests: list[str | None] = [*self.destinations] or [None]
         return [f"-A {self.chain} -p tcp " + (f"-d {dest} " if dest else "")
                 + f"-m multiport --dports {','.join(chunk)} {tail}"
-                for chunk in port_chunks(self.ports) for dest in self.destinations or [None]]
+                for chunk in port_chunks(self.ports) for dest in dests]

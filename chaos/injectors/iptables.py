@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -158,7 +159,7 @@ def snapshot(netns: str | None, families) -> dict[str, dict[str, Table]]:
 
 
 def undo_record(netns: str | None, table: str, hook: str, chain: str, tag: str,
-                before: dict[str, dict[str, Table] | None]) -> dict:
+                before: Mapping[str, dict[str, Table] | None]) -> dict:
     """``before``: family -> its tables before the change, or None where they were not
     read (a scratch namespace: the table, if it appeared, may stay)."""
     return {"netns": netns, "table": table, "hook": hook, "chain": chain, "tag": tag,
@@ -167,7 +168,7 @@ def undo_record(netns: str | None, table: str, hook: str, chain: str, tag: str,
 
 
 def install(netns: str | None, table: str, hook: str, chain: str, tag: str,
-            lines_by_family: dict[str, list[str]], before: dict[str, dict[str, Table] | None]) -> None:
+            lines_by_family: dict[str, list[str]], before: Mapping[str, dict[str, Table] | None]) -> None:
     for family, lines in lines_by_family.items():
         tables = before[family]
         batch = install_batch(table, hook, chain, tag, lines, tables.get(table) if tables else None)
@@ -254,7 +255,7 @@ def undo(record: dict) -> None:
 
 def cleanup(netns: str | None, tag: str, tables=("filter", "mangle")) -> list[str]:
     """Remove every chain a jump tagged exactly ``tag`` leads to (recovery without a journal)."""
-    removed = []
+    removed: list[str] = []
     if not netns_exists(netns):
         return removed
     marker = f"--comment {tag} -j "

@@ -66,7 +66,7 @@ class Context:
 
     def __init__(self, netns: str | None) -> None:
         self.netns = netns
-        self.ptr = in_netns(netns, self._open, _load())  # FileNotFoundError: no namespace
+        self.ptr: int | None = in_netns(netns, self._open, _load())  # FileNotFoundError: no namespace
 
     @staticmethod
     def _open(lib) -> int:

@@ -176,7 +176,7 @@ def _address(text: str) -> tuple[str, str, str]:
     """-> (family, "net" | "range", normalized text)."""
     if "-" in text:
         first, last = (ipaddress.ip_address(x.strip()) for x in text.split("-", 1))
-        if first.version != last.version or first > last:
+        if first.version != last.version or int(first) > int(last):
             raise ValueError(f"address range {text!r}: ends differ in family or order")
         return f"ipv{first.version}", "range", f"{first}-{last}"
     net = ipaddress.ip_network(text, strict=False)
@@ -192,7 +192,9 @@ def _split(addresses: list[str]) -> dict[str, list[tuple[str, str]]]:
 
 
 def port_chunks(ports: list[str]) -> list[list[str]]:
-    chunks, current, used = [], [], 0
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    used = 0
     for p in ports:
         cost = 2 if ":" in p else 1
         if used + cost > _MULTIPORT_MAX:
@@ -218,7 +220,7 @@ def _l4_match(rule: FilterRule, port: str | None) -> list[str]:
             mask, comp = ",".join(x for x in (mask, "RST") if x), comp or "NONE"
         if mask:
             opts += ["--tcp-flags", mask, comp]
-    return ["-m", rule.protocol, *opts] if opts else []
+    return ["-m", rule.protocol, *opts] if opts and rule.protocol else []  # ports need a protocol
 
 
 def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[str]:
@@ -226,9 +228,9 @@ def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[
     if family not in rule.families():
         return []
     v6 = family == "ipv6"
-    srcs = _split(rule.sources)[family] or [None]
-    dsts = _split(rule.destinations)[family] or [None]
-    chunks = port_chunks(rule.ports) or [[]]
+    srcs: list[tuple[str, str] | None] = [*_split(rule.sources)[family]] or [None]
+    dsts: list[tuple[str, str] | None] = [*_split(rule.destinations)[family]] or [None]
+    chunks = port_chunks([str(p) for p in rule.ports]) or [[]]  # port_text() made them text
     lines = []
     for src in srcs:
         for dst in dsts:
@@ -348,7 +350,7 @@ class PacketFilter(Injector):
         if first.destinations:
             what += " -> " + ",".join(first.destinations[:3])
         if first.ports:
-            what += " port " + ",".join(first.ports[:3])
+            what += " port " + ",".join(map(str, first.ports[:3]))
         more = f" (+{len(self.rules) - 1} rules)" if len(self.rules) > 1 else ""
         return f"iptables {self.hook} in {self.netns or 'host'} [{self.chain}]: {what}{more}"
 

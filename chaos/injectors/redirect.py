@@ -21,6 +21,7 @@ connections the proxy carries go on through it, answered by the server, because
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from chaos.injectors import iptables
@@ -103,8 +104,8 @@ class Redirect(NatChain):
 class EdgeRedirect(Redirect):
     hook = "PREROUTING"
 
-    def __init__(self, netns: str, ports: list[int | str], to_port: int, *, tag: str, name: str,
-                 destinations: list[str] = ()) -> None:
+    def __init__(self, netns: str, ports: Sequence[int | str], to_port: int, *, tag: str, name: str,
+                 destinations: Sequence[str] = ()) -> None:
         super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag)
         self.ports = port_texts(ports, to_port)
         self.destinations = list(destinations)
@@ -114,7 +115,7 @@ class EdgeRedirect(Redirect):
         return f"redirect tcp {','.join(map(str, self.ports))} to {where} -> proxy :{self.to_port} in {self.netns}"
 
     def lines(self) -> list[str]:
-        dests = self.destinations or [None]
+        dests: list[str | None] = [*self.destinations] or [None]
         return [f"-A {self.chain} -p tcp" + (f" -d {d}" if d else "")
                 + f' -m multiport --dports {",".join(chunk)} -m comment --comment "{self.tag}"'
                 + f" -j REDIRECT --to-ports {self.to_port}"
@@ -134,8 +135,9 @@ class EdgeRedirect(Redirect):
         ports = [max(a, c) for a, b in map(_span, self.ports) for c, d in map(_span, other.ports)
                  if max(a, c) <= min(b, d)]
         nets = [[ipaddress.ip_network(d, strict=False) for d in r.destinations] for r in (self, other)]
+        common: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network | None]
         if not all(nets):  # one of them takes every server: the other's (if any) meet it
-            common = (nets[0] or nets[1] or [None])[:1]
+            common = [*(nets[0] or nets[1]), None][:1]
         else:
             common = [max(a, b, key=lambda n: n.prefixlen) for a in nets[0] for b in nets[1]
                       if a.version == b.version and a.overlaps(b)][:1]
@@ -186,7 +188,7 @@ def _tracked_tcp() -> list[tuple[str, str, int, int]]:
             fields = line.split()
             if fields[0] != "ipv4" or fields[2] != "tcp":
                 continue
-            orig = {}
+            orig: dict[str, str] = {}
             for field in fields:  # the first src=, dst=, sport=, dport= are the original's
                 key, sep, value = field.partition("=")
                 if sep and key in ("src", "dst", "sport", "dport"):

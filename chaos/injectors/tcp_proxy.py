@@ -36,7 +36,7 @@ from chaos.injectors.redirect import Redirect
 from chaos.injectors.tcp_server import PROXY_MARK
 from chaos.injectors.tcp_toxics import RuleError, parse_rule, rule_digest
 from chaos.journal import Entry, Journal, is_alive
-from chaos.processes import spawn
+from chaos.processes import spawn, stdout_of
 
 RELOAD_TIMEOUT = 3.0
 
@@ -86,7 +86,7 @@ def start_tcp_proxy(journal: Journal, *, netns: str | None, config: dict | str |
                     run_dir: str | os.PathLike, timeout: float = 5.0) -> TcpProxy:
     """Start the proxy (inside netns) with its files in a new directory under run_dir."""
     if not isinstance(config, dict):
-        config = json.loads(Path(config).read_text(encoding="utf-8"))
+        config = dict(json.loads(Path(config).read_text(encoding="utf-8")))
     home = Path(tempfile.mkdtemp(prefix="tcp-proxy-", dir=run_dir))
     (home / "rules").mkdir()
     (home / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
@@ -106,7 +106,7 @@ def start_tcp_proxy(journal: Journal, *, netns: str | None, config: dict | str |
         proc.wait()
         raise
     finally:
-        proc.stdout.close()  # the proxy writes nothing after 'ready'
+        stdout_of(proc).close()  # the proxy writes nothing after 'ready'
     bound = {name: _split_addr(addr) for name, addr in json.loads(line[6:]).items()}
     return TcpProxy(proc, entry, netns, home, bound)
 
@@ -115,11 +115,12 @@ def _read_line(proc: subprocess.Popen, timeout: float) -> str:
     """One stdout line, or what there is when the process exits or the time is up."""
     deadline = time.monotonic() + timeout
     data = b""
+    out = stdout_of(proc)
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(out, selectors.EVENT_READ)
         while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
             if sel.select(left):
-                chunk = os.read(proc.stdout.fileno(), 4096)
+                chunk = os.read(out.fileno(), 4096)
                 if not chunk:
                     break
                 data += chunk

@@ -102,9 +102,11 @@ class SpliceRelay:
                 return
 
     def _flush(self) -> None:
+        pipe = self.pipe
+        assert pipe is not None  # set while bytes are pending
         while self.pending:
             try:
-                n = os.splice(self.pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
+                n = os.splice(pipe[0], self.dst, self.pending, flags=_SPLICE_FLAGS)
             except BlockingIOError:
                 if not self.waiting:  # dst full: stop reading src until it drains (backpressure)
                     self.waiting = True
@@ -119,7 +121,7 @@ class SpliceRelay:
             self.waiting = False
             self.loop.remove_writer(self.dst)
             self.loop.add_reader(self.src, self._readable)
-        self.pool.put(self.pipe)
+        self.pool.put(pipe)
         self.pipe = None
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -196,7 +198,7 @@ class Pump:
         except asyncio.CancelledError:
             # cancelled by a failed writer: report its error, not the cancellation
             if self.writer is not None and self.writer.done() and not self.writer.cancelled():
-                raise self.writer.exception() from None
+                raise self.writer.exception() or asyncio.CancelledError() from None
             raise
         finally:
             if self.writer is not None:
@@ -210,15 +212,18 @@ class Pump:
             self.queue = asyncio.Queue(self.QUEUE)
             self.writer = loop.create_task(self._write())
             reader = asyncio.current_task()
+            assert reader is not None  # called by the reading task
             self.writer.add_done_callback(lambda w: w.cancelled() or w.exception() is None
                                           or reader.cancel())
         return self.queue
 
     async def _write(self) -> None:
+        queue = self.queue
+        assert queue is not None  # made before this task
         while True:
-            data, read_at = await self.queue.get()
+            data, read_at = await queue.get()
             await self._emit(data, read_at, 0)
-            self.queue.task_done()
+            queue.task_done()
 
     async def _emit(self, data: bytes, read_at: float, i: int) -> None:
         if i == len(self.shapers):

@@ -35,6 +35,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chaos.injectors.tcp_relay import CHUNK, PipePool, Pump, SpliceRelay, shutdown_write
@@ -75,7 +76,7 @@ class Listener:
         self.upstream = None if self.transparent else parse_addr(spec["upstream"])
         self.sock: socket.socket | None = None
 
-    def bind(self) -> None:
+    def bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,6 +84,13 @@ class Listener:
         sock.listen(4096)
         sock.setblocking(False)
         self.sock = sock
+        return sock
+
+    @property
+    def bound(self) -> socket.socket:
+        if self.sock is None:
+            raise RuntimeError(f"listener {self.name} is not bound")
+        return self.sock
 
     def destination(self, client: socket.socket) -> tuple[str, int] | None:
         if not self.transparent:
@@ -170,7 +178,7 @@ class Conn:
             self.up = self.proxy.upstream_socket(self.dest)
             err = self.up.connect_ex(self.dest)
         except OSError as exc:
-            err = exc.errno
+            err = exc.errno or errno.EIO
         if err not in (0, errno.EINPROGRESS):
             self.end(f"upstream-connect-failed: {os.strerror(err)}", "reset")
             return
@@ -204,7 +212,7 @@ class Conn:
             try:
                 await self.proxy.loop.sock_connect(self.up, self.dest)
             except OSError as exc:
-                self.end(f"upstream-connect-failed: {os.strerror(exc.errno)}", "reset")
+                self.end(f"upstream-connect-failed: {os.strerror(exc.errno or errno.EIO)}", "reset")
                 return
             error = await self._move()
         except (End, OSError) as exc:
@@ -225,7 +233,7 @@ class Conn:
     async def _move(self) -> BaseException | None:
         """Both directions until both end (None) or one fails (its exception)."""
         loop = self.proxy.loop
-        waits = []
+        waits: list[asyncio.Future] = []
         for direction, src, dst in self._directions():
             pump = Pump(self, direction, src, dst, self.toxics)
             if pump.needed:
@@ -233,8 +241,7 @@ class Conn:
                 waits.append(loop.create_task(pump.run()))
             else:
                 done = loop.create_future()
-                relay = SpliceRelay(loop, src, dst, self.proxy.pipes,
-                                    lambda r, e, f=done: _settle(f, e))
+                relay = SpliceRelay(loop, src, dst, self.proxy.pipes, _settler(done))
                 self.movers.append((direction, relay))
                 relay.start()
                 waits.append(done)
@@ -345,6 +352,11 @@ def _settle(future: asyncio.Future, exc: BaseException | None) -> None:
         future.set_exception(exc) if exc is not None else future.set_result(None)
 
 
+def _settler(future: asyncio.Future) -> Callable[[SpliceRelay, BaseException | None], None]:
+    """A relay's on_done: settle ``future`` with how the relay ended."""
+    return lambda relay, exc: _settle(future, exc)
+
+
 class Proxy:
     """Listeners, the current rules, the connection log."""
 
@@ -352,7 +364,8 @@ class Proxy:
         self.listeners = [Listener(spec) for spec in config["listeners"]]
         self.mark = int(config.get("mark", PROXY_MARK))
         self.rng = random.Random(config.get("seed"))
-        self.rules_dir, self.rules = rules_dir, []
+        self.rules_dir = rules_dir
+        self.rules: list[Rule] = []
         self.generation = 0
         self.log = open(log_path, "a", buffering=1, encoding="utf-8")
         self.pipes = PipePool()
@@ -368,9 +381,8 @@ class Proxy:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, _resolve, stopped, "stop")
         for listener in self.listeners:
-            listener.bind()
-            self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
-        bound = {ls.name: format_addr(ls.sock.getsockname()) for ls in self.listeners}
+            self.loop.add_reader(listener.bind().fileno(), self._accept, listener)
+        bound = {ls.name: format_addr(ls.bound.getsockname()) for ls in self.listeners}
         # A full collection walks every live object: with 10,000 held connections that is a
         # 50-90 ms pause, which would make scheduled hang ends late. Connections make no
         # reference cycles (see Conn.end, SpliceRelay._finish), so young collections find the
@@ -401,9 +413,10 @@ class Proxy:
         return sock
 
     def _accept(self, listener: Listener) -> None:
+        sock = listener.bound
         for _ in range(256):  # bounded: one listener must not starve the rest of the loop
             try:
-                client, peer = listener.sock.accept()
+                client, peer = sock.accept()
             except BlockingIOError:
                 return
             except OSError as exc:  # EMFILE and friends: say so, keep serving open connections

@@ -132,9 +132,10 @@ class Rule:
             raise RuleError(f"id: required, letters, digits, '_', '.', '-' (it names the rule file),"
                             f" got {spec.get('id')!r}")
         self.id: str = spec["id"]
-        self.toxic: type[Toxic] = TOXICS.get(str(spec.get("toxic")))  # type: ignore[assignment]
-        if self.toxic is None:
+        toxic = TOXICS.get(str(spec.get("toxic")))
+        if toxic is None:
             raise RuleError(f"toxic: expected one of {', '.join(TOXICS)}, got {spec.get('toxic')!r}")
+        self.toxic: type[Toxic] = toxic
         direction = _choice(spec.get("direction", "downstream"), "direction", (*DIRECTIONS, "both"))
         self.directions = DIRECTIONS if direction == "both" else (direction,)
         self.probability = spec.get("probability", 1.0)
@@ -172,7 +173,7 @@ class Rule:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.waiter(future)
-        timer = loop.call_later(seconds, lambda: future.done() or future.set_result("elapsed"))
+        timer = loop.call_later(seconds, _settle, future, "elapsed")
         try:
             await future
         finally:
@@ -186,6 +187,11 @@ class Rule:
 
     def describe(self) -> str:
         return f"{self.id}:{self.toxic.name}"
+
+
+def _settle(future: asyncio.Future, result: str) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 def rule_digest(spec: dict) -> str:
@@ -219,8 +225,8 @@ class Toxic:
         self.p = rule.params
 
     @classmethod
-    def check(cls, params: dict) -> dict:
-        return params
+    def check(cls, p: dict) -> dict:
+        return p
 
     async def on_accept(self, conn) -> None:
         return None

@@ -11,6 +11,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.journal import Entry, Journal
 
 _LINE = re.compile(
     r'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
@@ -84,10 +88,16 @@ class LabServer:
     log, and a way to stop it on purpose ("registry down"). Needs ``access_log``, ``journal``
     and ``entry`` (its process record) on the instance."""
 
+    access_log: Path
+    journal: Journal | None
+    entry: Entry | None
+
     @property
     def access(self) -> AccessLog:
         return AccessLog(self.access_log)
 
     def stop(self) -> None:
         """Kill it now; its journal record is closed, so rollback skips it."""
+        if self.journal is None or self.entry is None:
+            raise RuntimeError(f"{type(self).__name__} was not started under a journal")
         self.journal.undo(self.entry)

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class LabCA:
     key: Path
     cert_dir: Path
 
-    def issue(self, name: str, dns_names: list[str] = (), ips: list[str] = (),
+    def issue(self, name: str, dns_names: Sequence[str] = (), ips: Sequence[str] = (),
               *, days: int = 7, directory: Path | None = None) -> KeyPair:
         """A leaf for ``name`` signed by this CA, with the given SANs (server and client auth),
         written beside the CA or into ``directory``."""
@@ -41,6 +42,8 @@ class LabCA:
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
         ca_key = serialization.load_pem_private_key(self.key.read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):  # create_ca() makes P-256 keys
+            raise ValueError(f"{self.key}: not an EC private key")
         ca_cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)

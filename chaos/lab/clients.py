@@ -12,6 +12,7 @@ import itertools
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ class Skopeo:
 
     def start_copy(self, src: str, dst: str, *, src_creds: str | None = None,
                    dest_creds: str | None = None, digestfile: Path | None = None,
-                   extra: list[str] = ()) -> Running:
+                   extra: Sequence[str] = ()) -> Running:
         """Start ``skopeo copy src dst``; docker:// ends verify TLS against the lab CA."""
         argv = ["skopeo", "copy", "--insecure-policy", "--retry-times", "0"]
         if src.startswith("docker://"):
@@ -136,7 +137,7 @@ class Skopeo:
         return self.start_copy(src, dst, **kw).wait(timeout, check)
 
     def inspect(self, ref: str, *, timeout: float = 30, check: bool = True,
-                extra: list[str] = ()) -> subprocess.CompletedProcess:
+                extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
         """``skopeo inspect docker://ref`` (manifest and config only, no layers)."""
         argv = ["skopeo", "inspect", "--retry-times", "0", "--cert-dir", str(self.cert_dir),
                 "--no-creds", *extra, f"docker://{ref}"]

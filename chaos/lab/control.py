@@ -99,7 +99,7 @@ def up(base=None, *, dockerd: bool = True, warm=("library/busybox:1",), echo=pri
                 echo(f"could not undo {failure} (`chaos recover` retries)")
             journal.finish()
             raise
-    journal._file.close()  # the journal stays unfinished: `down` (or recover) ends it
+    journal.close()  # the journal stays unfinished: `down` (or recover) ends it
     return info
 
 
@@ -176,7 +176,7 @@ def down(base=None) -> list[str]:
         journal.finish()
         _state_path(base).unlink(missing_ok=True)
     else:
-        journal._file.close()
+        journal.close()
     return [str(f) for f in failures]
 
 

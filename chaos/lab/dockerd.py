@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,15 +103,16 @@ def container_network(bip: str, pools: tuple[str, ...]) -> dict:
     its user networks, all inside 198.18.0.0/15 (never docker's 172.17/16 default)."""
     import ipaddress
 
-    bench = ipaddress.ip_network("198.18.0.0/15")
+    bench = ipaddress.IPv4Network("198.18.0.0/15")
     for net in (bip, *pools):
-        if not ipaddress.ip_network(net, strict=False).subnet_of(bench):
+        parsed = ipaddress.ip_network(net, strict=False)
+        if not (isinstance(parsed, ipaddress.IPv4Network) and parsed.subnet_of(bench)):
             raise ValueError(f"{net}: a dockerd running containers must stay inside {bench}")
     return {"bip": bip, "default-address-pools": [{"base": p, "size": 24} for p in pools]}
 
 
 def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
-                  ca_file: Path | None = None, mirrors: list[str] = (),
+                  ca_file: Path | None = None, mirrors: Sequence[str] = (),
                   containers: dict | None = None, containerd_timeout: float = 20,
                   extra: dict | None = None) -> Dockerd:
     """Start containerd, wait (bounded) for its socket, then start dockerd; check dockerd

@@ -58,8 +58,12 @@ class TokenSigner:
     def __init__(self, cert_pem: bytes, key_pem: bytes, issuer: str, service: str) -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
 
-        self._key = serialization.load_pem_private_key(key_pem, None)
+        key = serialization.load_pem_private_key(key_pem, None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the token signer's key must be an EC key (tokens are ES256)")
+        self._key = key
         der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
         self._x5c = [base64.b64encode(der).decode()]
         self.issuer, self.service = issuer, service
@@ -95,6 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "chaos-lab"
     sys_version = ""
     timeout = 60  # a stalled client must not hold a thread forever
+    server: _Server
 
     def setup(self) -> None:
         # The TLS handshake runs here, in the connection's own thread: a client that stalls
@@ -126,6 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    signer: TokenSigner  # the auth server's, set by main()
+    root: Path  # the CDN's: the upstream's storage root, set by main()
 
     def __init__(self, addr, handler, tls: ssl.SSLContext, access_log: Path) -> None:
         super().__init__(addr, handler)

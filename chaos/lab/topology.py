@@ -71,8 +71,8 @@ class Topology:
 
     def __post_init__(self) -> None:
         net = ipaddress.ip_network(self.subnet)
-        lab_range = ipaddress.ip_network("198.18.0.0/15")
-        if not net.subnet_of(lab_range) or net.num_addresses < 64:
+        lab_range = ipaddress.IPv4Network("198.18.0.0/15")
+        if not (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(lab_range)) or net.num_addresses < 64:
             raise ValueError(f"lab subnet {self.subnet} must be a /26 or larger inside 198.18.0.0/15")
 
     def _ip(self, n: int) -> str:

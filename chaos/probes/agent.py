@@ -41,6 +41,9 @@ def http_request(url: str, method: str = "GET", headers: dict | None = None,
     parts = urlsplit(url)
     start = time.monotonic()
     try:
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        conn: http.client.HTTPConnection
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
                                                context=ssl.create_default_context())

@@ -14,11 +14,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chaos.journal import Journal
 from chaos.probes import expect
 from chaos.probes.result import ERROR, FAILED, HUNG, PASSED, ProbeResult
 from chaos.processes import spawn
+
+if TYPE_CHECKING:
+    from chaos.lab.lab import Lab
+    from chaos.session import DnsService, HttpService
 
 DEFAULT_TIMEOUT = 30.0
 OUTPUT_KEEP = 8192
@@ -43,13 +48,13 @@ class Place:
     """{name} placeholders expanded in commands and URLs."""
     regions: dict = field(default_factory=dict)
     """Region -> client namespace (sandbox)."""
-    lab: object = None
+    lab: Lab | None = None
     """The running registry lab (chaos.lab.Lab), when the scenario has `lab:`."""
     marks: dict = field(default_factory=dict)
     """Access-log positions / times at the start of the run and of the current phase."""
-    dns: object = None
+    dns: DnsService | None = None
     """The run's DNS service (chaos.session.DnsService)."""
-    http: object = None
+    http: HttpService | None = None
     """The run's HTTP fault proxy (chaos.session.HttpService)."""
 
     def at(self, region: str | None) -> Place:
@@ -276,7 +281,10 @@ RUNNERS = {"command": run_command, "http": run_http, "tcp": run_tcp,
 def probe_kind(probe) -> str:
     from chaos.scenario.model import _probe_kind
 
-    return _probe_kind(probe)
+    kind = _probe_kind(probe)
+    if kind is None:  # a validated probe always has one
+        raise ValueError(f"not a probe: {probe!r}")
+    return kind
 
 
 def describe(probe) -> str:

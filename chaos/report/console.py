@@ -8,9 +8,13 @@ plain text, without importing rich: it costs ~25 ms of every run's start-up
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from chaos.durations import format_duration
 from chaos.runner import Reporter
+
+if TYPE_CHECKING:
+    from rich.status import Status
 
 MARKS = {"passed": ("green", "✓"), "failed": ("red", "✗"), "hung": ("magenta", "⧗ hung"),
          "error": ("red", "! error")}
@@ -50,7 +54,7 @@ class _Rich:
     def print(self, line: str = "") -> None:
         self.console.print(line)
 
-    def status(self, text: str):
+    def status(self, text: str) -> Status:
         from rich.markup import escape
 
         return self.console.status(escape(text))
@@ -62,11 +66,11 @@ class ConsoleReporter(Reporter):
         lines on stdout)."""
         self.out = _Rich(console) if console is not None or sys.stdout.isatty() else _Plain()
         self.verbose = verbose
-        self._status = None
+        self._status: Status | None = None
 
     def _live(self, text: str) -> None:
         # A spinner line on a terminal; in CI (no terminal) plain lines, nothing redrawn.
-        if self.out.is_terminal:
+        if isinstance(self.out, _Rich) and self.out.is_terminal:
             if self._status is None:
                 self._status = self.out.status(text)
                 self._status.start()

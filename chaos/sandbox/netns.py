@@ -21,7 +21,7 @@ from chaos.journal import Journal
 from chaos.sandbox import files
 
 DEFAULT_REGION = "default"
-DEFAULT_LINK = ipaddress.ip_network("198.18.0.0/24")
+DEFAULT_LINK = ipaddress.IPv4Network("198.18.0.0/24")
 SANDBOX_NET = ipaddress.ip_network("198.18.0.0/15")
 SERVER_NET = ipaddress.ip_network("198.18.1.0/24")
 # Resolver settings of the sandbox: without a fake DNS server nothing listens on 127.0.0.1:53,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chaos.errors import PlanError, Problem, ScenarioInvalid
 
@@ -52,7 +52,8 @@ def format_path(path: tuple) -> str:
 class _Builder:
     def __init__(self, text: str, source: SourceMap) -> None:
         self.loader = yaml.SafeLoader(text)
-        self.source, self.count, self.problems = source, 0, []
+        self.source, self.count = source, 0
+        self.problems: list[Problem] = []
 
     def build(self, node, path: tuple):
         self.count += 1
@@ -124,7 +125,7 @@ def _vocabulary() -> list[str]:
     from chaos.scenario import model
 
     words = set()
-    classes = [model.scenario_model(), model.Expect, *model._PROBE_CLASSES.values(),
+    classes: list[type[BaseModel]] = [model.scenario_model(), model.Expect, *model._PROBE_CLASSES.values(),
                model.TextMatch, model.Serve, model.HttpServe, model.Window, model.Flap,
                model.Region, model.LabSpec, *fault_types()]
     for cls in classes:
@@ -228,8 +229,8 @@ def validate(data, source: SourceMap):
         scenario = scenario_model(named).model_validate(data)
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
-        for err in exc.errors(include_url=False):
-            err = _field_from_message(err)
+        for raw in exc.errors(include_url=False):
+            err = _field_from_message(dict(raw))
             path, is_key = _locate(data, err["loc"], keys=err["type"] in ("missing", "extra_forbidden"),
                                    present=err["type"] == "extra_forbidden")
             message = _message(err, path)

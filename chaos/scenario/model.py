@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -273,7 +273,7 @@ class HttpRequestsProbe(CountedProbe):
 _PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
                ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"),
                ("http_requests", "http-requests"), ("skopeo_copy", "skopeo-copy"))
-_PROBE_CLASSES = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
+_PROBE_CLASSES: dict[str, type[Strict]] = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
                   "docker-pull": DockerPullProbe, "requests": RequestsProbe,
                   "dns-queries": DnsQueriesProbe, "http-requests": HttpRequestsProbe,
                   "skopeo-copy": SkopeoCopyProbe}
@@ -285,14 +285,17 @@ def _probe_kind(value: Any) -> str | None:
     return next((k for k, cls in _PROBE_CLASSES.items() if type(value) is cls), None)
 
 
-# Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would turn it
-# into the bare tuple).
-Probe = Annotated[
-    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],  # noqa: UP007
-    Discriminator(_probe_kind, custom_error_type="probe_kind",
-                  custom_error_message="a probe needs one of the keys "
-                                       + ", ".join(key for key, _ in _PROBE_KEYS)),
-]
+if TYPE_CHECKING:  # a union built at run time: a type checker cannot follow it
+    Probe = Any
+else:
+    # Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would
+    # turn it into the bare tuple).
+    Probe = Annotated[
+        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],  # noqa: UP007
+        Discriminator(_probe_kind, custom_error_type="probe_kind",
+                      custom_error_message="a probe needs one of the keys "
+                                           + ", ".join(key for key, _ in _PROBE_KEYS)),
+    ]
 
 
 class Expect(Strict):
@@ -402,7 +405,7 @@ class Serve(Strict):
     """What it answers: port, status, body (default: 200 `ok` on port 80)."""
 
 
-def fault_union(types: tuple[type, ...]):
+def fault_union(types: tuple[type, ...]) -> Any:
     """These fault types, discriminated on `type`."""
     return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007 (a tuple: see Probe)
 
@@ -489,10 +492,11 @@ def scenario_model(types=None) -> type[ScenarioBase]:
     if key not in _SCENARIOS:
         from pydantic import create_model
 
+        faults: Any = list[fault_union(tuple(fault_types(key)))]  # type: ignore[misc]
         _SCENARIOS[key] = create_model(
             "Scenario", __base__=ScenarioBase,
             __doc__="A chaos scenario: servers to start, faults to inject, what clients must see.",
-            faults=(list[fault_union(tuple(fault_types(key)))], Field(
+            faults=(faults, Field(
                 default_factory=list,
                 description="The faults, injected in order and reverted in reverse order.")),
         )

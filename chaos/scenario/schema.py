@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 
 @cache
-def field_docs(cls: type) -> dict[str, str]:
+def field_docs(cls: type[BaseModel]) -> dict[str, str]:
     """Field name -> its attribute docstring, inherited ones included (nearest class wins)."""
     from pydantic._internal._docs_extraction import extract_docstrings_from_cls
 
@@ -28,14 +28,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def description(cls: type, name: str) -> str:
+def description(cls: type[BaseModel], name: str) -> str:
     info = cls.model_fields[name]
     return " ".join((info.description or field_docs(cls).get(name) or "").split())
 
 
-def _models(root: type) -> dict[str, type]:
+def _models(root: type) -> dict[str, type[BaseModel]]:
     """Every model reachable from ``root``'s fields, by class name (the schema's $defs keys)."""
-    found: dict[str, type] = {}
+    found: dict[str, type[BaseModel]] = {}
 
     def visit(tp) -> None:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -132,7 +132,7 @@ def describe_fields(cls) -> list[str]:
             continue
         key = info.alias or name
         kind = _type_name(info.annotation)
-        if any(getattr(m, "func", None).__qualname__ == "parse_duration"
+        if any(m.func.__qualname__ == "parse_duration"
                for m in info.metadata if hasattr(m, "func")):
             kind = "duration"
         if info.is_required():

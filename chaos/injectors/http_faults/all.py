@@ -12,11 +12,11 @@ from __future__ import annotations
 try:
     from chaos.injectors.http_faults import bot_mitigation, geo_451, http_error, partial, request_log
 except ImportError:  # run by a mitmdump outside the chaos environment: use the sibling files
-    import bot_mitigation  # type: ignore[no-redef]
-    import geo_451  # type: ignore[no-redef]
-    import http_error  # type: ignore[no-redef]
-    import partial  # type: ignore[no-redef]
-    import request_log  # type: ignore[no-redef]
+    import bot_mitigation  # type: ignore[no-redef, import-not-found]
+    import geo_451  # type: ignore[no-redef, import-not-found]
+    import http_error  # type: ignore[no-redef, import-not-found]
+    import partial  # type: ignore[no-redef, import-not-found]
+    import request_log  # type: ignore[no-redef, import-not-found]
 
 addons = [
     http_error.HttpError(),

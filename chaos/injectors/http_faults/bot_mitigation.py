@@ -27,9 +27,9 @@ from collections import deque
 try:
     from chaos.injectors.http_faults import actions, pages, rules
 except ImportError:  # run by a mitmdump outside the chaos environment: use the sibling files
-    import actions  # type: ignore[no-redef]
-    import pages  # type: ignore[no-redef]
-    import rules  # type: ignore[no-redef]
+    import actions  # type: ignore[no-redef, import-not-found]
+    import pages  # type: ignore[no-redef, import-not-found]
+    import rules  # type: ignore[no-redef, import-not-found]
 
 FAULT = "bot-mitigation"
 ACTIONS = ("challenge", "drop", "hang", "reset")

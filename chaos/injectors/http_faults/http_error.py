@@ -20,9 +20,9 @@ import asyncio
 try:
     from chaos.injectors.http_faults import actions, pages, rules
 except ImportError:  # run by a mitmdump outside the chaos environment: use the sibling files
-    import actions  # type: ignore[no-redef]
-    import pages  # type: ignore[no-redef]
-    import rules  # type: ignore[no-redef]
+    import actions  # type: ignore[no-redef, import-not-found]
+    import pages  # type: ignore[no-redef, import-not-found]
+    import rules  # type: ignore[no-redef, import-not-found]
 
 FAULT = "http-error"
 STATUSES = {403, 429, 500, 502, 503, 504, *range(520, 527)}

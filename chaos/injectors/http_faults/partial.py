@@ -27,8 +27,8 @@ import re
 try:
     from chaos.injectors.http_faults import actions, rules
 except ImportError:  # run by a mitmdump outside the chaos environment: use the sibling files
-    import actions  # type: ignore[no-redef]
-    import rules  # type: ignore[no-redef]
+    import actions  # type: ignore[no-redef, import-not-found]
+    import rules  # type: ignore[no-redef, import-not-found]
 
 FAULT = "partial"
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TextIO
 
 LOG_OPTION = "chaos_request_log"
 
@@ -40,7 +41,7 @@ class RequestLog:
     """Appends every finished request (answered, killed or failed) to a JSON-lines file."""
 
     def __init__(self) -> None:
-        self.file = None
+        self.file: TextIO | None = None
         self.counters: dict[str, Counter] = {}
 
     def load(self, loader) -> None:
