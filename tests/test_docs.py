@@ -15,9 +15,13 @@ README = (ROOT / "README.md").read_text()
 
 def test_ci_runs_the_readme_test_command():
     block = re.search(r"## First commands.*?```sh\n(.*?)```", README, re.S).group(1)
-    setup_line, test_line = [line.split("#")[0].strip() for line in block.strip().splitlines()]
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert test_line in ci
+    setup_line, lint_line, test_line = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    checks = [command.strip() for command in lint_line.split("&&")]
+    assert checks == [".venv/bin/ruff check chaos tests benchmarks examples", ".venv/bin/mypy"]
+    assert test_line in "\n".join(ci)
+    # each check on a line of its own, before the tests (under set -e, `a && b` would not stop on a)
+    assert all(ci.index(c) < next(i for i, line in enumerate(ci) if test_line in line) for c in checks)
     assert setup_line.startswith("bash scripts/setup") and "bash scripts/setup" in ci
 
 
