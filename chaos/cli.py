@@ -42,7 +42,7 @@ def cli(ctx: click.Context) -> None:
 
 def _no_pydantic_plugin_loader() -> None:
     """pydantic looks for plugins when it builds its first model: its loader imports
-    importlib.metadata (with zipfile, email, csv: 12-20 ms here) and reads the entry points
+    importlib.metadata (with zipfile, email, csv) and reads the entry points
     of every installed distribution (docs/benchmarks.md). The scenario models want no
     plugin, and this process is ours alone (the pytest plugin, in a user's process, leaves
     pydantic as it is), so the loader is replaced by one that finds none; a

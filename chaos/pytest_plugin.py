@@ -327,7 +327,7 @@ def tcp_faults(chaos_sandbox):
 
 @pytest.fixture(scope="session")
 def make_registry_lab(request):
-    """The registry lab, started once per test session (about 3 s) and removed at its end."""
+    """The registry lab, started once per test session (a few seconds) and removed at its end."""
     session = _session(request.config, lab=_lab_spec(request.config))
     session.open()
     try:

@@ -221,7 +221,7 @@ class Run:
         """A TCP and an HTTP fault redirecting the same server port at the world's edge: only
         the first redirect installed would act, the other fault would silently never apply."""
         redirect = sys.modules.get("chaos.injectors.redirect")
-        if redirect is None:  # no fault made an EdgeRedirect (and the import costs ~12 ms)
+        if redirect is None:  # no fault made an EdgeRedirect (and importing it is not free)
             return
         edges = [(i, r) for i, sw in enumerate(self.switches) for r in sw.injectors
                  if isinstance(r, redirect.EdgeRedirect)]
@@ -334,11 +334,11 @@ class Run:
             if sw not in self.scheduled:
                 self.switch(sw, True)
         self._stop = threading.Event()
-        # A full garbage collection of what the run has imported and built by now takes
-        # ~40 ms here, and a switch that falls into one is that late (benchmarks/schedule.py
-        # saw 47 ms); frozen, those objects are not scanned again. stop_schedule thaws them,
-        # unless something was frozen before (chaos.startup, a user's own): gc thaws all or
-        # nothing, and what others froze stays frozen.
+        # A full garbage collection of what the run has imported and built by now holds the
+        # interpreter long enough to make a switch that falls into one late (measured by
+        # benchmarks/schedule.py, docs/benchmarks.md); frozen, those objects are not scanned
+        # again. stop_schedule thaws them, unless something was frozen before (chaos.startup,
+        # a user's own): gc thaws all or nothing, and what others froze stays frozen.
         self._thaw_gc = gc.get_freeze_count() == 0
         gc.freeze()
         self._start = time.monotonic()
@@ -425,8 +425,8 @@ class FaultError(Exception):
 
 def _wake_on_time() -> None:
     """Run the calling (scheduler) thread under SCHED_FIFO, so a switch due while both cores
-    are busy starts on time instead of queueing behind them (measured here: 23 ms late at
-    load average 5 without it). RESET_ON_FORK: nothing it starts (iptables, a fault proxy)
+    are busy starts on time instead of queueing behind them (docs/benchmarks.md, "Schedule").
+    RESET_ON_FORK: nothing it starts (iptables, a fault proxy)
     inherits the priority. Without CAP_SYS_NICE it stays as it was."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))

@@ -31,7 +31,7 @@ SERVER_READY_TIMEOUT = 10.0
 
 
 def new_run_id() -> str:
-    return f"chaos-{os.urandom(3).hex()}"  # not secrets: it imports hmac (~10 ms of start-up)
+    return f"chaos-{os.urandom(3).hex()}"  # not secrets: it imports hmac (start-up time)
 
 
 def _free_address(used):
@@ -251,7 +251,7 @@ class Session:
     def track_edge(self) -> None:
         """Connection tracking on in the world from before the first edge redirect to the
         session's end (see TrackConnections): removing a redirect resets nothing."""
-        import pyroute2  # noqa: F401  (~0.2 s; now, not at the first switch-on's forget)
+        import pyroute2  # noqa: F401  (a heavy import: now, not at the first switch-on's forget)
 
         from chaos.injectors.redirect import TrackConnections
 

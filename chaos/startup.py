@@ -1,10 +1,9 @@
 """Start-up of the `chaos` command: no garbage collection while it imports and builds.
 
 What the command imports and builds first (click, pydantic, the scenario models: over
-100,000 objects) lives as long as the process, so collecting it on the way is wasted work:
-one full collection alone took 9-17 ms of a trivial run here, and switching collection off
-until the scenarios are loaded made the whole run 0.91x as long (benchmarks/process_time.py,
-docs/benchmarks.md). ``pause`` is called by the entry point; ``resume`` once the command has
+100,000 objects) lives as long as the process, so collecting it on the way is wasted work,
+and a full collection is a noticeable part of a trivial run (benchmarks/process_time.py;
+figures in docs/benchmarks.md). ``pause`` is called by the entry point; ``resume`` once the command has
 what it needs: it freezes those objects (never scanned again) and collection goes on for
 what the command makes next. Only the entry point pauses: the pytest plugin, in a user's
 process, leaves the collector alone.

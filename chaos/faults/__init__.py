@@ -1,7 +1,8 @@
 """Fault types, keyed by their `type:`. Adding one: a module here and one line below.
 
 A module is imported only when a scenario names its type, so a run pays for the types it
-uses, not for the whole library (building a type's models costs ~10 ms: docs/benchmarks.md).
+uses, not for the whole library (building the models is a large part of start-up:
+docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def remove_chain(netns: str | None, family: str, table: str, chain: str,
     (half applied, already gone, a jump added by hand) from what the table holds. A table
     that did not exist before and holds nothing but ours is dropped whole instead. With
     nf_tables, deletions go through ``chaos.injectors.nft`` (no process: a deleting process
-    waits 12-16 ms for the kernel as it exits, docs/benchmarks.md)."""
+    waits for the kernel as it exits, docs/benchmarks.md)."""
     if not netns_exists(netns):
         return False  # the namespace, and everything in it, is gone already
     if not table_existed and _can_drop_tables():

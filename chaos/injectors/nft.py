@@ -3,11 +3,10 @@
 Why not a command: with nf_tables, a commit that deletes rules takes effect at once, but
 their memory is freed after an RCU grace period, and the kernel makes the next process that
 closes a netfilter netlink socket wait for that (``nft_rcv_nl_event`` flushes the destroy
-work): 12-16 ms here, seen with ``strace -T`` as the ``close`` of nft's socket. An
+work), seen with ``strace -T`` as the ``close`` of nft's socket (docs/benchmarks.md). An
 ``iptables-restore`` or ``nft`` that deletes closes its socket on exit, so the caller always
 pays that wait. Here the socket is closed by a background thread instead: the delete
-returns once it is in effect (about 2 ms here, the context made inside the namespace
-included) and the grace period passes on its own.
+returns once it is in effect and the grace period passes on its own.
 
 Rules are still *added* with ``iptables-restore`` (iptables' own syntax and extensions, read
 back exactly by ``iptables-save``); only deletions come here.

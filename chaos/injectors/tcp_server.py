@@ -384,7 +384,7 @@ class Proxy:
             self.loop.add_reader(listener.bind().fileno(), self._accept, listener)
         bound = {ls.name: format_addr(ls.bound.getsockname()) for ls in self.listeners}
         # A full collection walks every live object: with 10,000 held connections that is a
-        # 50-90 ms pause, which would make scheduled hang ends late. Connections make no
+        # long pause, which would make scheduled hang ends late. Connections make no
         # reference cycles (see Conn.end, SpliceRelay._finish), so young collections find the
         # rare cycle and full ones can be rare (every ~70M allocations instead of ~70k).
         gc.freeze()  # start-up objects never die: no collection needs to walk them

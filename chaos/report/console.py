@@ -1,7 +1,7 @@
 """Console output: a live line while a step runs, then one line per result.
 
 rich only on a terminal (spinner, colours). Elsewhere (CI logs, pipes) the same lines in
-plain text, without importing rich: it costs ~25 ms of every run's start-up
+plain text, without importing rich: its import is a cost in every run's start-up
 (docs/benchmarks.md), and off a terminal rich printed plain lines anyway.
 """
 

@@ -2,9 +2,9 @@
 
 Namespaces belong to threads: a short-lived thread that calls setns(2) is inside the
 namespace, the rest of the process is not, and a process it starts is born inside too.
-Entering this way costs about 0.1 ms, where ``ip netns exec`` (a process that also makes a
-mount namespace and remounts /sys) or ``IPRoute(netns=...)`` (a forked child) cost 3-9 ms
-each here (docs/benchmarks.md). A missing namespace is an error: it is never created.
+Entering this way is far cheaper than ``ip netns exec`` (a process that also makes a mount
+namespace and remounts /sys) or ``IPRoute(netns=...)`` (a forked child): figures in
+docs/benchmarks.md. A missing namespace is an error: it is never created.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args, **kwargs) -> T:
 
 def iproute(netns: str | None):
     """A pyroute2 ``IPRoute`` whose netlink socket was made inside ``netns`` (a socket stays
-    in the namespace it was made in), without the child ``IPRoute(netns=...)`` forks: ~9 ms
-    each here. A missing namespace is an error (pyroute2 would create it)."""
-    from pyroute2 import IPRoute  # heavy import (about 0.4 s): only when netlink is needed
+    in the namespace it was made in), without the child ``IPRoute(netns=...)`` forks (its
+    cost: docs/benchmarks.md). A missing namespace is an error (pyroute2 would create it)."""
+    from pyroute2 import IPRoute  # a heavy import: only when netlink is needed
 
     if not netns:
         return IPRoute()

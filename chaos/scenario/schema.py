@@ -2,7 +2,8 @@
 
 Field descriptions are the models' attribute docstrings, read here rather than when the
 models are built (pydantic's ``use_attribute_docstrings`` reads every class's source at
-import: ~25 ms of every run's start-up, for text only `chaos schema` and `chaos list` show).
+import: a cost in every run's start-up, docs/benchmarks.md, for text only `chaos schema`
+and `chaos list` show).
 """
 
 from __future__ import annotations
