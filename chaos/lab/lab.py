@@ -153,9 +153,7 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     lap("seed")
     images_mod.warm(skopeo, mutant.warm(warm), topo.cache.hostport, workdir=root / "tmp",
                     timeout=max(timeout, 60))
-    parts = {"cache": cache, "ca": ca}
-    mutant.after_warm(parts)
-    cache = parts["cache"]
+    cache = mutant.after_warm(cache, ca)
     lap("warm")
     if docker_d is not None:
         dockerd_mod.wait_dockerd(docker_d, timeout)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from chaos.lab.registry import Registry
 
 ENV = "CHAOS_LAB_MUTANT"
 
@@ -39,12 +42,13 @@ class Mutant:
         """Keyword arguments for spawn_dockerd: its mirrors and daemon.json extras."""
         return {"mirrors": mirrors}
 
-    def start_cache(self, journal, topo, config: dict, workdir, ca) -> object | None:
+    def start_cache(self, journal, topo, config: dict, workdir, ca) -> Registry | None:
         """A cache of the mutant's own instead of docker-registry (None: the real one)."""
         return None
 
-    def after_warm(self, lab_parts: dict) -> None:
-        """Runs once the cache is warmed, before any scenario step."""
+    def after_warm(self, cache: Registry, ca) -> Registry:
+        """Runs once the cache is warmed, before any scenario step; the cache from then on."""
+        return cache
 
 
 class NoProxy(Mutant):
@@ -70,16 +74,15 @@ class WipedCache(Mutant):
     name = "wiped-cache"
     what = "the cache's storage is wiped (and the cache restarted) between warm-up and fault"
 
-    def after_warm(self, parts: dict) -> None:
+    def after_warm(self, cache, ca):
         from chaos.lab import registry
 
-        cache = parts["cache"]
         cache.stop()
         shutil.rmtree(cache.storage)
-        parts["cache"] = registry.spawn_registry(
-            cache.journal, "cache", cache.service, _load(cache.config), cache.config.parent,
-            ca_file=parts["ca"].cert)
-        registry.wait_registry(parts["cache"], parts["ca"].cert, 30)
+        fresh = registry.spawn_registry(cache.journal, "cache", cache.service, _load(cache.config),
+                                        cache.config.parent, ca_file=ca.cert)
+        registry.wait_registry(fresh, ca.cert, 30)
+        return fresh
 
 
 class Forwarder(Mutant):
@@ -93,7 +96,7 @@ class Forwarder(Mutant):
     def warm(self, refs):
         return ()  # nothing is kept, so nothing can be warmed
 
-    def start_cache(self, journal, topo, config, workdir, ca):
+    def start_cache(self, journal, topo, config, workdir, ca) -> Registry | None:
         import subprocess
 
         from chaos.lab.registry import Registry

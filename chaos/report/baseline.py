@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.probes.result import ProbeResult
 
 VERSION = 1
 OUTCOME = {"passed": "passed", "failed": "not met", "hung": "not met", "error": "error",
@@ -26,7 +30,7 @@ class BaselineError(ValueError):
     """A baseline file that cannot be used; the message names the file and what is wrong."""
 
 
-def probe_keys(result) -> list[tuple[str, object]]:
+def probe_keys(result) -> list[tuple[str, ProbeResult]]:
     """``phase/name`` for each probe of a scenario result; a name repeated in a phase gets
     ``#2``, ``#3``... so every probe has its own key."""
     seen: dict[str, int] = {}
@@ -136,12 +140,12 @@ def compare(baseline: dict, results) -> Comparison:
         for key in [*recorded, *(k for k in now if k not in recorded)]:
             was, probe = recorded.get(key), now.get(key)
             verdict = probe.verdict if probe is not None else None
-            if was is not None and verdict is not None and OUTCOME.get(was) == OUTCOME.get(verdict):
+            if probe is not None and was is not None and OUTCOME.get(was) == OUTCOME.get(probe.verdict):
                 comparison.known_in[result.name] = \
                     comparison.known_in.get(result.name, 0) + (verdict != "passed")
                 probe.detail["baseline"] = "as recorded"
                 continue
-            if was is None and verdict == "passed":
+            if probe is not None and was is None and probe.verdict == "passed":
                 probe.detail["baseline"] = "new"
                 continue  # a new probe that passes changes nothing a gate should stop on
             change = Change(result.name, key, was, verdict)
