@@ -212,10 +212,7 @@ class Run:
         self.refuse_shared_edge_ports()
         for phase in ("before", "during", "after"):
             for i, probe in enumerate(getattr(s.expect, phase)):
-                if getattr(probe, "dns_queries", None):
-                    self.session.context(("expect", phase, i)).use_dns()
-                if getattr(probe, "http_requests", None):
-                    self.session.context(("expect", phase, i)).use_http()
+                probe.prepare(self.session.context(("expect", phase, i)))
 
     def refuse_shared_edge_ports(self) -> None:
         """A TCP and an HTTP fault redirecting the same server port at the world's edge: only

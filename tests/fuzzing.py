@@ -53,6 +53,7 @@ ODD_VALUES = [
 def _vocabulary() -> tuple[list[str], list[str], list[str]]:
     """(scenario keys, fault keys, probe keys) from the models themselves."""
     from chaos.faults import fault_types
+    from chaos.probes import probe_types
     from chaos.scenario import model
 
     def keys(classes) -> list[str]:
@@ -61,7 +62,7 @@ def _vocabulary() -> tuple[list[str], list[str], list[str]]:
     nested = [model.TextMatch, model.Serve, model.HttpServe, model.Window, model.Flap,
               model.Region, model.LabSpec]
     return (keys([model.scenario_model(), *nested]), keys(fault_types()),
-            keys(model._PROBE_CLASSES.values()))
+            keys(probe_types()))
 
 
 def fault_types() -> list[str]:

@@ -1,65 +1,74 @@
-"""The docker-pull agent: pull one image through a dockerd with the docker SDK, as JSON.
+"""docker_pull: pull an image with the lab's dockerd; success, error, layers and time are judged.
 
-`python -m chaos.probes.docker_pull DOCKER_HOST IMAGE SECONDS` removes the local copy, pulls
-and prints {"ok", "error", "layers" (downloaded), "cached_layers", "bytes", "duration",
-"hung"}. A pull still running after SECONDS is abandoned and reported as hung (the runner
-kills this process if it does not come back).
+The pull itself runs in a child process (chaos.probes.pull_agent), which the runner can kill
+with its whole group when the pull hangs.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
-import time
+from pydantic import Field
+
+from chaos.probes.base import ProbeBase
+from chaos.scenario.model import TextMatch
 
 
-def pull(base_url: str, image: str, limit: float) -> dict:
-    import docker
+class DockerPullProbe(ProbeBase):
+    """Pull an image with the lab's dockerd (through the docker SDK), the local copy removed
+    first so the pull is real. Its mirror is the lab's cache; Docker Hub's names resolve to
+    the lab's upstream."""
 
-    client = docker.DockerClient(base_url=base_url, version="1.41", timeout=limit + 5)
-    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-    try:
-        client.images.remove(image, force=True)
-    except docker.errors.ImageNotFound:
-        pass
-    result: dict = {"ok": False, "layers": 0, "cached_layers": 0, "bytes": 0}
-    done = threading.Event()
+    kind = "docker-pull"
+    key = "docker_pull"
 
-    def work() -> None:
-        sizes = {}
+    docker_pull: str = Field(pattern=r"^[^\s]+$")
+    """The image reference, e.g. library/busybox:1 or {cache}/library/busybox:1."""
+    ok: bool | None = True
+    """Whether the pull must succeed (false: it must fail; null: either, only `within` and
+    the other checks count)."""
+    error: TextMatch | None = None
+    """Checks on the error text of a failed pull."""
+    layers: int | None = Field(None, ge=0)
+    """How many layers the pull must have downloaded (0: everything came from the local store)."""
+
+    def describe(self) -> str:
+        return f"docker pull {self.docker_pull}"
+
+    def observe(self, place, journal, result) -> None:
+        import json
+        import sys
+
+        from chaos.probes import expect
+        from chaos.probes.result import HUNG
+        from chaos.probes.run import Place, bound, run_process
+
+        if place.lab is None or place.lab.dockerd is None:
+            raise RuntimeError("docker_pull needs `lab: registry` with its dockerd")
+        image = place.expand(self.docker_pull)
+        limit = bound(self)
+        argv = [sys.executable, "-m", "chaos.probes.pull_agent", place.lab.dockerd.base_url,
+                image, str(limit)]
+        code, out, err, took = run_process(journal, argv, Place(None, place.env), limit + 10.0)
+        result.duration = took
+        result.detail["image"] = image
         try:
-            for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
-                if "error" in event:
-                    result["error"] = event["error"]
-                    return
-                status, layer = event.get("status", ""), event.get("id")
-                total = (event.get("progressDetail") or {}).get("total")
-                if status == "Downloading" and total:
-                    sizes[layer] = total
-                elif status == "Download complete":
-                    result["layers"] += 1
-                elif status == "Already exists":
-                    result["cached_layers"] += 1
-            result["ok"] = True
-        except Exception as exc:  # the error text is the observation
-            result["error"] = str(getattr(exc, "explanation", None) or exc)
-        finally:
-            result["bytes"] = sum(sizes.values())
-            done.set()
-
-    start = time.monotonic()
-    threading.Thread(target=work, daemon=True).start()
-    result["hung"] = not done.wait(limit)
-    result["duration"] = time.monotonic() - start
-    return result
-
-
-def main(argv: list[str]) -> None:
-    base_url, image, limit = argv[0], argv[1], float(argv[2])
-    sys.stdout.write(json.dumps(pull(base_url, image, limit)))
-    sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+            observed = json.loads(out)
+        except json.JSONDecodeError:
+            if code is None:
+                result.verdict = HUNG
+                return
+            raise RuntimeError((err or out or f"pull agent exited {code}").strip()[-500:]) from None
+        result.duration = observed.pop("duration", took)
+        result.detail.update(observed)
+        if observed.get("hung"):
+            result.verdict = HUNG
+            return
+        pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
+        if self.ok is not None:
+            result.checks.append(expect.Check("pull", "succeeds" if self.ok else "fails", pulled,
+                                              observed["ok"] == self.ok))
+        result.checks += expect.text_checks("error", self.error, observed.get("error", ""))
+        if self.layers is not None:
+            result.checks.append(expect.Check("layers downloaded", str(self.layers),
+                                              str(observed.get("layers", 0)),
+                                              observed.get("layers") == self.layers))
+        result.checks += expect.within_check(self.within, result.duration)

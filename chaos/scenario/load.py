@@ -122,10 +122,11 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
 def _vocabulary() -> list[str]:
     """Every key the format knows, for "did you mean" hints."""
     from chaos.faults import fault_types
+    from chaos.probes import probe_types
     from chaos.scenario import model
 
     words = set()
-    classes: list[type[BaseModel]] = [model.scenario_model(), model.Expect, *model._PROBE_CLASSES.values(),
+    classes: list[type[BaseModel]] = [model.scenario_model(), model.Expect, *probe_types(),
                model.TextMatch, model.Serve, model.HttpServe, model.Window, model.Flap,
                model.Region, model.LabSpec, *fault_types()]
     for cls in classes:
@@ -215,6 +216,16 @@ def _field_from_message(err: dict) -> dict:
     return {**err, "loc": tuple(err["loc"]) + path, "msg": match[2]}
 
 
+def _probe_keys(data: dict) -> set[str]:
+    """The keys marking the probe kinds a scenario uses (chaos.probes.probe_key)."""
+    from chaos.probes import probe_key
+
+    expect = data.get("expect")
+    phases = [expect.get(p) for p in ("before", "during", "after")] if isinstance(expect, dict) else []
+    return {probe_key(probe) or "" for phase in phases if isinstance(phase, list)
+            for probe in phase if isinstance(probe, dict)} - {""}
+
+
 def validate(data, source: SourceMap):
     """Plain data -> Scenario; ScenarioInvalid lists every problem with its position."""
     from chaos.scenario.model import scenario_model
@@ -226,7 +237,7 @@ def validate(data, source: SourceMap):
     named = {f["type"] for f in faults if isinstance(f, dict) and isinstance(f.get("type"), str)
              } if isinstance(faults, list) else set()
     try:
-        scenario = scenario_model(named).model_validate(data)
+        scenario = scenario_model(named, _probe_keys(data)).model_validate(data)
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
         for raw in exc.errors(include_url=False):

@@ -1,15 +1,16 @@
 """The scenario format: pydantic models whose docstrings become the JSON Schema and `chaos list`.
 
 A scenario says what to serve in the sandbox world, which faults to inject and what clients
-must see before, during and after them. Fault models live in chaos/faults (one per type);
-this module joins them into one discriminated union on ``type``.
+must see before, during and after them. Fault models live in chaos/faults (one per type),
+probe models in chaos/probes (one per kind); this module joins each into a discriminated
+union: faults on ``type``, probes on the key that marks their kind.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -100,212 +101,15 @@ class TextMatch(Strict):
         return value
 
 
-class ProbeBase(Strict):
-    name: str | None = None
-    """Shown in the console and reports (default: the command, URL or address)."""
-    within: Duration | None = None
-    """The probe must finish within this time. A probe still running at `within` plus a
-    grace period is killed and reported as hung, not as failed."""
-    timeout: Duration | None = None
-    """Hard limit when there is no `within` (default 30s)."""
-    region: str | None = None
-    """Run from this region's client namespace (see `regions:`) instead of the default client."""
-
-
-class CommandProbe(ProbeBase):
-    """Run a shell command inside the sandbox (or on the host with --host)."""
-
-    run: str
-    """The shell command (sh -c)."""
-    exit: int | Literal["nonzero", "any"] = 0
-    """Expected exit status: a number, `nonzero` or `any`."""
-    stdout: TextMatch | None = None
-    """Checks on standard output."""
-    stderr: TextMatch | None = None
-    """Checks on standard error."""
-    output: TextMatch | None = None
-    """Checks on standard output and standard error together."""
-
-
-class HttpProbe(ProbeBase):
-    """Make one HTTP request from inside the sandbox."""
-
-    http: str = Field(pattern=r"^https?://")
-    """The URL."""
-    method: str = "GET"
-    """The request method (GET, HEAD, POST, ...)."""
-    status: int | list[int] | Literal["error"] = 200
-    """Expected status code(s), or `error` when no HTTP answer must come back."""
-    body: TextMatch | None = None
-    """Checks on the response body."""
-    headers: dict[str, str] = {}
-    """Request headers."""
-
-
-class TcpProbe(ProbeBase):
-    """Open one TCP connection from inside the sandbox."""
-
-    tcp: str = Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$")
-    """host:port to connect to."""
-    connect: Literal["ok", "refused", "timeout", "unreachable", "error"] = "ok"
-    """What must happen: ok, refused (RST), timeout (no answer), unreachable (no route),
-    error (any failure)."""
-    connect_timeout: Duration = 3.0
-    """How long the connect waits before it counts as a timeout."""
-
-
-class DockerPullProbe(ProbeBase):
-    """Pull an image with the lab's dockerd (through the docker SDK), the local copy removed
-    first so the pull is real. Its mirror is the lab's cache; Docker Hub's names resolve to
-    the lab's upstream."""
-
-    docker_pull: str = Field(pattern=r"^[^\s]+$")
-    """The image reference, e.g. library/busybox:1 or {cache}/library/busybox:1."""
-    ok: bool | None = True
-    """Whether the pull must succeed (false: it must fail; null: either, only `within` and
-    the other checks count)."""
-    error: TextMatch | None = None
-    """Checks on the error text of a failed pull."""
-    layers: int | None = Field(None, ge=0)
-    """How many layers the pull must have downloaded (0: everything came from the local store)."""
-
-
-class SkopeoCopyProbe(ProbeBase):
-    """Copy an image with skopeo (a daemon-less client) from the lab's client namespace into a
-    scratch folder: what a CI job without dockerd does."""
-
-    skopeo_copy: str = Field(pattern=r"^[^\s]+$")
-    """The image reference, e.g. {cache}/library/busybox:1 (docker:// is implied)."""
-    ok: bool | None = True
-    """Whether the copy must succeed (false: it must fail; null: either)."""
-    error: TextMatch | None = None
-    """Checks on skopeo's output of a failed copy."""
-
-
-class Counts(Strict):
-    """What a counting probe expects of its count."""
-
-    since: Literal["phase", "run"] = "phase"
-    """Count from the start of this probe's phase, or from the start of the run."""
-    count: int | None = Field(None, ge=0)
-    """Exactly this many must have been counted."""
-    at_least: int | None = Field(None, ge=0)
-    """At least this many must have been counted."""
-    at_most: int | None = Field(None, ge=0)
-    """At most this many may have been counted (0: none at all)."""
-
-
-class CountedProbe(ProbeBase, Counts):
-    @model_validator(mode="after")
-    def _some_bound(self):
-        self._lift()
-        if self.count is None and self.at_least is None and self.at_most is None:
-            raise ValueError("give count, at_least or at_most")
-        return self
-
-    def _lift(self) -> None:
-        """Hook: a probe whose key also takes a mapping moves that mapping's keys up here."""
-
-
-class RequestsProbe(CountedProbe):
-    """Count requests in a lab server's access log since the phase began: proves where a
-    pull was served from (e.g. the upstream saw no blob request)."""
-
-    requests: Literal["upstream", "registry", "auth", "cdn", "cache"]
-    """Whose access log: the upstream registry, the token server, the CDN or the cache."""
-    method: str | None = None
-    """Only requests with this method (GET, HEAD, ...)."""
-    path: str | None = None
-    """A substring of the request path, e.g. /blobs/."""
-    status: int | None = None
-    """Only requests answered with this status."""
-    client: str | None = None
-    """Only requests from this client address (the cache is 198.18.0.20, the docker host 198.18.0.30)."""
-
-
-class DnsQuery(Counts):
-    """`dns_queries:` as a mapping: the name, with the counts and query type beside it."""
-
-    name: str
-    """The name asked for (exact)."""
-    qtype: str | None = None
-    """Only queries of this type (A, AAAA, ...)."""
-
-
-class DnsQueriesProbe(CountedProbe):
-    """Count the queries the sandbox's fake DNS server got for a name (e.g. a client with a
-    DNS cache must not ask again)."""
-
-    dns_queries: Annotated[
-        Annotated[str, Tag("name")] | Annotated[DnsQuery, Tag("mapping")],
-        Discriminator(lambda v: "mapping" if isinstance(v, (dict, DnsQuery)) else "name")]
-    """The name asked for (exact), or a mapping: `{name: NAME, at_least: 1}` (its other keys
-    are those of this probe)."""
-    qtype: str | None = None
-    """Only queries of this type (A, AAAA, ...)."""
-
-    def _lift(self) -> None:
-        query = self.dns_queries
-        if not isinstance(query, DnsQuery):
-            return
-        for key in sorted(query.model_fields_set - {"name"}):
-            if key in self.model_fields_set:
-                raise ValueError(f"{key}: given twice, inside `dns_queries:` and beside it")
-            setattr(self, key, getattr(query, key))
-        self.dns_queries = query.name
-
-
-class HttpRequestsProbe(CountedProbe):
-    """Count the requests the run's HTTP fault proxy saw for a host (e.g. the 206 answers a
-    resuming client got)."""
-
-    http_requests: str
-    """The host name (`*` for every host)."""
-    status: int | None = None
-    """Only requests answered with this status."""
-    path: str | None = None
-    """Only paths containing this."""
-    client: str | None = None
-    """Only requests from this client address (in the lab: the docker host is 198.18.0.30;
-    the servers behind the proxy see the proxy's address instead, so count here)."""
-
-
-_PROBE_KEYS = (("run", "command"), ("http", "http"), ("tcp", "tcp"),
-               ("docker_pull", "docker-pull"), ("requests", "requests"), ("dns_queries", "dns-queries"),
-               ("http_requests", "http-requests"), ("skopeo_copy", "skopeo-copy"))
-_PROBE_CLASSES: dict[str, type[Strict]] = {"command": CommandProbe, "http": HttpProbe, "tcp": TcpProbe,
-                  "docker-pull": DockerPullProbe, "requests": RequestsProbe,
-                  "dns-queries": DnsQueriesProbe, "http-requests": HttpRequestsProbe,
-                  "skopeo-copy": SkopeoCopyProbe}
-
-
-def _probe_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return next((kind for key, kind in _PROBE_KEYS if key in value), None)
-    return next((k for k, cls in _PROBE_CLASSES.items() if type(value) is cls), None)
-
-
-if TYPE_CHECKING:  # a union built at run time: a type checker cannot follow it
-    Probe = Any
-else:
-    # Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would
-    # turn it into the bare tuple).
-    Probe = Annotated[
-        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in _PROBE_CLASSES.items())],  # noqa: UP007
-        Discriminator(_probe_kind, custom_error_type="probe_kind",
-                      custom_error_message="a probe needs one of the keys "
-                                           + ", ".join(key for key, _ in _PROBE_KEYS)),
-    ]
-
-
 class Expect(Strict):
     """Probes and what they must see: the steady state before, the symptom during, recovery after."""
 
-    before: list[Probe] = []
+    # Of the probe kinds a scenario uses: scenario_model() narrows these lists (probe_union).
+    before: list[Any] = []
     """Must hold before any fault is injected (else the run stops without injecting)."""
-    during: list[Probe] = []
+    during: list[Any] = []
     """Run while the faults are on."""
-    after: list[Probe] = []
+    after: list[Any] = []
     """Must hold again once every fault is reverted."""
 
 
@@ -407,7 +211,29 @@ class Serve(Strict):
 
 def fault_union(types: tuple[type, ...]) -> Any:
     """These fault types, discriminated on `type`."""
-    return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007 (a tuple: see Probe)
+    return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007 (a tuple: see probe_union)
+
+
+def probe_union(classes: tuple[type, ...]) -> Any:
+    """These probe kinds, each told by its key (chaos.probes.probe_key: the first registered
+    key a mapping holds); tagged with their kind names."""
+    from chaos.probes import PROBES, probe_key
+
+    kinds = {cls.key: cls.kind for cls in classes}
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, dict):
+            key = probe_key(value)
+            return None if key is None else kinds.get(key, key)
+        return getattr(type(value), "kind", None)
+
+    # Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would
+    # turn it into the bare tuple).
+    return Annotated[
+        Union[tuple(Annotated[cls, Tag(cls.kind)] for cls in classes)],  # noqa: UP007
+        Discriminator(tag, custom_error_type="probe_kind",
+                      custom_error_message="a probe needs one of the keys " + ", ".join(PROBES)),
+    ]
 
 
 class ScenarioBase(Strict):
@@ -475,29 +301,37 @@ class ScenarioBase(Strict):
         return self
 
 
-_SCENARIOS: dict[frozenset, type[ScenarioBase]] = {}
+_SCENARIOS: dict[tuple[frozenset, frozenset], type[ScenarioBase]] = {}
 
 
-def scenario_model(types=None) -> type[ScenarioBase]:
-    """The Scenario model whose faults may be of ``types`` (names; default: every registered
-    type). A file is validated against the types it names, so a run imports only those; an
-    unknown name still gets "unknown fault type ..., known types: ..." (the union's tag check
-    lists the registry's names, chaos.scenario.load)."""
+def scenario_model(types=None, probes=None) -> type[ScenarioBase]:
+    """The Scenario model whose faults may be of ``types`` (names) and whose probes of the
+    kinds marked by ``probes`` (keys); default: every registered one. A file is validated
+    against the types and kinds it names, so a run imports only those; an unknown name
+    still gets "unknown fault type ..., known types: ..." (the union's tag check lists the
+    registry's names, chaos.scenario.load) or "a probe needs one of the keys ..."."""
     from chaos.faults import FAULTS, fault_types
+    from chaos.probes import PROBES, probe_types
 
     key = frozenset(FAULTS if types is None else [t for t in types if t in FAULTS])
     # A union needs a member: with no known type named, the first stands in (an unknown
     # `type:` is then still refused by the union's tag check, with the registry's names).
     key = key or frozenset(list(FAULTS)[:1])
-    if key not in _SCENARIOS:
+    kinds = frozenset(PROBES if probes is None else [k for k in probes if k in PROBES])
+    kinds = kinds or frozenset(list(PROBES)[:1])
+    if (key, kinds) not in _SCENARIOS:
         from pydantic import create_model
 
+        probe = probe_union(tuple(probe_types(kinds)))
         faults: Any = list[fault_union(tuple(fault_types(key)))]  # type: ignore[misc]
-        _SCENARIOS[key] = create_model(
+        expect = create_model("Expect", __base__=Expect, __doc__=Expect.__doc__,
+                              **{phase: (list[probe], []) for phase in ("before", "during", "after")})
+        _SCENARIOS[key, kinds] = create_model(
             "Scenario", __base__=ScenarioBase,
             __doc__="A chaos scenario: servers to start, faults to inject, what clients must see.",
+            expect=(expect, expect()),
             faults=(faults, Field(
                 default_factory=list,
                 description="The faults, injected in order and reverted in reverse order.")),
         )
-    return _SCENARIOS[key]
+    return _SCENARIOS[key, kinds]

@@ -1,0 +1,49 @@
+"""http: one HTTP request from where the clients live; status, body and time are judged."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chaos.probes.base import ProbeBase
+from chaos.scenario.model import TextMatch
+
+
+class HttpProbe(ProbeBase):
+    """Make one HTTP request from inside the sandbox."""
+
+    kind = "http"
+    key = "http"
+
+    http: str = Field(pattern=r"^https?://")
+    """The URL."""
+    method: str = "GET"
+    """The request method (GET, HEAD, POST, ...)."""
+    status: int | list[int] | Literal["error"] = 200
+    """Expected status code(s), or `error` when no HTTP answer must come back."""
+    body: TextMatch | None = None
+    """Checks on the response body."""
+    headers: dict[str, str] = {}
+    """Request headers."""
+
+    def observe(self, place, journal, result) -> None:
+        from chaos.probes import expect
+        from chaos.probes.result import ERROR, HUNG
+        from chaos.probes.run import ask_agent, bound
+
+        limit = bound(self)
+        url = place.expand(self.http)
+        observed = ask_agent({"probe": "http", "url": url, "method": self.method,
+                              "headers": self.headers, "timeout": limit}, place, journal, limit)
+        result.duration = observed.get("duration", 0.0)
+        result.detail.update(url=url, **{k: v for k, v in observed.items() if k != "duration"})
+        if observed.get("error") == "timeout":
+            result.verdict = HUNG
+            return
+        if observed.get("error") == "agent":
+            result.verdict = ERROR
+            return
+        result.checks.append(expect.status_check(self.status, observed))
+        result.checks += expect.text_checks("body", self.body, observed.get("body", ""))
+        result.checks += expect.within_check(self.within, result.duration)
