@@ -12,7 +12,7 @@ import sys
 import click
 
 from chaos import startup
-from chaos.errors import ExitStatus
+from chaos.errors import ExitStatus, PluginError
 
 
 class VarType(click.ParamType):
@@ -259,20 +259,30 @@ def _worst(codes) -> int:
 
 @cli.command("list")
 def list_faults() -> None:
-    """The fault types and their parameters."""
+    """The fault types and probe kinds (installed plugins' too) and their parameters."""
     import inspect
 
-    from chaos.faults import fault_types
+    from chaos import plugins
+    from chaos.faults import FAULTS, fault_class
+    from chaos.probes import PROBES, probe_class
     from chaos.scenario.schema import describe_fields
 
-    for cls in fault_types():
-        name = cls.model_fields["type"].default
-        doc = inspect.cleandoc(cls.__doc__ or "")
-        click.secho(name, bold=True)
-        click.echo("  " + doc.replace("\n", "\n  "))
-        for line in describe_fields(cls):
+    plugins.load()
+
+    def show(title: str, cls: type, origin: str | None, skip: str = "type") -> None:
+        click.secho(title + (f"  (from package {origin})" if origin else ""), bold=True)
+        click.echo("  " + inspect.cleandoc(cls.__doc__ or "").replace("\n", "\n  "))
+        for line in describe_fields(cls, skip):
             click.echo("    " + line)
         click.echo()
+
+    for name in FAULTS:
+        show(name, fault_class(name), plugins.origin(plugins.FAULTS_GROUP, name))
+    click.secho("Probe kinds (a probe is of the kind whose key it holds)", bold=True)
+    click.echo()
+    for key in PROBES:
+        cls = probe_class(key)
+        show(f"{key}: ({cls.kind} probe)", cls, plugins.origin(plugins.PROBES_GROUP, key), skip="")
 
 
 @cli.command()
@@ -281,8 +291,10 @@ def schema(indent) -> None:
     """JSON Schema of the scenario format (for YAML editors)."""
     import json
 
+    from chaos import plugins
     from chaos.scenario.schema import json_schema
 
+    plugins.load()  # installed packages' fault types and probe kinds are in the format too
     click.echo(json.dumps(json_schema(), indent=indent))
 
 
@@ -469,6 +481,9 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitStatus.INVALID)
+    except PluginError as exc:  # an installed package's fault type or probe kind (list, schema)
+        click.echo(f"chaos: {exc}", err=True)
+        sys.exit(exc.status)
     except SystemExit:
         raise
     sys.exit(0)

@@ -52,6 +52,17 @@ class PlanError(ChaosError):
         super().__init__(message)
 
 
+class PluginError(ChaosError):
+    """An installed package's fault type or probe kind that cannot be used (chaos.plugins):
+    its name taken, its import failing."""
+
+    status = ExitStatus.INVALID
+
+    def __init__(self, message: str, group: str = "", name: str = "") -> None:
+        self.group, self.name = group, name
+        super().__init__(message)
+
+
 class InjectionError(ChaosError):
     status = ExitStatus.INJECTION
 

@@ -142,11 +142,12 @@ class SandboxHandle:
         """Validate a fault like a scenario's `faults:` item and apply it now."""
         from pydantic import TypeAdapter
 
-        from chaos.faults import FAULTS, fault_types
+        from chaos.faults import fault_types, known_type
         from chaos.scenario.model import fault_union
 
         # Only the named type is imported (an unknown name: every type, to list them).
-        named = {fault.get("type")} & set(FAULTS)
+        kind = fault.get("type")
+        named = {kind} if isinstance(kind, str) and known_type(kind) else set()
         model = TypeAdapter(fault_union(tuple(fault_types(named or None)))).validate_python(fault)
         # Numbered across the whole pytest session: unique rule / chain names, also in the
         # session-scoped lab, where one test's handle follows another's.

@@ -2,7 +2,8 @@
 
 A module is imported only when a scenario names its type, so a run pays for the types it
 uses, not for the whole library (building the models is a large part of start-up:
-docs/benchmarks.md).
+docs/benchmarks.md). Other packages add types through the `chaos.faults` entry points
+(chaos/plugins.py), merged into FAULTS with their own module paths.
 """
 
 from __future__ import annotations
@@ -30,9 +31,37 @@ FAULTS = {  # type -> "module:Class" in this package
 
 
 def fault_class(name: str) -> type[Fault]:
-    """The model class of fault type ``name`` (KeyError for an unknown type)."""
+    """The model class of fault type ``name`` (KeyError for an unknown type; a plugin's
+    that cannot be imported: chaos.errors.PluginError)."""
+    from chaos import plugins
+
+    if plugins.origin(plugins.FAULTS_GROUP, name):
+        return plugins.plugin_class(plugins.FAULTS_GROUP, name, FAULTS[name], _not_a_fault(name))
     module, _, cls = FAULTS[name].partition(":")
     return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def _not_a_fault(name: str):
+    def check(cls) -> str | None:
+        from chaos.faults.base import Fault
+
+        if not (isinstance(cls, type) and issubclass(cls, Fault)):
+            return f"{cls!r} is not a subclass of chaos.faults.base.Fault"
+        field = cls.model_fields.get("type")
+        if field is None or field.default != name:
+            return f"{cls.__name__}.type must be Literal[{name!r}] = {name!r}"
+        return None
+    return check
+
+
+def known_type(name: str) -> bool:
+    """Whether ``name`` is a fault type, built in or from a plugin (read only when no
+    built-in type has the name: chaos.plugins)."""
+    if name not in FAULTS:
+        from chaos import plugins
+
+        plugins.load()
+    return name in FAULTS
 
 
 def fault_types(names=None) -> list[type[Fault]]:

@@ -2,7 +2,8 @@
 
 Adding one: a module here holding its model and its behaviour, and one line below. A
 module is imported only when a scenario uses its kind (as for fault types: chaos/faults).
-A probe mapping is of the first kind whose key it holds, in this order.
+A probe mapping is of the first kind whose key it holds, in this order. Other packages add
+kinds through the `chaos.probes` entry points (chaos/plugins.py), merged in after these.
 """
 
 from __future__ import annotations
@@ -22,9 +23,28 @@ PROBES = {  # key -> "module:Class" in this package
 
 
 def probe_class(key: str) -> type:
-    """The model class of the probe kind marked by ``key`` (KeyError for an unknown key)."""
+    """The model class of the probe kind marked by ``key`` (KeyError for an unknown key; a
+    plugin's that cannot be imported: chaos.errors.PluginError)."""
+    from chaos import plugins
+
+    if plugins.origin(plugins.PROBES_GROUP, key):
+        return plugins.plugin_class(plugins.PROBES_GROUP, key, PROBES[key], _not_a_probe(key))
     module, _, cls = PROBES[key].partition(":")
     return getattr(import_module(f"{__name__}.{module}"), cls)
+
+
+def _not_a_probe(key: str):
+    def check(cls) -> str | None:
+        from chaos.probes.base import ProbeBase
+
+        if not (isinstance(cls, type) and issubclass(cls, ProbeBase)):
+            return f"{cls!r} is not a subclass of chaos.probes.base.ProbeBase"
+        if getattr(cls, "key", None) != key or key not in cls.model_fields:
+            return f"{cls.__name__} must have key = {key!r} and a field {key!r}"
+        if not isinstance(getattr(cls, "kind", None), str):
+            return f"{cls.__name__} must have kind = a name for reports"
+        return None
+    return check
 
 
 def probe_types(keys=None) -> list[type]:
@@ -32,6 +52,13 @@ def probe_types(keys=None) -> list[type]:
     return [probe_class(key) for key in PROBES if keys is None or key in keys]
 
 
-def probe_key(data: dict) -> str | None:
-    """The key that marks the kind of a probe mapping (None: no kind's key is in it)."""
-    return next((key for key in PROBES if key in data), None)
+def probe_key(data: dict, plugins: bool = False) -> str | None:
+    """The key that marks the kind of a probe mapping (None: no kind's key is in it). With
+    ``plugins``, the installed packages' kinds are read when no built-in key is there."""
+    key = next((key for key in PROBES if key in data), None)
+    if key is None and plugins:
+        from chaos import plugins as entry_points
+
+        entry_points.load()
+        key = next((key for key in PROBES if key in data), None)
+    return key

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from chaos.errors import PlanError, Problem, ScenarioInvalid
+from chaos.errors import PlanError, PluginError, Problem, ScenarioInvalid
 
 MAX_BYTES = 1 << 20  # a scenario is a page of YAML; a larger file is a mistake (or an attack)
 MAX_NODES = 50_000   # aliases can blow a small file up: stop long before memory does
@@ -216,14 +216,44 @@ def _field_from_message(err: dict) -> dict:
     return {**err, "loc": tuple(err["loc"]) + path, "msg": match[2]}
 
 
+def _faults(data: dict) -> list[tuple[tuple, dict]]:
+    faults = data.get("faults")
+    return [(("faults", i), f) for i, f in enumerate(faults) if isinstance(f, dict)
+            ] if isinstance(faults, list) else []
+
+
+def _probes(data: dict) -> list[tuple[tuple, dict]]:
+    expect = data.get("expect")
+    if not isinstance(expect, dict):
+        return []
+    return [(("expect", phase, i), probe) for phase in ("before", "during", "after")
+            if isinstance(expect.get(phase), list)
+            for i, probe in enumerate(expect[phase]) if isinstance(probe, dict)]
+
+
+def _fault_types(data: dict) -> set[str]:
+    """The fault types a scenario names; a name no built-in type has makes the installed
+    packages' types be read (chaos.plugins)."""
+    from chaos.faults import known_type
+
+    return {f["type"] for _, f in _faults(data) if isinstance(f.get("type"), str)
+            and known_type(f["type"])}
+
+
 def _probe_keys(data: dict) -> set[str]:
     """The keys marking the probe kinds a scenario uses (chaos.probes.probe_key)."""
     from chaos.probes import probe_key
 
-    expect = data.get("expect")
-    phases = [expect.get(p) for p in ("before", "during", "after")] if isinstance(expect, dict) else []
-    return {probe_key(probe) or "" for phase in phases if isinstance(phase, list)
-            for probe in phase if isinstance(probe, dict)} - {""}
+    return {probe_key(probe, plugins=True) or "" for _, probe in _probes(data)} - {""}
+
+
+def _plugin_path(data: dict, error) -> tuple:
+    """Where a plugin's failure shows: the first fault or probe that uses it."""
+    from chaos.plugins import FAULTS_GROUP
+
+    if error.group == FAULTS_GROUP:
+        return next((path + ("type",) for path, f in _faults(data) if f.get("type") == error.name), ())
+    return next((path + (error.name,) for path, p in _probes(data) if error.name in p), ())
 
 
 def validate(data, source: SourceMap):
@@ -233,11 +263,13 @@ def validate(data, source: SourceMap):
     if not isinstance(data, dict):
         raise ScenarioInvalid([source.problem((), f"a scenario is a mapping of keys (name:, "
                                                    f"faults:, expect:), not a {type(data).__name__}")])
-    faults = data.get("faults")
-    named = {f["type"] for f in faults if isinstance(f, dict) and isinstance(f.get("type"), str)
-             } if isinstance(faults, list) else set()
     try:
-        scenario = scenario_model(named, _probe_keys(data)).model_validate(data)
+        model = scenario_model(_fault_types(data), _probe_keys(data))
+    except PluginError as exc:
+        path = _plugin_path(data, exc)  # a probe's kind is its key: point there
+        raise ScenarioInvalid([source.problem(path, str(exc), key=exc.group == "chaos.probes")]) from None
+    try:
+        scenario = model.model_validate(data)
     except ValidationError as exc:
         by_path: dict[tuple, Problem] = {}
         for raw in exc.errors(include_url=False):

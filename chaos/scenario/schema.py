@@ -125,11 +125,11 @@ def _type_name(annotation) -> str:
             "IPv4Address": "IPv4 address", "IPv6Address": "IPv6 address"}.get(name, name)
 
 
-def describe_fields(cls) -> list[str]:
-    """One line per field: name, type, default, description."""
+def describe_fields(cls, skip: str = "type") -> list[str]:
+    """One line per field but ``skip`` (what the title shows): name, type, default, description."""
     lines = []
     for name, info in cls.model_fields.items():
-        if name == "type":
+        if name == skip:
             continue
         key = info.alias or name
         kind = _type_name(info.annotation)
