@@ -19,6 +19,7 @@ PROBES = {  # key -> "module:Class" in this package
     "dns_queries": "dns_queries:DnsQueriesProbe",
     "http_requests": "http_requests:HttpRequestsProbe",
     "skopeo_copy": "skopeo_copy:SkopeoCopyProbe",
+    "python": "python:PythonProbe",
 }
 
 

@@ -103,7 +103,7 @@ class ConsoleReporter(Reporter):
                        f"{paint('dim', format_duration(result.duration))}")
         if not result.ok:
             self.out.print(f"      {paint('red', result.message())}")
-            for key in ("stderr", "stdout"):
+            for key in ("traceback", "stderr", "stdout"):
                 text = (result.detail.get(key) or "").strip()
                 if text:
                     self.out.print(f"      {paint('dim', f'{key}: {text[-300:]}')}")
