@@ -158,6 +158,21 @@ def test_a_scenario_loads_only_the_fault_types_it_names():
     assert out.stdout.strip() == "['chaos.faults.base', 'chaos.faults.hosts_entry']", out.stdout
 
 
+def test_a_scenario_loads_only_the_probe_kinds_it_uses_and_reads_no_entry_points():
+    """The same for probe kinds; and a file naming only built-in types and kinds never
+    scans the installed packages for plugins (chaos/plugins.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from chaos.scenario.load import load; "
+            f"s = load({str(SCENARIOS / 'dockerhub-hosts-entry.yaml')!r}); "
+            "from chaos import plugins; "
+            "print(sorted(m for m in sys.modules if m.startswith('chaos.probes.')), plugins._loaded)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("['chaos.probes.base', 'chaos.probes.command', 'chaos.probes.http'] "
+                                  "False"), out.stdout
+
+
 def test_list_shows_fault_types_and_parameters(chaos):
     result = chaos("list")
     assert result.returncode == 0
