@@ -9,6 +9,10 @@ kinds through the `chaos.probes` entry points (chaos/plugins.py), merged in afte
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.probes.base import ProbeBase
 
 PROBES = {  # key -> "module:Class" in this package
     "run": "command:CommandProbe",
@@ -23,7 +27,7 @@ PROBES = {  # key -> "module:Class" in this package
 }
 
 
-def probe_class(key: str) -> type:
+def probe_class(key: str) -> type[ProbeBase]:
     """The model class of the probe kind marked by ``key`` (KeyError for an unknown key; a
     plugin's that cannot be imported: chaos.errors.PluginError)."""
     from chaos import plugins
@@ -48,7 +52,7 @@ def _not_a_probe(key: str):
     return check
 
 
-def probe_types(keys=None) -> list[type]:
+def probe_types(keys=None) -> list[type[ProbeBase]]:
     """The classes of ``keys`` (default: every kind), in registry order."""
     return [probe_class(key) for key in PROBES if keys is None or key in keys]
 

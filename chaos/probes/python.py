@@ -22,8 +22,7 @@ class PythonProbe(ProbeBase):
     """Call a Python function, `module:function(context, *args, **kwargs)`, where the clients
     live. It returns None or True (success), False (failure), an exit status, a text (its
     output), or a mapping of `ok`, `exit`, `output` and `detail` (kept in the report as
-`returned`). An
-    exception makes the probe an error, with the traceback in the report."""
+    `returned`). An exception makes the probe an error, with the traceback in the report."""
 
     kind = "python"
     key = "python"

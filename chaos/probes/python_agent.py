@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -90,7 +91,7 @@ def call(request: dict) -> dict:
     start = time.monotonic()
     try:
         module, _, name = request["function"].partition(":")
-        function = import_module(module)
+        function: Any = import_module(module)
         for part in name.split("."):
             function = getattr(function, part)
         context = ProbeContext(request.get("variables") or {}, request.get("netns"),

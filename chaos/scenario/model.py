@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,9 @@ from pydantic import (
 )
 
 from chaos.durations import PATTERN_TEXT, parse_duration
+
+if TYPE_CHECKING:
+    from chaos.probes.base import ProbeBase
 
 Duration = Annotated[
     float,
@@ -214,7 +217,7 @@ def fault_union(types: tuple[type, ...]) -> Any:
     return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007 (a tuple: see probe_union)
 
 
-def probe_union(classes: tuple[type, ...]) -> Any:
+def probe_union(classes: tuple[type[ProbeBase], ...]) -> Any:
     """These probe kinds, each told by its key (chaos.probes.probe_key: the first registered
     key a mapping holds); tagged with their kind names."""
     from chaos.probes import PROBES, probe_key
@@ -324,8 +327,11 @@ def scenario_model(types=None, probes=None) -> type[ScenarioBase]:
 
         probe = probe_union(tuple(probe_types(kinds)))
         faults: Any = list[fault_union(tuple(fault_types(key)))]  # type: ignore[misc]
+        probes_list: Any = list[probe]  # type: ignore[valid-type]
+        none: list[Any] = []
         expect = create_model("Expect", __base__=Expect, __doc__=Expect.__doc__,
-                              **{phase: (list[probe], []) for phase in ("before", "during", "after")})
+                              before=(probes_list, none), during=(probes_list, none),
+                              after=(probes_list, none))
         _SCENARIOS[key, kinds] = create_model(
             "Scenario", __base__=ScenarioBase,
             __doc__="A chaos scenario: servers to start, faults to inject, what clients must see.",
