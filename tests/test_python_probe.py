@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import xml.etree.ElementTree as ET
 
 from conftest import ROOT, chaos_cmd, write
 
@@ -65,8 +66,9 @@ def test_python_probes_run_in_the_sandbox_and_are_judged(tmp_path):
     report = tmp_path / "r.json"
     env = {**os.environ, "CHAOS_STATE_DIR": str(tmp_path / "state"),
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    done = subprocess.run(chaos_cmd("run", str(scenario), "--json", str(report), "--var",
-                                    "host=registry.test"),
+    junit = tmp_path / "r.xml"
+    done = subprocess.run(chaos_cmd("run", str(scenario), "--json", str(report), "--junit", str(junit),
+                                    "--var", "host=registry.test"),
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 1, done.stdout + done.stderr  # the steady state has failures on purpose
     (result,) = json.loads(report.read_text())["scenarios"]
@@ -88,6 +90,9 @@ def test_python_probes_run_in_the_sandbox_and_are_judged(tmp_path):
     assert broken["detail"]["error"] == "ValueError: the registry said registry.test"
     assert 'checks.py", line' in broken["detail"]["traceback"]
     assert "in broken" in broken["detail"]["traceback"]
+    (error,) = ET.parse(junit).getroot().iter("error")
+    assert error.get("message") == "error: ValueError: the registry said registry.test"
+    assert 'checks.py", line' in error.text and "raise ValueError(why)" in error.text
 
     assert sleepy["verdict"] == "hung" and sleepy["duration"] < 5
     assert not_ok["verdict"] == "failed"

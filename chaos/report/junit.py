@@ -91,7 +91,7 @@ def _run_case(suite: ET.Element, result) -> None:
 
 def _details(probe) -> str:
     lines = [str(c) for c in probe.failures()]
-    for key in ("stdout", "stderr"):
+    for key in ("traceback", "stdout", "stderr"):  # traceback: a python probe's exception
         if probe.detail.get(key):
             lines.append(f"{key}: {probe.detail[key][-2000:]}")
     return "\n".join(lines)
