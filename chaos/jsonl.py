@@ -22,3 +22,30 @@ def read(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             break
     return out
+
+
+def requests(records: list[dict]) -> list[dict]:
+    """A request log of ``start`` and ``end`` records (``event``, one ``id`` per request) ->
+    one record per request, in start order: the start's fields updated with the end's (the
+    start's ``time`` stays), and ``in_flight`` true while the end has not been written. An
+    end whose start is not in the log, and a record without ``event``, stand alone."""
+    out: list[dict] = []
+    started: dict = {}
+    for record in records:
+        event = record.get("event")
+        if event is None:
+            out.append({**record, "in_flight": False})
+        elif event == "start":
+            request = {k: v for k, v in record.items() if k != "event"}
+            request["in_flight"] = True
+            started[record.get("id")] = request
+            out.append(request)
+        elif event == "end":
+            ended = {k: v for k, v in record.items() if k != "event"}
+            request = started.pop(record.get("id"), None)
+            if request is None:
+                out.append({**ended, "in_flight": False})
+            else:
+                ended.pop("time", None)
+                request.update(ended, in_flight=False)
+    return out

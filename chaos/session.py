@@ -363,6 +363,10 @@ class Session:
             for role in ("upstream", "registry", "auth", "cdn", "cache"):
                 self.place.marks[(scope, role)] = self.lab.server(role).access.mark()
 
+    def server_events(self, name: str) -> Path:
+        """The start / end records of a `serve:` server's requests (`requests:` counts them)."""
+        return self.logs / f"{name}.requests.jsonl"
+
     def start_server(self, server) -> None:
         from chaos.processes import spawn, wait_ready
 
@@ -373,7 +377,8 @@ class Session:
                 "--status", str(http.status), "--body", http.body]
         if http.size:
             argv += ["--size", str(http.size)]
-        argv += ["--log", str(self.logs / f"{server.name}.log")]
+        argv += ["--log", str(self.logs / f"{server.name}.log"),
+                 "--events", str(self.server_events(server.name))]
         if http.tls:  # a leaf from the run's CA, which the probes trust
             pair = self.ca.issue(server.name, [server.name], [address], directory=self.logs / "tls")
             argv += ["--cert", str(pair.cert), "--key", str(pair.key)]

@@ -288,7 +288,8 @@ def rules(proxy, journal):
 
 
 def log_for(proxy, path: str) -> list[dict]:
-    return [e for e in proxy.requests() if e["path"] == path]
+    """The finished requests for ``path`` (one still in flight has no outcome yet)."""
+    return [e for e in proxy.requests() if e["path"] == path and not e["in_flight"]]
 
 
 # -- http-error ------------------------------------------------------------------------------
@@ -395,6 +396,20 @@ def test_bot_challenge_by_user_agent_and_headers(proxy, origin, rules):
            "match": {"path": "/bot2/*"}})
     assert curl(f"{origin}/bot2/a", proxy=proxy).status == 503
     assert curl(f"{origin}/bot2/a", "-H", "Accept-Language: en", proxy=proxy).status == 200
+
+
+def test_request_log_shows_a_request_in_flight_then_its_outcome(proxy, origin, rules):
+    rules({"id": "held", "fault": "bot-mitigation", "action": "hang", "hang_seconds": 1.5,
+           "user_agent": "curl", "match": {"path": "/held"}})
+    client = threading.Thread(target=curl, args=(f"{origin}/held",), kwargs={"proxy": proxy})
+    client.start()
+    try:
+        held = wait_for(lambda: [e for e in proxy.requests() if e["path"] == "/held"], timeout=3)
+        assert held and held[0]["in_flight"] is True and "status" not in held[0]
+    finally:
+        client.join()
+    (done,) = wait_for(lambda: log_for(proxy, "/held"), timeout=3)
+    assert done["in_flight"] is False and done["status"] is None and done["ended"] != "complete"
 
 
 @pytest.mark.parametrize("action, extra, curl_args, rc, message, seconds", [
@@ -614,7 +629,8 @@ def test_each_addon_runs_alone_under_mitmdump(origin, proxy, tmp_path):
             r = curl(f"{origin}{path}", proxy=Alone(procs[name][1]))
             assert (r.rc, r.status) == seen, (name, r)
         log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-        assert [(e["path"], e["status"]) for e in log] == [("/alone/err", 200)]
+        assert [(e["event"], e["path"], e.get("status")) for e in log] == [
+            ("start", "/alone/err", None), ("end", "/alone/err", 200)]
     finally:
         for proc, _port, log in procs.values():
             proc.terminate()

@@ -218,10 +218,11 @@ class HttpProxy:
             return ""
 
     def requests(self) -> list[dict]:
-        """Every request the proxy finished, oldest first (see request_log.py for the fields)."""
+        """Every request the proxy got, in the order they began, those still in flight
+        marked so (see request_log.py for the fields)."""
         from chaos import jsonl
 
-        return jsonl.read(self.request_log)
+        return jsonl.requests(jsonl.read(self.request_log))
 
     def rule(self, rule: dict) -> HttpRule:
         return HttpRule(self.rules_dir, rule)

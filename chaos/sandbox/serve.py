@@ -3,20 +3,84 @@
 It answers every GET/HEAD with the given status and body (Range requests get 206), every
 POST/PUT with the status and ``received <bytes>`` once it has read the body, and prints
 ``ready`` once listening so the runner knows it can start probing.
+
+Two logs: ``--log``, one text line per answered request (for people and grep), and
+``--events``, JSON lines a `requests:` probe counts: a ``start`` record as soon as a
+request's headers are read, an ``end`` record with its outcome (status, body bytes sent,
+how the connection ended) once it is over. A request with a start and no end yet is in
+flight: counted, and shown so.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import re
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+CHUNK = 65536  # body bytes per write: a cut connection shows how far the answer got
 
-def handler(status: int, body: bytes, log):
+
+class Events:
+    """The ``--events`` file: start and end records, one JSON line each, from many threads."""
+
+    def __init__(self, path: str | None) -> None:
+        self.file = open(path, "a", encoding="utf-8", buffering=1) if path else None
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+
+    def write(self, record: dict) -> None:
+        if self.file is None:
+            return
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self.lock:  # one write per line: lines never interleave
+            self.file.write(line)
+
+
+def handler(status: int, body: bytes, log, events: Events | None = None):
+    events = events or Events(None)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "chaos-serve"
+        request_id: int | None = None
+        sent = 0
+        answered: int | None = None
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            self.request_id, self.sent, self.answered = next(events.ids), 0, None
+            events.write({"event": "start", "id": self.request_id, "time": time.time(),
+                          "client": self.client_address[0], "method": self.command,
+                          "path": self.path, "range": self.headers.get("Range")})
+            return True
+
+        def handle_one_request(self) -> None:
+            ended = "complete"
+            try:
+                super().handle_one_request()
+            except OSError as exc:  # the client reset or closed mid-answer, or TLS broke
+                ended, self.close_connection = f"{type(exc).__name__}: {exc}"[:200], True
+            finally:
+                if self.request_id is not None:
+                    events.write({"event": "end", "id": self.request_id, "end_time": time.time(),
+                                  "status": self.answered, "bytes": self.sent, "ended": ended})
+                    self.request_id = None
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            self.answered = code
+            super().send_response(code, message)
+
+        def send_body(self, data: bytes) -> None:
+            for start in range(0, len(data), CHUNK):
+                chunk = data[start:start + CHUNK]
+                self.wfile.write(chunk)
+                self.sent += len(chunk)
 
         def do_GET(self) -> None:  # http.server's naming
             code, data, extra = status, body, {}
@@ -34,7 +98,7 @@ def handler(status: int, body: bytes, log):
                 self.send_header(key, value)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data)
+                self.send_body(data)
 
         do_HEAD = do_GET
 
@@ -50,7 +114,7 @@ def handler(status: int, body: bytes, log):
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
-            self.wfile.write(data)
+            self.send_body(data)
 
         do_PUT = do_POST
 
@@ -71,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--body", default="ok\n")
     parser.add_argument("--size", type=int, default=0, help="serve this many bytes instead of --body")
     parser.add_argument("--log", help="access log file (default: stderr)")
+    parser.add_argument("--events", help="JSON-lines file of request start and end records")
     parser.add_argument("--cert", help="answer HTTPS with this certificate (PEM) ...")
     parser.add_argument("--key", help="... and this private key (PEM)")
     args = parser.parse_args(argv)
@@ -79,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body, log))
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body, log,
+                                                                       Events(args.events)))
     if args.cert:
         import ssl
 

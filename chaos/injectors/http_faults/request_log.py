@@ -1,12 +1,17 @@
-"""request_log: one JSON line per finished request, for expectations like
-``http_requests: {status: 206, at_least: 1}``.
+"""request_log: a JSON line when a request's headers arrive and one when it is over, for
+expectations like ``http_requests: {status: 206, at_least: 1}``.
 
-    {"time": 1717000000.12, "client": "127.0.0.1", "method": "GET", "host": "127.0.0.1",
-     "path": "/blob", "range": "bytes=100000-", "status": 206, "bytes": 948576,
-     "duration": 0.02, "rule": "cut-blob", "fault": "partial", "error": null}
+    {"event": "start", "id": "4f1c...", "time": 1717000000.12, "client": "127.0.0.1",
+     "method": "GET", "host": "127.0.0.1", "path": "/blob", "range": "bytes=100000-"}
+    {"event": "end", "id": "4f1c...", "time": 1717000000.12, "end_time": 1717000000.14,
+     "client": "127.0.0.1", "method": "GET", "host": "127.0.0.1", "path": "/blob",
+     "range": "bytes=100000-", "status": 206, "bytes": 948576, "duration": 0.02,
+     "rule": "cut-blob", "fault": "partial", "error": null, "ended": "complete"}
 
-``bytes`` counts the body bytes sent to the client (after any cut); ``status`` is null when
-no answer was sent (drop, reset, hang); ``error`` says why a flow ended early. Load it after
+A request with a start and no end is still in flight (a hang, a slow answer): a count sees
+it (chaos.jsonl.requests joins the two). ``bytes`` counts the body bytes sent to the client
+(after any cut); ``status`` is null when no answer was sent (drop, reset, hang); ``error``
+says why a flow ended early and ``ended`` how: `complete` or that error. Load it after
 the fault addons so it sees what they did. Alone:
 ``mitmdump -s chaos/injectors/http_faults/request_log.py --set chaos_request_log=FILE``.
 """
@@ -61,6 +66,21 @@ class RequestLog:
             except OSError as exc:
                 raise exceptions.OptionsError(f"{LOG_OPTION}: {exc}") from exc
 
+    def requestheaders(self, flow) -> None:
+        if self.file is None:
+            return
+        flow.metadata["chaos_started"] = True
+        self.file.write(json.dumps({"event": "start", "id": flow.id, **self.request_fields(flow)},
+                                   separators=(",", ":")) + "\n")
+
+    @staticmethod
+    def request_fields(flow) -> dict:
+        req, peer = flow.request, flow.client_conn.peername
+        return {"time": req.timestamp_start, "client": peer[0] if peer else None,
+                "method": req.method,
+                # the Host header: what rules match on (req.host is an IP in transparent mode)
+                "host": req.pretty_host, "path": req.path, "range": req.headers.get("range")}
+
     def responseheaders(self, flow) -> None:
         if self.file is not None and flow.response.stream:
             counter = Counter(flow.response.stream)
@@ -87,20 +107,16 @@ class RequestLog:
         else:
             sent = 0
         answered = resp is not None and (counter is not None or flow.error is None)
-        peer = flow.client_conn.peername
+        now = time.time()
         entry = {
-            "time": req.timestamp_start,
-            "client": peer[0] if peer else None,
-            "method": req.method,
-            "host": req.pretty_host,  # the Host header: what rules match on (req.host is an IP in transparent mode)
-            "path": req.path,
-            "range": req.headers.get("range"),
+            "event": "end", "id": flow.id, **self.request_fields(flow), "end_time": now,
             "status": resp.status_code if answered else None,
             "bytes": sent,
-            "duration": time.time() - req.timestamp_start,
+            "duration": now - req.timestamp_start,
             "rule": flow.metadata.get("chaos_rule"),
             "fault": flow.metadata.get("chaos_fault"),
             "error": flow.error.msg if flow.error else None,
+            "ended": flow.error.msg if flow.error else "complete",
         }
         self.file.write(json.dumps(entry, separators=(",", ":")) + "\n")
 
