@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,6 +13,57 @@ from chaos.scenario.model import Flap, Strict, Window
 if TYPE_CHECKING:
     from chaos.injectors.base import Injector
     from chaos.plan import PlanContext
+
+
+@dataclass(frozen=True)
+class Proxied:
+    """Traffic a fault sends through one of the run's fault proxies while it is on, read from
+    its params alone (``chaos validate`` judges counting probes by it). It may say less than
+    the fault really redirects (a count is then refused that could have been allowed), never
+    more (a count would then pass on traffic nobody saw)."""
+
+    proxy: Literal["http", "tcp"]
+    ports: tuple[tuple[int, int], ...]
+    """Server port ranges, first and last port."""
+    hosts: frozenset[str] | None = None
+    """Server names; None: every server on those ports."""
+    nets: tuple[str, ...] = ()
+    """Server addresses or CIDRs, beside ``hosts``."""
+
+    def covers(self, host: str | None, address: str | None, port: int | None) -> bool:
+        """Does a connection to ``host`` (at ``address``) on ``port`` go through the proxy?
+        An unknown port or server is not covered unless every one is."""
+        if port is None or not any(lo <= port <= hi for lo, hi in self.ports):
+            return False
+        if self.hosts is None:
+            return True
+        if host is not None and host in self.hosts:
+            return True
+        if address is None:
+            return False
+        return any(ipaddress.ip_address(address) in ipaddress.ip_network(n, strict=False)
+                   for n in self.nets)
+
+    @classmethod
+    def of(cls, proxy: Literal["http", "tcp"], ports, targets=None) -> "Proxied":
+        """From a fault's ports (numbers or "a:b" ranges) and targets (names, addresses,
+        CIDRs; None or empty: every server)."""
+        ranges = []
+        for p in ports:
+            lo, _, hi = str(p).replace("-", ":").partition(":")
+            ranges.append((int(lo), int(hi or lo)))
+        if not targets:
+            return cls(proxy, tuple(ranges))
+        names, nets = set(), []
+        for target in targets:
+            try:
+                ipaddress.ip_network(target, strict=False)
+                nets.append(target)
+            except ValueError:
+                names.add(target.lower().rstrip("."))
+        if any("*" in n for n in names):  # a pattern: the redirect is not narrowed to servers
+            return cls(proxy, tuple(ranges))
+        return cls(proxy, tuple(ranges), frozenset(names), tuple(nets))
 
 
 class Fault(Strict):
@@ -30,6 +83,17 @@ class Fault(Strict):
 
     def label(self) -> str:
         return self.name or self.type
+
+    def proxied(self) -> Proxied | None:
+        """Hook: the traffic this fault sends through a fault proxy while it is on (None:
+        none). A fault that redirects traffic must say so here: counting probes rely on it."""
+        return None
+
+    def on_throughout(self) -> bool:
+        """On for the whole `during` phase: switched on before it starts, off after it ends."""
+        if self.flap is not None:
+            return False
+        return self.window is None or (self.window.after == 0 and self.window.for_ is None)
 
 
 class InContainer(Strict):

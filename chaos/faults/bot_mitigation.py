@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from chaos.faults.base import Fault
-from chaos.faults.http_rule import HttpMatch, http_injectors
+from chaos.faults.http_rule import HttpMatch, http_injectors, http_proxied
 from chaos.faults.packet_match import PacketMatch
 from chaos.scenario.model import Duration, Strict
 
@@ -98,6 +98,9 @@ class BotMitigation(Fault):
             raise ValueError("signature.mss matches SYNs only: with after_bytes it would never "
                              "match (drop or reset the connection attempts instead)")
         return self
+
+    def proxied(self):
+        return http_proxied(self) if self.signature.http_fields() else None  # else a packet filter
 
     def injectors(self, ctx):
         http = self.signature.http_fields()

@@ -41,6 +41,13 @@ class GeoBlock(Fault):
     """`drop`: clients time out; `reject`: refused at once; `http-451`: the fault proxy answers
     451 Unavailable For Legal Reasons (the block page ISPs showed before kick-off)."""
 
+    def proxied(self):
+        if self.action != "http-451":
+            return None  # a packet filter
+        from chaos.faults.base import Proxied
+
+        return Proxied.of("http", list(self.ports) or ["80", "443"], self.block)
+
     def injectors(self, ctx):
         from chaos.injectors.packet_filter import PacketFilter
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.base import Fault
-from chaos.faults.http_rule import HttpMatch, http_injectors
+from chaos.faults.http_rule import HttpMatch, http_injectors, http_proxied
 from chaos.scenario.model import Duration
 
 
@@ -44,6 +44,9 @@ class HttpError(Fault):
     """Answer this way for that share of requests; the rest pass."""
     every: int | None = Field(None, ge=2)
     """Answer this way for every Nth matching request only (a deterministic flap)."""
+
+    def proxied(self):
+        return http_proxied(self)
 
     def injectors(self, ctx):
         rule = self.model_dump(mode="json", include={"status", "body", "error_code", "delay",

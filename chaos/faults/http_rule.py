@@ -21,6 +21,16 @@ class HttpMatch(Strict):
     """Request method(s), e.g. GET or [GET, HEAD]."""
 
 
+def http_proxied(fault) -> "Proxied":
+    """What http_injectors redirects for a fault with `match:` and `ports:`: the matched
+    hosts (every server when none is given or one is a pattern)."""
+    from chaos.faults.base import Proxied
+
+    match = getattr(fault, "match", None)
+    hosts = match.host if match is not None else None
+    return Proxied.of("http", fault.ports, [hosts] if isinstance(hosts, str) else hosts)
+
+
 def http_injectors(ctx, fault, rule: dict, ports: Sequence[int | str], clients: Sequence[str] = (),
                    match: dict | None = None,
                    destinations: list[str] | None = None) -> list[Injector]:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.base import Fault
-from chaos.faults.http_rule import HttpMatch, http_injectors
+from chaos.faults.http_rule import HttpMatch, http_injectors, http_proxied
 from chaos.scenario.model import Duration
 
 
@@ -34,6 +34,9 @@ class Partial(Fault):
     """Server ports whose traffic goes through the fault proxy."""
     probability: float | None = Field(None, gt=0, le=1)
     """Cut this share of matching responses; the rest pass whole."""
+
+    def proxied(self):
+        return http_proxied(self)
 
     def injectors(self, ctx):
         rule = self.model_dump(mode="json", include={"bytes", "then", "hang_seconds", "cut_ranges"},

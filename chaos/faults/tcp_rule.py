@@ -27,6 +27,11 @@ class TcpFault(Fault):
     def toxic_params(self) -> dict:
         raise NotImplementedError
 
+    def proxied(self):
+        from chaos.faults.base import Proxied
+
+        return Proxied.of("tcp", self.ports, self.destinations)
+
     def injectors(self, ctx):
         from chaos.injectors.redirect import EdgeRedirect
 
