@@ -221,6 +221,7 @@ class Session:
         for server in self.serve:
             step(f"serve: {server.name} on {server.address}:{server.http.port}")
             self.start_server(server)
+        self.mark_logs("run")
 
     def ensure_services(self, step=lambda text: None) -> None:
         """Start the fake DNS server / HTTP fault proxy that planned faults asked for (also
@@ -359,6 +360,7 @@ class Session:
 
         self.place.marks[(scope, "dns")] = time.time()
         self.place.marks[(scope, "http")] = time.time()
+        self.place.marks[(scope, "serve")] = time.time()
         if self.lab is not None:
             for role in ("upstream", "registry", "auth", "cdn", "cache"):
                 self.place.marks[(scope, role)] = self.lab.server(role).access.mark()
@@ -383,6 +385,7 @@ class Session:
             pair = self.ca.issue(server.name, [server.name], [address], directory=self.logs / "tls")
             argv += ["--cert", str(pair.cert), "--key", str(pair.key)]
             self.trust_ca()
+        self.place.served[server.name] = self.server_events(server.name)
         proc, _ = spawn(self.opened, argv, netns=self.sandbox.world, stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, what=f"server {server.name} ({address}:{http.port})")
         wait_ready(proc, SERVER_READY_TIMEOUT, f"server {server.name}")

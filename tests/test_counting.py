@@ -6,6 +6,7 @@ the counts themselves are real runs in the sandbox through the CLI.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -61,6 +62,10 @@ def test_the_false_pass_is_refused_by_run_before_anything_is_applied(chaos, tmp_
     # requests: needs a log: the lab's servers, or a serve: server by name.
     ("requests: upstream\n      count: 0", "requests",
      "counts a lab server's access log and this scenario has no `lab: registry`"),
+    ("requests: nowhere.test\n      count: 0", "requests", "no access log for 'nowhere.test'"),
+    # Behind the fault proxy a server's log names the proxy, not the client.
+    ("requests: upstream.test\n      client: 198.18.0.2\n      count: 0", "client",
+     "its log names the proxy, not the client"),
     # A hosts file answers the name while the hosts-entry is on: the DNS server never hears.
     ("dns_queries: other.test\n      count: 0", "dns_queries",
      "the clients' hosts files answer it"),
@@ -90,6 +95,8 @@ expect:
 
 @pytest.mark.parametrize("probe", [
     "http_requests: upstream.test\n      at_least: 1",  # a lower bound: part of the time is enough
+    "requests: upstream.test\n      count: 0",  # the server's own log sees every request
+    "requests: upstream.test\n      client: 198.18.0.2\n      at_least: 1",
     "dns_queries: upstream.test\n      count: 0",
 ])
 def test_counts_that_see_their_traffic_validate(chaos, tmp_path, probe):
@@ -108,3 +115,100 @@ expect:
 """
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def probes_by_name(report) -> dict:
+    return {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
+
+
+# Every counting probe where its traffic is there: `count: 0` fails on it; method and
+# since pick what they should. The HTTP fault passes everything (its path is never asked),
+# so the proxy sees the requests without changing them.
+COUNTS = """\
+name: counts
+serve:
+  - name: upstream.test
+faults:
+  - type: http-error
+    match: {host: upstream.test, path: /never}
+    ports: [80]
+  - type: dns
+    names: [nothing.test]
+    answer: nxdomain
+expect:
+  before:
+    - run: curl -sS --noproxy '*' -o /dev/null http://upstream.test/early
+  during:
+    - run: >-
+        curl -sS --noproxy '*' -o /dev/null http://upstream.test/a &&
+        curl -sS --noproxy '*' -o /dev/null -I http://upstream.test/b
+    - {name: proxy saw none, http_requests: upstream.test, count: 0}
+    - {name: server saw none, requests: upstream.test, count: 0}
+    - {name: resolver was asked nothing, dns_queries: upstream.test, count: 0}
+    - {name: proxy saw one HEAD, http_requests: upstream.test, method: HEAD, count: 1}
+    - {name: server saw one HEAD, requests: upstream.test, method: HEAD, count: 1}
+    - {name: server saw two this phase, requests: upstream.test, count: 2}
+  after:
+    - {name: none after the faults, requests: upstream.test, count: 0}
+    - {name: three since the run began, requests: upstream.test, since: run, count: 3}
+    - {name: resolver was asked since the run began, dns_queries: upstream.test, since: run, at_least: 3}
+"""
+
+
+def test_each_count_fails_when_its_traffic_is_there_and_none_was_expected(chaos, tmp_path):
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, COUNTS)), "--json", str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    probes = probes_by_name(report)
+    failed = {name for name, p in probes.items() if p["verdict"] != "passed"}
+    assert failed == {"proxy saw none", "server saw none", "resolver was asked nothing"}, probes
+    assert probes["proxy saw none"]["checks"][0]["observed"] == "2"
+    assert probes["server saw none"]["checks"][0]["observed"].startswith("2 (GET /a 200; HEAD /b 200")
+    assert int(probes["resolver was asked nothing"]["checks"][0]["observed"]) >= 2  # A (+ AAAA)
+    assert [r["method"] for r in probes["proxy saw none"]["detail"]["requests"]] == ["GET", "HEAD"]
+
+
+IN_FLIGHT = """\
+name: in-flight
+serve:
+  - name: big.test
+    http: {size: 20000000}
+  - name: slow.test
+faults:
+  - type: http-error
+    match: {host: slow.test}
+    ports: [80]
+    status: 503
+    delay: 20s
+expect:
+  during:
+    - name: start two requests that outlive their probe
+      run: >-
+        for host in big.test slow.test; do
+        setsid curl -sS --noproxy '*' -m 20 --limit-rate 100k -o /dev/null http://$host/ </dev/null >/dev/null 2>&1 &
+        echo $! >> {logs}/clients; done; sleep 1
+    - {name: the download is counted in flight, requests: big.test, count: 1}
+    - {name: no download expected, requests: big.test, at_most: 0}
+    - {name: the held request is counted in flight, http_requests: slow.test, count: 1}
+    - name: end them
+      run: kill $(cat {logs}/clients); sleep 0.5
+    - {name: the download ended, requests: big.test, count: 1}
+"""
+
+
+def test_a_request_in_flight_is_counted_and_shown_in_flight(chaos, tmp_path):
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, IN_FLIGHT)), "--json", str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    probes = probes_by_name(report)
+    failed = {name for name, p in probes.items() if p["verdict"] != "passed"}
+    assert failed == {"no download expected"}, probes
+    assert probes["no download expected"]["checks"][0]["observed"].startswith("1 (1 in flight")
+    (download,) = probes["the download is counted in flight"]["detail"]["requests"]
+    assert download["in_flight"] is True and download["path"] == "/"
+    (held,) = probes["the held request is counted in flight"]["detail"]["requests"]
+    assert held["in_flight"] is True and held.get("status") is None
+    (ended,) = probes["the download ended"]["detail"]["requests"]
+    # Cut by the client's end: 200 with part of the bytes, and how the connection ended.
+    assert ended["in_flight"] is False and ended["status"] == 200
+    assert 0 < ended["bytes"] < 20_000_000 and ended["ended"] != "complete", ended

@@ -68,3 +68,9 @@ class CountedProbe(ProbeBase, Counts):
 
     def _lift(self) -> None:
         """Hook: a probe whose key also takes a mapping moves that mapping's keys up here."""
+
+    def blind_spot(self, scenario, span) -> tuple[tuple, str] | None:
+        """What this count cannot see in ``scenario`` over ``span`` (chaos.probes.coverage):
+        (the field it is about, the reason and what to add), or None when it sees all it
+        counts. Every counting kind must answer: a count that missed traffic can pass."""
+        raise NotImplementedError

@@ -2,9 +2,9 @@
 
 A count is only worth something if its source saw all the traffic it counts, for the whole
 span it counts ("zero upstream requests" from a log the upstream's traffic never reached
-passes on nothing). Each counting probe kind asks here what it cannot see; ``chaos
-validate`` and ``chaos run`` refuse the scenario with those reasons before anything is
-applied (chaos.scenario.load).
+passes on nothing). Each counting kind answers ``blind_spot`` (chaos.probes.base) with a
+check from here; ``chaos validate`` and ``chaos run`` refuse the scenario with those
+reasons before anything is applied (chaos.scenario.load).
 
 Only an upper bound (`count`, `at_most`) can pass on traffic its source missed; a probe
 with `at_least` alone can only fail then, so it needs its source to see the traffic at
@@ -50,12 +50,14 @@ def upper_bound(probe) -> bool:
 
 def blind_spots(scenario) -> list[tuple[tuple, str]]:
     """(path in the scenario, reason) for every counting probe that cannot see what it counts."""
+    from chaos.probes.base import CountedProbe
+
     out = []
     for phase in PHASES:
         for index, probe in enumerate(getattr(scenario.expect, phase)):
-            if not hasattr(probe, "since"):
-                continue  # not a counting probe
-            found = probe_blind_spot(probe, scenario, Span(phase, probe.since))
+            if not isinstance(probe, CountedProbe):
+                continue
+            found = probe.blind_spot(scenario, Span(phase, probe.since))
             if found is not None:
                 rel, reason = found
                 out.append((("expect", phase, index) + rel, reason))
@@ -240,13 +242,3 @@ def dns_queries(probe, scenario, span: Span) -> tuple[tuple, str] | None:
         "clients' hosts files answer it and the DNS server never hears of it; point the "
         "name elsewhere with a `dns` fault (answer: sinkhole) instead, or count it outside "
         "that fault's time")
-
-
-KINDS = {"http_requests": http_requests, "requests": requests, "dns_queries": dns_queries}
-
-
-def probe_blind_spot(probe, scenario, span: Span) -> tuple[tuple, str] | None:
-    for key, check in KINDS.items():
-        if getattr(probe, key, None) is not None:
-            return check(probe, scenario, span)
-    return None

@@ -49,6 +49,11 @@ class DnsQueriesProbe(CountedProbe):
     def prepare(self, ctx) -> None:
         ctx.use_dns()
 
+    def blind_spot(self, scenario, span):
+        from chaos.probes import coverage
+
+        return coverage.dns_queries(self, scenario, span)
+
     def observe(self, place, journal, result) -> None:
         from chaos.probes import expect
 

@@ -57,9 +57,11 @@ def status_check(expected, observed: dict) -> Check:
     return Check("status", " or ".join(map(str, allowed)), seen, status in allowed)
 
 
-def count_checks(what: str, n: int, probe, observed: str | None = None) -> list[Check]:
-    """`count` / `at_least` / `at_most` of a counting probe against what was counted."""
-    observed = observed or str(n)
+def count_checks(what: str, n: int, probe, observed: str | None = None,
+                 in_flight: int = 0) -> list[Check]:
+    """`count` / `at_least` / `at_most` of a counting probe against what was counted (of
+    which ``in_flight`` had begun and not ended yet: counted, and said so)."""
+    observed = observed or str(n) + (f" ({in_flight} in flight)" if in_flight else "")
     checks = []
     for label, bound, ok in (("=", probe.count, lambda b: n == b), (">=", probe.at_least, lambda b: n >= b),
                              ("<=", probe.at_most, lambda b: n <= b)):

@@ -7,13 +7,16 @@ from chaos.probes.base import CountedProbe
 
 class HttpRequestsProbe(CountedProbe):
     """Count the requests the run's HTTP fault proxy saw for a host (e.g. the 206 answers a
-    resuming client got)."""
+    resuming client got). It sees what HTTP faults redirect while they are on: a count
+    with `count` or `at_most` needs such a fault on the host for its whole span."""
 
     kind = "http-requests"
     key = "http_requests"
 
     http_requests: str
     """The host name (`*` for every host)."""
+    method: str | None = None
+    """Only requests with this method (GET, HEAD, ...)."""
     status: int | None = None
     """Only requests answered with this status."""
     path: str | None = None
@@ -28,6 +31,11 @@ class HttpRequestsProbe(CountedProbe):
     def prepare(self, ctx) -> None:
         ctx.use_http()
 
+    def blind_spot(self, scenario, span):
+        from chaos.probes import coverage
+
+        return coverage.http_requests(self, scenario, span)
+
     def observe(self, place, journal, result) -> None:
         from chaos.probes import expect
 
@@ -38,10 +46,13 @@ class HttpRequestsProbe(CountedProbe):
         host = self.http_requests.lower()
         seen = [r for r in proxy.requests() if (r.get("time") or 0) >= since
                 and (host == "*" or (r.get("host") or "").lower() == host)
+                and (self.method is None or r.get("method") == self.method)
                 and (self.status is None or r.get("status") == self.status)
                 and (self.path is None or self.path in (r.get("path") or ""))
                 and (self.client is None or r.get("client") == self.client)]
-        what = f"HTTP requests to {host}" + (f" answered {self.status}" if self.status else "") + (
+        what = f"HTTP requests to {host}" + (f" {self.method}" if self.method else "") + (
+            f" answered {self.status}" if self.status else "") + (
             f" from {self.client}" if self.client else "")
-        result.checks += expect.count_checks(what, len(seen), self)
+        result.checks += expect.count_checks(what, len(seen), self,
+                                             in_flight=sum(r["in_flight"] for r in seen))
         result.detail["requests"] = seen[:20]

@@ -57,12 +57,14 @@ class Place:
     """The run's DNS service (chaos.session.DnsService)."""
     http: HttpService | None = None
     """The run's HTTP fault proxy (chaos.session.HttpService)."""
+    served: dict = field(default_factory=dict)
+    """`serve:` server name -> the file of its request records (chaos.sandbox.serve)."""
 
     def at(self, region: str | None) -> Place:
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
-                     self.marks, self.dns, self.http)
+                     self.marks, self.dns, self.http, self.served)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
