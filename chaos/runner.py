@@ -199,6 +199,14 @@ class Run:
     def plan(self) -> None:
         """Everything that can be refused is refused here, before the machine changes."""
         s = self.scenario
+        from chaos.probes.base import CountedProbe
+
+        if any(isinstance(p, CountedProbe) for ph in ("before", "during", "after")
+               for p in getattr(s.expect, ph)):
+            from chaos.probes.coverage import blind_spots
+
+            for path, reason in blind_spots(s):  # load refuses these too; a model built in
+                raise PlanError(path, reason)    # code reaches run_scenario without load
         if s.lab is not None and not s.lab.dns and (
                 any(f.type == "dns" for f in s.faults) or any(
                     getattr(p, "dns_queries", None) for ph in ("before", "during", "after")

@@ -212,3 +212,17 @@ def test_a_request_in_flight_is_counted_and_shown_in_flight(chaos, tmp_path):
     # Cut by the client's end: 200 with part of the bytes, and how the connection ended.
     assert ended["in_flight"] is False and ended["status"] == 200
     assert 0 < ended["bytes"] < 20_000_000 and ended["ended"] != "complete", ended
+
+
+def test_run_scenario_refuses_a_blind_count_built_in_code(state_dir):
+    import yaml
+
+    from chaos.runner import run_scenario
+    from chaos.scenario.model import scenario_model
+
+    # Not through load: the runner's plan refuses it before anything is applied.
+    scenario = scenario_model({"hosts-entry"}).model_validate(yaml.safe_load(FALSE_PASS))
+    result = run_scenario(scenario)
+    assert (result.status, result.exit_code) == ("invalid", 2)
+    assert "expect.during[1].http_requests: cannot count upstream.test's traffic" in result.errors[0]
+    assert not state_dir.exists() or not any(state_dir.rglob("*"))

@@ -321,22 +321,21 @@ expect:
 def test_scenario_item_failure_shows_why_a_probe_errored(suite):
     folder = suite.mkdir("drills")
     (folder / "lab_probe.yaml").write_text("""\
-name: counts-lab-requests-without-the-lab
+name: pulls-without-the-lab
 description: a lab probe in a run that has no lab cannot run at all
 serve:
   - name: registry.test
 expect:
   before:
-    - name: upstream requests counted
-      requests: upstream
-      at_least: 1
+    - name: the image pulls
+      docker_pull: library/busybox:1
 """)
     result = suite.runpytest_subprocess("--chaos-scenarios", str(folder))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*scenario counts-lab-requests-without-the-lab: failed (exit 1)*",
-        "*before: upstream requests counted [[]error, [0-9]*.[0-9][0-9]s[]]",
-        "*error: RuntimeError: requests needs `lab: registry`*",
+        "*scenario pulls-without-the-lab: failed (exit 1)*",
+        "*before: the image pulls [[]error, [0-9]*.[0-9][0-9]s[]]",
+        "*error: RuntimeError: docker_pull needs `lab: registry`*",
     ])
 
 
