@@ -226,3 +226,40 @@ def test_run_scenario_refuses_a_blind_count_built_in_code(state_dir):
     assert (result.status, result.exit_code) == ("invalid", 2)
     assert "expect.during[1].http_requests: cannot count upstream.test's traffic" in result.errors[0]
     assert not state_dir.exists() or not any(state_dir.rglob("*"))
+
+
+@pytest.mark.parametrize("extra_fault, probe, refused", [
+    # A hosts entry sends upstream.test's clients to cache.test's address, which the
+    # upstream-only HTTP fault does not redirect: the proxy would miss them.
+    ("{type: hosts-entry, names: [upstream.test], address: 198.18.1.11}",
+     "http_requests: upstream.test\n      count: 0", "clients connect to another address"),
+    # To loopback no request reaches any server: nothing to miss.
+    ("{type: hosts-entry, names: [upstream.test]}", "http_requests: upstream.test\n      count: 0", None),
+    # A fault naming a host the run does not know redirects every server: it may stand in
+    # front of upstream.test, whose log would then name the proxy.
+    ("{type: slow, destinations: [198.18.1.0/24], latency: 1s}",
+     "requests: cache.test\n      client: 198.18.0.2\n      count: 0", "its log names the proxy"),
+    ("{type: http-error, match: {host: [cache.test, elsewhere.example]}}",
+     "requests: upstream.test\n      client: 198.18.0.2\n      count: 0", "its log names the proxy"),
+    # The HTTP fault names only upstream.test, which the run knows: cache.test is direct.
+    ("{type: hosts-entry, names: [other.test]}",
+     "requests: cache.test\n      client: 198.18.0.2\n      count: 0", None),
+])
+def test_counts_see_through_redirected_names(chaos, tmp_path, extra_fault, probe, refused):
+    text = f"""\
+name: moved
+serve:
+  - {{name: upstream.test, address: 198.18.1.10}}
+  - {{name: cache.test, address: 198.18.1.11}}
+faults:
+  - {{type: http-error, match: {{host: upstream.test}}, ports: [80]}}
+  - {extra_fault}
+expect:
+  during:
+    - {probe}
+"""
+    result = chaos("validate", str(write(tmp_path, text)))
+    if refused is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 2 and refused in result.stderr, result.stderr

@@ -44,6 +44,15 @@ class Proxied:
         return any(ipaddress.ip_address(address) in ipaddress.ip_network(n, strict=False)
                    for n in self.nets)
 
+    def may_cover(self, host: str, port: int | None, known: set[str]) -> bool:
+        """Could a connection to ``host`` on ``port`` go through the proxy? The opposite
+        direction of ``covers``: an unknown port, a fault on addresses, or one naming a host
+        the scenario does not know (its redirect is then not narrowed to servers) may."""
+        if port is not None and not any(lo <= port <= hi for lo, hi in self.ports):
+            return False
+        return (self.hosts is None or host in self.hosts or bool(self.nets)
+                or not self.hosts <= known)
+
     @classmethod
     def of(cls, proxy: Literal["http", "tcp"], ports, targets=None) -> "Proxied":
         """From a fault's ports (numbers or "a:b" ranges) and targets (names, addresses,

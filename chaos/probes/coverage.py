@@ -92,6 +92,34 @@ def endpoint(scenario, host: str) -> tuple[str | None, int | None, str]:
     return None, None, "unknown"
 
 
+def known_names(scenario) -> set[str]:
+    """Every server name the scenario gives an address to (the zone of its run)."""
+    names = {server.name for server in scenario.serve} | set(scenario.hosts)
+    if scenario.lab is not None:
+        names |= set(lab_hosts().values())
+    return names
+
+
+def sent_elsewhere(scenario, host: str) -> list[int]:
+    """Faults that make clients connect to another address for ``host`` (a hosts entry, a
+    DNS answer of another address): an HTTP fault narrowed to the host's own address no
+    longer sees them."""
+    from fnmatch import fnmatch
+
+    out = []
+    for index, fault in enumerate(scenario.faults):
+        if fault.type == "hosts-entry" and getattr(fault, "container", None) is None:
+            # To loopback (the classic 127.0.0.1) requests reach no server at all.
+            hit = host in fault.names and not fault.address.is_loopback
+        elif fault.type == "dns" and fault.answer in ("sinkhole", "random", "rotate"):
+            hit = any(fnmatch(host, pattern) for pattern in fault.names)
+        else:
+            hit = False
+        if hit:
+            out.append(index)
+    return out
+
+
 def server_ports(scenario) -> set[int] | None:
     """Every port the scenario's servers at the world's edge listen on (None: not known)."""
     if scenario.lab is not None:
@@ -148,6 +176,16 @@ def http_requests(probe, scenario, span: Span) -> tuple[tuple, str] | None:
         if what == "lab" else host
     alternative = (f", or count at the server with `requests: {server}` (its own log sees "
                    "every request)") if what in ("serve", "lab") and probe.client is None else ""
+    moved = sent_elsewhere(scenario, host) if host != "*" else []
+    if moved and upper_bound(probe) and span.faults_on_part:
+        everywhere = [i for i, f, c in proxied(scenario, "http")
+                      if c.hosts is None and f.on_throughout() and c.covers(None, None, port)]
+        if not everywhere:
+            return ("http_requests",), (
+                f"cannot count {where}: while {faults_text(moved)} is on, clients connect to "
+                f"another address for {host}, and no HTTP fault on every server (no `match: "
+                "host`) is on for the whole `during` phase to see them there" + alternative)
+        whole = everywhere
     if upper_bound(probe):
         if whole and not span.faults_off_part:
             return None
@@ -167,7 +205,7 @@ def http_requests(probe, scenario, span: Span) -> tuple[tuple, str] | None:
                + ")") if host == "*" else (
             f"an HTTP fault on it (`match: {{host: {host}}}`"
             + (f", `ports: [{port}]`" if port else "") + ")")
-        count = (f"in the `during` phase with since: phase" if span.faults_off_part else "")
+        count = "in the `during` phase with since: phase" if span.faults_off_part else ""
         return ("http_requests",), (
             f"cannot count {where}: http_requests counts what crosses the HTTP fault proxy, "
             f"and {why}. Add {add} on for the whole `during` phase (no window or flap)"
@@ -207,8 +245,9 @@ def requests(probe, scenario, span: Span) -> tuple[tuple, str] | None:
         return None
     if endpoint(scenario, host)[2] == "lab-cache":
         return None
-    behind = sorted(set(sum((covered(scenario, proxy, host)[0] + covered(scenario, proxy, host)[1]
-                             for proxy in ("http", "tcp")), [])))
+    port = endpoint(scenario, host)[1]
+    behind = [index for proxy in ("http", "tcp") for index, _, cover in proxied(scenario, proxy)
+              if cover.may_cover(host, port, known_names(scenario))]
     if not behind:
         return None
     return ("client",), (

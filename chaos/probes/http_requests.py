@@ -14,7 +14,8 @@ class HttpRequestsProbe(CountedProbe):
     key = "http_requests"
 
     http_requests: str
-    """The host name (`*` for every host)."""
+    """The host name (its Host header), or `*` for every server at the world's edge (in the
+    lab: Hub's registry, token server and CDN; the cache is on the clients' side)."""
     method: str | None = None
     """Only requests with this method (GET, HEAD, ...)."""
     status: int | None = None
