@@ -54,7 +54,7 @@ class Proxied:
                 or not self.hosts <= known)
 
     @classmethod
-    def of(cls, proxy: Literal["http", "tcp"], ports, targets=None) -> "Proxied":
+    def of(cls, proxy: Literal["http", "tcp"], ports, targets=None) -> Proxied:
         """From a fault's ports (numbers or "a:b" ranges) and targets (names, addresses,
         CIDRs; None or empty: every server)."""
         ranges = []

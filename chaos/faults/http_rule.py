@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chaos.faults.base import Proxied
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Strict
 
@@ -21,11 +22,9 @@ class HttpMatch(Strict):
     """Request method(s), e.g. GET or [GET, HEAD]."""
 
 
-def http_proxied(fault) -> "Proxied":
+def http_proxied(fault) -> Proxied:
     """What http_injectors redirects for a fault with `match:` and `ports:`: the matched
     hosts (every server when none is given or one is a pattern)."""
-    from chaos.faults.base import Proxied
-
     match = getattr(fault, "match", None)
     hosts = match.host if match is not None else None
     return Proxied.of("http", fault.ports, [hosts] if isinstance(hosts, str) else hosts)

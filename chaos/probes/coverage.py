@@ -14,6 +14,10 @@ some point of its span, not throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.faults.base import Fault, Proxied
 
 PHASES = ("before", "during", "after")
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
@@ -129,7 +133,7 @@ def server_ports(scenario) -> set[int] | None:
     return {server.http.port for server in scenario.serve}
 
 
-def proxied(scenario, proxy: str) -> list[tuple[int, object, object]]:
+def proxied(scenario, proxy: str) -> list[tuple[int, Fault, Proxied]]:
     """(index, fault, what it redirects) of the faults that send traffic through ``proxy``."""
     out = []
     for index, fault in enumerate(scenario.faults):
@@ -144,7 +148,8 @@ def covered(scenario, proxy: str, host: str) -> tuple[list[int], list[int]]:
     phase, for part of it); "*" asks for every server."""
     address, port, _ = endpoint(scenario, host) if host != "*" else (None, None, "")
     ports = server_ports(scenario) if host == "*" else None
-    whole, part = [], []
+    whole: list[int] = []
+    part: list[int] = []
     for index, fault, cover in proxied(scenario, proxy):
         if host == "*":
             hit = cover.hosts is None and ports is not None and all(

@@ -41,8 +41,8 @@ class Events:
             self.file.write(line)
 
 
-def handler(status: int, body: bytes, log, events: Events | None = None):
-    events = events or Events(None)
+def handler(status: int, body: bytes, log, records: Events | None = None):
+    events = records or Events(None)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
