@@ -9,7 +9,8 @@ from chaos.scenario.model import HostName
 class RequestsProbe(CountedProbe):
     """Count the requests a server's own access log holds (every request to it, whatever
     the faults): proves where a pull was served from (e.g. the upstream saw no blob
-    request). A request still being answered is counted, and shown in flight."""
+    request). A `serve:` server's request still being answered is counted, and shown in
+    flight (the lab's servers log a request once it is over)."""
 
     kind = "requests"
     key = "requests"

@@ -69,7 +69,6 @@ class RequestLog:
     def requestheaders(self, flow) -> None:
         if self.file is None:
             return
-        flow.metadata["chaos_started"] = True
         self.file.write(json.dumps({"event": "start", "id": flow.id, **self.request_fields(flow)},
                                    separators=(",", ":")) + "\n")
 
