@@ -233,6 +233,9 @@ def test_run_scenario_refuses_a_blind_count_built_in_code(state_dir):
     # upstream-only HTTP fault does not redirect: the proxy would miss them.
     ("{type: hosts-entry, names: [upstream.test], address: 198.18.1.11}",
      "http_requests: upstream.test\n      count: 0", "clients connect to another address"),
+    ("{type: dns, names: ['*.test'], answer: sinkhole, address: 198.18.1.11}",
+     "http_requests: upstream.test\n      count: 0", "clients connect to another address"),
+    ("{type: dns, names: ['*.test'], answer: servfail}", "http_requests: upstream.test\n      count: 0", None),
     # To loopback no request reaches any server: nothing to miss.
     ("{type: hosts-entry, names: [upstream.test]}", "http_requests: upstream.test\n      count: 0", None),
     # A fault naming a host the run does not know redirects every server: it may stand in

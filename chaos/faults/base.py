@@ -75,6 +75,23 @@ class Proxied:
         return cls(proxy, tuple(ranges), frozenset(names), tuple(nets))
 
 
+@dataclass(frozen=True)
+class Renamed:
+    """Names a fault makes the run's clients resolve otherwise while it is on."""
+
+    names: tuple[str, ...]
+    """Exact names or shell patterns (`*.docker.io`)."""
+    elsewhere: bool
+    """Clients then connect to another server's address (not loopback, not nowhere)."""
+    hosts_file: bool
+    """The clients' hosts files answer them: the DNS server is never asked."""
+
+    def matches(self, name: str) -> bool:
+        from fnmatch import fnmatch
+
+        return any(fnmatch(name, pattern) for pattern in self.names)
+
+
 class Fault(Strict):
     if TYPE_CHECKING:  # each fault type declares its own `type: Literal[...]` field
         type: str
@@ -96,6 +113,12 @@ class Fault(Strict):
     def proxied(self) -> Proxied | None:
         """Hook: the traffic this fault sends through a fault proxy while it is on (None:
         none). A fault that redirects traffic must say so here: counting probes rely on it."""
+        return None
+
+    def renamed(self) -> Renamed | None:
+        """Hook: the names this fault makes the run's clients resolve otherwise (None:
+        none). Counting probes rely on it: a name a hosts file answers is never asked of
+        the DNS server, and requests sent to another address miss a narrowed redirect."""
         return None
 
     def on_throughout(self) -> bool:

@@ -75,6 +75,19 @@ class Dns(Fault):
         data = {k: v for k, v in data.items() if v != []}  # an empty list means "not given"
         return {**data, "id": rule_id}
 
+    def renamed(self):
+        if self.answer == "sinkhole":
+            moved = self.address is not None and not (self.address.is_loopback
+                                                     or self.address.is_unspecified)
+        else:
+            moved = self.answer in ("random", "rotate")
+        if not moved:
+            return None  # a failure, a delay or the right answer: no other server is reached
+        from chaos.faults.base import Renamed
+
+        return Renamed(tuple(n.lower().rstrip(".") for n in self.names), elsewhere=True,
+                       hosts_file=False)
+
     def injectors(self, ctx):
         from chaos.injectors.dns_rules import Rule
 

@@ -29,6 +29,14 @@ class HostsEntry(Fault, InContainer):
     """Only the clients of this region (in the lab: `default` the docker host, `cache` the
     cache); default: every client."""
 
+    def renamed(self):
+        if self.container is not None:
+            return None  # a container's own hosts file: the run's clients do not read it
+        from chaos.faults.base import Renamed
+
+        # To loopback (the classic 127.0.0.1) a request reaches no server at all.
+        return Renamed(tuple(self.names), elsewhere=not self.address.is_loopback, hosts_file=True)
+
     def injectors(self, ctx):
         from chaos.injectors.hosts_file import HostsBlock
 

@@ -104,22 +104,16 @@ def known_names(scenario) -> set[str]:
     return names
 
 
-def sent_elsewhere(scenario, host: str) -> list[int]:
-    """Faults that make clients connect to another address for ``host`` (a hosts entry, a
-    DNS answer of another address): an HTTP fault narrowed to the host's own address no
-    longer sees them."""
-    from fnmatch import fnmatch
-
+def renaming(scenario, host: str, *, elsewhere: bool = False, hosts_file: bool = False) -> list[int]:
+    """Faults that make clients resolve ``host`` otherwise: to another server's address
+    (``elsewhere``: an HTTP fault narrowed to the host's own address no longer sees them),
+    or from their hosts files (``hosts_file``: the DNS server never hears of it)."""
     out = []
     for index, fault in enumerate(scenario.faults):
-        if fault.type == "hosts-entry" and getattr(fault, "container", None) is None:
-            # To loopback (the classic 127.0.0.1) requests reach no server at all.
-            hit = host in fault.names and not fault.address.is_loopback
-        elif fault.type == "dns" and fault.answer in ("sinkhole", "random", "rotate"):
-            hit = any(fnmatch(host, pattern) for pattern in fault.names)
-        else:
-            hit = False
-        if hit:
+        renamed = fault.renamed()
+        if renamed is None or not renamed.matches(host):
+            continue
+        if (elsewhere and renamed.elsewhere) or (hosts_file and renamed.hosts_file):
             out.append(index)
     return out
 
@@ -181,7 +175,7 @@ def http_requests(probe, scenario, span: Span) -> tuple[tuple, str] | None:
         if what == "lab" else host
     alternative = (f", or count at the server with `requests: {server}` (its own log sees "
                    "every request)") if what in ("serve", "lab") and probe.client is None else ""
-    moved = sent_elsewhere(scenario, host) if host != "*" else []
+    moved = renaming(scenario, host, elsewhere=True) if host != "*" else []
     if moved and upper_bound(probe) and span.faults_on_part:
         everywhere = [i for i, f, c in proxied(scenario, "http")
                       if c.hosts is None and f.on_throughout() and c.covers(None, None, port)]
@@ -276,9 +270,7 @@ def dns_queries(probe, scenario, span: Span) -> tuple[tuple, str] | None:
             "from hosts:) or count another name")
     if not upper_bound(probe) or not span.faults_on_part:
         return None
-    overridden = [i for i, f in enumerate(scenario.faults)
-                  if f.type == "hosts-entry" and getattr(f, "container", None) is None
-                  and name in f.names]
+    overridden = renaming(scenario, name, hosts_file=True)
     if not overridden:
         return None
     return ("dns_queries",), (
