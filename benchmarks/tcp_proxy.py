@@ -398,7 +398,7 @@ def main() -> int:
               f"({check('hung 10k RSS MiB', rss, rss < 150 or n < 10_000)})", flush=True)
 
         # 4. hang-end accuracy, while the connections above are held
-        TcpToxic(proxy, {"id": "timed", "toxic": "hang", "at": "accept", "duration": 0.5,
+        TcpToxic(proxy, {"id": "timed", "toxic": "hang", "at": "accept", "for": 0.5,
                          "then": "close", "match": {"listener": "timed"}}).apply(journal)
         one = lateness_ms(port["timed"], 0.5, 20)
         print(f"hang end, 0.5 s then close, with {n} others held: late by p50 {pct(one, .5):.2f} ms,"

@@ -295,7 +295,7 @@ def test_hang_upstream_direction_stalls_the_request(proxy, toxic, backends):
 
 
 def test_hang_for_a_duration_then_resumes(proxy, toxic):
-    toxic(id="h", toxic="hang", at="accept", duration="400ms", then=None)  # null: the default
+    toxic(id="h", toxic="hang", at="accept", **{"for": "400ms"}, then=None)  # null: the default
     rc, err, size, seconds = curl(proxy, "/bytes/1000")
     assert (rc, err, size) == (0, "", 1000)
     assert 0.4 <= seconds < 0.6
@@ -303,7 +303,7 @@ def test_hang_for_a_duration_then_resumes(proxy, toxic):
 
 @pytest.mark.parametrize("then, ending", [("close", "eof"), ("reset", "reset")])
 def test_hang_then_close_or_reset(proxy, toxic, then, ending):
-    toxic(id="h", toxic="hang", at="after-request", duration=0.3, then=then)
+    toxic(id="h", toxic="hang", at="after-request", **{"for": 0.3}, then=then)
     sock = connect(proxy, "send 100")
     data, end, seconds, _ = read_all(sock)
     sock.close()
@@ -427,14 +427,14 @@ def test_reset_after_n_bytes(proxy, toxic):
 
 
 def test_close_with_no_response(proxy, toxic):
-    toxic(id="c", toxic="close")
+    toxic(id="c", toxic="reset", how="fin")
     rc, err, size, seconds = curl(proxy, "/bytes/10")
     assert rc == 52 and err == "curl: (52) Empty reply from server" and size == 0
     assert seconds < 0.3
 
 
 def test_close_mid_stream(proxy, toxic):
-    toxic(id="c", toxic="close", after=5000)
+    toxic(id="c", toxic="reset", how="fin", after=5000)
     sock = connect(proxy, "send 100000")
     data, end, _, _ = read_all(sock)
     sock.close()
@@ -479,7 +479,7 @@ def test_probability_is_rolled_per_connection(proxy, toxic):
 
 
 def test_match_on_destination_and_listener(proxy, toxic, backends):
-    toxic(id="m1", toxic="close", match={"port": backends["web"].server_address[1]})
+    toxic(id="m1", toxic="reset", how="fin", match={"port": backends["web"].server_address[1]})
     toxic(id="m2", toxic="reset", match={"addr": "198.18.0.0/15"})
     toxic(id="m3", toxic="reset", match={"listener": "web", "addr": "127.0.0.1"}, delay=5)
     rc, _, _, seconds = curl(proxy, "/bytes/10")  # m1 fits (and acts first), m3 fits too
@@ -533,16 +533,16 @@ def test_switching_off_stops_a_pending_reset_and_slow_pacing(proxy, journal):
 
 
 def test_a_rule_the_proxy_rejects_is_reported_and_others_keep_working(proxy, toxic):
-    with pytest.raises(RuleError, match="at: expected one of"):
+    with pytest.raises(RuleError, match="at: Input should be"):
         TcpToxic(proxy, {"id": "bad", "toxic": "hang", "at": "later"})
     with pytest.raises(RuleError, match="unknown key"):
         TcpToxic(proxy, {"id": "bad", "toxic": "reset", "afterr": 3})
     with pytest.raises(RuleError, match="match.port: an empty list"):
-        TcpToxic(proxy, {"id": "bad", "toxic": "close", "match": {"port": []}})
+        TcpToxic(proxy, {"id": "bad", "toxic": "reset", "how": "fin", "match": {"port": []}})
     broken = proxy.rules_dir / "broken.json"
     broken.write_text("{not json")
     try:
-        toxic(id="c", toxic="close")
+        toxic(id="c", toxic="reset", how="fin")
         status = json.loads((proxy.rules_dir / ".status").read_text())
         assert "broken.json" in status["errors"] and list(status["rules"]) == ["c"]
         assert curl(proxy, "/bytes/10")[0] == 52

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from chaos.faults.tcp_rule import TcpFault
+from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
 
 
@@ -29,10 +30,36 @@ class Hang(TcpFault):
     """How long each connection is held (default: until the client gives up)."""
     then: Literal["resume", "close", "reset"] = "resume"
     """When `for` elapses: the held bytes flow again, or the connection closes or resets."""
-    toxic: ClassVar[str] = "hang"
 
-    def toxic_params(self) -> dict:
-        return {"at": self.at, "bytes": self.bytes, "duration": self.for_, "then": self.then}
+    def toxic(self, rule):
+        return HangToxic(rule)
 
     def label(self) -> str:
         return self.name or f"hang {self.at} {', '.join(self.destinations) or 'all'}:{','.join(map(str, self.ports))}"
+
+
+class HangToxic(Toxic):
+    """Holds the connection at ``at``; a client that closes ends it."""
+
+    p: Hang
+
+    async def on_accept(self, conn) -> None:
+        if self.p.at == "accept":
+            await self._hold(conn)
+
+    def budget(self, direction: str) -> int | None:
+        if self.p.at == "after-request":
+            return 0 if direction == "downstream" else None
+        if self.p.at == "after-bytes" and direction in self.rule.directions:
+            return self.p.bytes
+        return None
+
+    async def fire(self, pump) -> None:
+        await self._hold(pump.conn)
+
+    async def _hold(self, conn) -> None:
+        outcome = await conn.hold(self.rule, self.p.for_)
+        if outcome == "client-closed":
+            raise End("client-closed", "close")
+        if outcome == "elapsed" and self.p.then != "resume":
+            raise End(f"hang-then-{self.p.then}", self.p.then)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.tcp_rule import TcpFault
+from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
 
 
@@ -25,11 +26,33 @@ class Reset(TcpFault):
     """Wait this long before ending it."""
 
     @property
-    def toxic(self) -> str:  # type: ignore[override]
+    def toxic_name(self) -> str:
         return "reset" if self.how == "rst" else "close"
 
-    def toxic_params(self) -> dict:
-        return {"after": self.after, "delay": self.delay}
+    def toxic(self, rule):
+        return ResetToxic(rule)
 
     def label(self) -> str:
         return self.name or f"reset ({self.how}) after {self.after} B"
+
+
+class ResetToxic(Toxic):
+    """RST (SO_LINGER 0) or FIN to both peers after ``after`` bytes in ``direction``, or at
+    once (``after`` 0: right after accept, the upstream is never contacted); ``delay`` first."""
+
+    p: Reset
+
+    async def on_accept(self, conn) -> None:
+        if self.p.after == 0 and await self._armed():
+            raise self._end()
+
+    def budget(self, direction: str) -> int | None:
+        return self._after(direction)
+
+    async def fire(self, pump) -> None:
+        if await self._armed():
+            raise self._end()
+
+    def _end(self) -> End:
+        how = "reset" if self.p.how == "rst" else "close"
+        return End(how, how)

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,12 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos.injectors import iptables
+from chaos.injectors import iptables, rule_service
 from chaos.injectors.base import Injector
 from chaos.injectors.redirect import Redirect
 from chaos.injectors.tcp_server import PROXY_MARK
-from chaos.injectors.tcp_toxics import RuleError, parse_rule, rule_digest
-from chaos.journal import Entry, Journal, is_alive
+from chaos.injectors.tcp_toxics import parse_rule
+from chaos.journal import Entry, Journal
 from chaos.processes import spawn, stdout_of
 
 RELOAD_TIMEOUT = 3.0
@@ -152,53 +151,17 @@ class TcpToxic(Injector):
 
     def apply(self, journal: Journal) -> None:
         path = self.proxy.rules_dir / f"{self.rule['id']}.json"
-        undo = {"file": str(path), "id": self.rule["id"], "pid": self.proxy.pid,
-                "start": self.proxy.start}
-        self.record(journal, undo)
-        tmp = path.with_name(f".{path.name}.tmp")  # not *.json: a reload never sees it half-written
-        tmp.write_text(json.dumps(self.rule), encoding="utf-8")
-        os.replace(tmp, path)
-        _reload(undo, rule_digest(self.rule))
+        self.record(journal, {"path": str(path), "id": self.rule["id"], "pid": self.proxy.pid,
+                              "start": self.proxy.start, "timeout": RELOAD_TIMEOUT})
+        rule_service.put_rule(self.proxy.rules_dir, self.rule, pid=self.proxy.pid,
+                              start=self.proxy.start, timeout=RELOAD_TIMEOUT, what="tcp proxy")
 
 
 def undo_toxic(record: dict) -> None:
     """Remove the rule file and have the proxy drop the rule (nothing to do if it is gone)."""
-    Path(record["file"]).unlink(missing_ok=True)
-    _reload(record, None)
-
-
-def _reload(record: dict, digest: str | None) -> None:
-    """SIGHUP the proxy, then wait until its .status shows the rule loaded (digest) or gone."""
-    pid, start = record["pid"], record["start"]
-    if not is_alive(pid, start):
-        if digest is None:
-            return  # no proxy, no rule
-        raise RuntimeError(f"tcp proxy {pid} is not running")
-    status_path = Path(record["file"]).parent / ".status"
-    before = _status(status_path).get("generation", 0)
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + RELOAD_TIMEOUT
-    while time.monotonic() < deadline:
-        status = _status(status_path)
-        loaded = status.get("rules", {}).get(record["id"])
-        if status.get("generation", 0) > before:
-            error = status.get("errors", {}).get(Path(record["file"]).name)
-            if error and digest is not None:
-                raise RuleError(f"tcp proxy rejected rule {record['id']!r}: {error}")
-        if loaded == digest:
-            return
-        if not is_alive(pid, start):
-            raise RuntimeError(f"tcp proxy {pid} exited during reload")
-        time.sleep(0.002)
-    raise TimeoutError(f"tcp proxy {pid} did not reload rule {record['id']!r} "
-                       f"within {RELOAD_TIMEOUT}s")
-
-
-def _status(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    if "file" in record:  # a journal written before the rule service named it "path"
+        record = {**record, "path": record["file"]}
+    rule_service.drop_rule(record, "tcp proxy")
 
 
 # -- transparent redirect ------------------------------------------------------------------------

@@ -38,8 +38,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from chaos.injectors import rule_service
 from chaos.injectors.tcp_relay import CHUNK, PipePool, Pump, SpliceRelay, shutdown_write
-from chaos.injectors.tcp_toxics import End, Rule, RuleError, rule_digest
+from chaos.injectors.tcp_toxics import End, Rule
 
 PROXY_MARK = 0x63686173  # "chas": SO_MARK on the proxy's upstream sockets, skipped by NatRedirect
 SO_ORIGINAL_DST = 80      # linux/netfilter_ipv4.h (IP6T_SO_ORIGINAL_DST has the same value)
@@ -433,7 +434,7 @@ class Proxy:
                                  "destination": None, "toxics": [], "bytes_up": 0,
                                  "bytes_down": 0, "end": "no-original-destination"})
                 continue
-            toxics = [r.toxic(r) for r in self.rules
+            toxics = [r.toxic() for r in self.rules
                       if r.applies(dest[0], dest[1], listener.name, self.rng)]
             conn = Conn(self, listener, client, peer, dest, toxics)
             self.conns.add(conn)
@@ -455,27 +456,16 @@ class Proxy:
         """Read every *.json rule. Unchanged rules stay (their connections go on); removed or
         changed ones are revoked: holds they placed end, pacing they do stops."""
         current = {r.key: r for r in self.rules}
-        rules, errors, ids = [], {}, set()
-        for path in sorted(self.rules_dir.glob("*.json")):
-            try:
-                rule = Rule(json.loads(path.read_text(encoding="utf-8")))
-                if rule.id in ids:
-                    raise RuleError(f"id {rule.id!r} is already used by another file")
-            except (OSError, ValueError) as exc:
-                errors[path.name] = str(exc)
-                print(f"rule {path.name} rejected: {exc}", file=sys.stderr, flush=True)
-                continue
-            ids.add(rule.id)
-            rules.append(current.pop(rule.key, rule))
+        rules, errors = rule_service.load_rules(self.rules_dir, Rule, lambda r: r.id)
+        for name, error in errors.items():
+            print(f"rule {name} rejected: {error}", file=sys.stderr, flush=True)
+        rules = [current.pop(rule.key, rule) for rule in rules]
         for gone in current.values():
             gone.revoke()
         self.rules = rules
         self.generation += 1
-        status = {"generation": self.generation, "pid": os.getpid(),
-                  "rules": {r.id: rule_digest(r.spec) for r in rules}, "errors": errors}
-        tmp = self.rules_dir / ".status.tmp"
-        tmp.write_text(json.dumps(status), encoding="utf-8")
-        os.replace(tmp, self.rules_dir / ".status")
+        rule_service.write_status(self.rules_dir, self.generation,
+                                  [(r.id, r.spec) for r in rules], errors)
 
 
 def raise_nofile(want: int = 1 << 17) -> None:
