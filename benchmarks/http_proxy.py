@@ -163,8 +163,10 @@ def stream(proxy, origin: str, blob_bytes: int) -> dict:
 
 NON_MATCHING_RULES = [
     {"id": "bench-err", "fault": "http-error", "status": 503, "match": {"host": "nothing.invalid"}},
-    {"id": "bench-bot", "fault": "bot-mitigation", "user_agent": "^nobody$", "action": "drop"},
-    {"id": "bench-geo", "fault": "http-451", "match": {"clients": ["198.18.255.0/24"]}},
+    {"id": "bench-bot", "fault": "bot-mitigation", "signature": {"user_agent": "^nobody$"},
+     "action": "drop"},
+    {"id": "bench-geo", "fault": "geo-block", "action": "http-451", "region": "XX",
+     "block": ["198.18.255.1"], "match": {"clients": ["198.18.255.0/24"]}},
     {"id": "bench-cut", "fault": "partial", "bytes": 10, "match": {"path": "/never/*"}},
 ]
 

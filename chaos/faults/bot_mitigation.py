@@ -7,13 +7,17 @@ request rate) act at the HTTP level in the fault proxy.
 
 from __future__ import annotations
 
+import re
+import time
+from collections import deque
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from chaos.faults.base import Fault
-from chaos.faults.http_rule import HttpMatch, http_injectors, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, http_proxied, regex_text
 from chaos.faults.packet_match import PacketMatch
+from chaos.injectors.http_faults import actions, pages
+from chaos.injectors.http_faults.rules import FaultAddon, client_ip
 from chaos.scenario.model import Duration, Strict
 
 
@@ -38,6 +42,11 @@ class Signature(PacketMatch):
     rate: Rate | None = None
     """HTTP: clients above this request rate."""
 
+    @field_validator("user_agent")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return regex_text(value)
+
     def http_fields(self) -> dict:
         return self.model_dump(mode="json", include={"user_agent", "header_present",
                                                       "header_absent", "rate"}, exclude_defaults=True)
@@ -46,7 +55,7 @@ class Signature(PacketMatch):
         return self.rule_fields()
 
 
-class BotMitigation(Fault):
+class BotMitigation(HttpFault):
     """Single out clients by a signature and drop, reset, hang or challenge them.
 
     In July 2020 a CDN anti-botnet rule dropped packets carrying one attribute coming from
@@ -102,13 +111,16 @@ class BotMitigation(Fault):
     def proxied(self):
         return http_proxied(self) if self.signature.http_fields() else None  # else a packet filter
 
+    @classmethod
+    def http_addon(cls) -> FaultAddon:
+        return BotMitigationAddon()
+
+    def in_http_proxy(self) -> bool:
+        return bool(self.signature.http_fields())
+
     def injectors(self, ctx):
-        http = self.signature.http_fields()
-        if http:
-            rule = {"fault": "bot-mitigation", **http, "action": self.action, "status": self.status}
-            if self.hang_seconds is not None:
-                rule["hang_seconds"] = self.hang_seconds
-            return http_injectors(ctx, self, rule, self.ports)
+        if self.in_http_proxy():
+            return http_injectors(ctx, self, self.ports)
         return self._packet_injectors(ctx)
 
     def _packet_injectors(self, ctx):
@@ -129,3 +141,60 @@ class BotMitigation(Fault):
         sig = ", ".join(f"{k}={v}" for k, v in self.signature.model_dump(exclude_defaults=True).items())
         after = f" after {self.after_bytes} B" if self.after_bytes else ""
         return self.name or f"bot-mitigation {self.action} [{sig}]{after}"
+
+
+class BotMitigationAddon(FaultAddon):
+    """Treats requests matching a request signature the way a CDN's bot defence does."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], deque] = {}  # (rule id, client) -> request times
+
+    def signature(self, rule, flow) -> bool:
+        sig: Signature = rule.params.signature
+        headers = flow.request.headers
+        if sig.user_agent is not None and not re.search(sig.user_agent, headers.get("user-agent", ""),
+                                                        re.IGNORECASE):
+            return False
+        if any(name not in headers for name in sig.header_present):
+            return False
+        if any(name in headers for name in sig.header_absent):
+            return False
+        if sig.rate is not None:
+            now = time.monotonic()
+            if len(self.seen) > 4096:  # forget clients quiet for ten minutes
+                self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > now - 600}
+            times = self.seen.setdefault((rule.id, str(client_ip(flow))), deque())
+            times.append(now)
+            while times and times[0] <= now - sig.rate.per:
+                times.popleft()
+            if len(times) <= sig.rate.requests:
+                return False
+        return True
+
+    async def request(self, flow, rules) -> None:
+        for rule in rules:
+            if rule.match.matches(flow) and self.signature(rule, flow) and rule.fires():
+                break
+        else:
+            return
+        actions.claim(flow, rule)
+        p = rule.params
+        if p.action == "challenge":
+            flow.response = challenge(p.status, flow.request.pretty_host)
+        elif p.action == "drop":
+            actions.kill(flow)
+        elif p.action == "reset":
+            actions.reset(flow)
+        else:
+            await actions.hang(flow, p.hang_seconds)
+
+
+def challenge(status: int, host: str):
+    from mitmproxy import http
+
+    ray = pages.ray_id()
+    headers = pages.cdn_headers(content_type="text/html; charset=UTF-8", ray=ray,
+                                extra={"cf-mitigated": "challenge"})
+    response = http.Response.make(status, pages.challenge_page(host, ray), headers)
+    response.reason = pages.reason(status)
+    return response

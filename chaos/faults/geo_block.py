@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from chaos.faults.base import Fault
+from chaos.faults.http_rule import HttpFault
+from chaos.injectors.http_faults import actions, pages
+from chaos.injectors.http_faults.rules import FaultAddon, pick
 
 
 def _port(value: int | str) -> str:
@@ -19,7 +21,7 @@ def _port(value: int | str) -> str:
 Port = Annotated[int | str, AfterValidator(_port)]
 
 
-class GeoBlock(Fault):
+class GeoBlock(HttpFault):
     """Block destinations for the clients of one region only.
 
     During football matches Spanish ISPs blocked a CDN's IP ranges: `docker pull` failed
@@ -40,6 +42,16 @@ class GeoBlock(Fault):
     action: Literal["drop", "reject", "http-451"] = "drop"
     """`drop`: clients time out; `reject`: refused at once; `http-451`: the fault proxy answers
     451 Unavailable For Legal Reasons (the block page ISPs showed before kick-off)."""
+    blocked_by: str | None = None
+    """`http-451`: the URL of the blocking party, sent as `Link: <URL>; rel="blocked-by"`
+    (RFC 7725)."""
+
+    @classmethod
+    def http_addon(cls) -> FaultAddon:
+        return Geo451Addon()
+
+    def in_http_proxy(self) -> bool:
+        return self.action == "http-451"
 
     def proxied(self):
         if self.action != "http-451":
@@ -67,8 +79,7 @@ class GeoBlock(Fault):
             match = {"servers": nets, "ports": ports}
             if not any(_is_address(b) for b in self.block):
                 match["host"] = [b.lower().rstrip(".") for b in self.block]
-            rule: dict[str, Any] = {"fault": "http-451", "region": self.region}
-            return http_injectors(ctx, self, rule, ports, match=match, destinations=nets,
+            return http_injectors(ctx, self, ports, match=match, destinations=nets,
                                   clients=[str(ctx.region_ranges[self.region])])
         rule = {"action": "drop" if self.action == "drop" else "reject-reset",
                 "sources": [str(ctx.region_ranges[self.region])], "destinations": nets,
@@ -87,3 +98,24 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class Geo451Addon(FaultAddon):
+    """Answers requests from the blocked region (``match.clients``) with 451."""
+
+    async def request(self, flow, rules) -> None:
+        rule = pick(flow, rules)
+        if rule is not None:
+            actions.claim(flow, rule)
+            flow.response = legal_response(rule.params, flow.request.pretty_host)
+
+
+def legal_response(p: GeoBlock, host: str):
+    from mitmproxy import http
+
+    ray = pages.ray_id()
+    extra = {"link": f'<{p.blocked_by}>; rel="blocked-by"'} if p.blocked_by else {}
+    headers = pages.cdn_headers(content_type="text/html; charset=UTF-8", ray=ray, extra=extra)
+    response = http.Response.make(451, pages.legal_page(host, p.region, ray), headers)
+    response.reason = pages.reason(451)
+    return response

@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.base import Fault
-from chaos.faults.http_rule import HttpMatch, http_injectors, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, http_proxied
+from chaos.injectors.http_faults import actions, pages
+from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
 
 
-class HttpError(Fault):
+class HttpError(HttpFault):
     """Answer matching requests with an HTTP error, the way a CDN does.
 
     5xx statuses come with a CDN-style HTML error page (`server: cloudflare`, a `cf-ray`
@@ -48,15 +49,50 @@ class HttpError(Fault):
     def proxied(self):
         return http_proxied(self)
 
+    @classmethod
+    def http_addon(cls) -> FaultAddon:
+        return HttpErrorAddon()
+
     def injectors(self, ctx):
-        rule = self.model_dump(mode="json", include={"status", "body", "error_code", "delay",
-                                                      "retry_after", "headers"}, exclude_none=True)
-        if not rule.get("headers"):
-            rule.pop("headers", None)
-        if self.every:
-            rule["every"] = self.every
-        return http_injectors(ctx, self, {"fault": "http-error", **rule}, self.ports)
+        return http_injectors(ctx, self, self.ports)
 
     def label(self) -> str:
         where = f" for {self.match.host}" if self.match and self.match.host else ""
         return self.name or f"http-error {self.status}{where}"
+
+
+class HttpErrorAddon(FaultAddon):
+    """Answers matching requests with a CDN error; the origin is never contacted."""
+
+    async def request(self, flow, rules) -> None:
+        rule = pick(flow, rules)
+        if rule is None:
+            return
+        actions.claim(flow, rule)
+        if rule.params.delay:
+            import asyncio  # here: the plan imports this module and needs no event loop
+
+            await asyncio.sleep(rule.params.delay)
+        flow.response = make_response(rule.params, flow.request.pretty_host)
+
+
+def make_response(p: HttpError, host: str):
+    """The mitmproxy Response a CDN edge would send for these parameters."""
+    from mitmproxy import http
+
+    ray = pages.ray_id()
+    body = p.body or ("code" if p.status == 403 else "page")
+    if body == "page":
+        content, ctype = pages.error_page(p.status, host, ray), "text/html; charset=UTF-8"
+    elif body == "code":
+        content = pages.error_code_body(1010 if p.error_code is None else p.error_code)
+        ctype = "text/plain; charset=UTF-8"
+    else:
+        content, ctype = b"", "text/plain; charset=UTF-8"
+    extra = dict(p.headers)
+    if p.retry_after is not None:
+        extra["retry-after"] = str(p.retry_after)
+    headers = pages.cdn_headers(content_type=ctype, ray=ray, extra=extra)
+    response = http.Response.make(p.status, content, headers)
+    response.reason = pages.reason(p.status)
+    return response

@@ -1,12 +1,26 @@
-"""What HTTP fault types share: a rule for the edge proxy, and the redirect that feeds it."""
+"""What HTTP fault types share: a rule for the edge proxy, and the redirect that feeds it.
+
+An HTTP fault type is one module: an ``HttpFault`` subclass (its parameters) whose
+``http_addon()`` returns its behaviour, a ``chaos.injectors.http_faults.rules.FaultAddon``
+subclass defined next to it, and one line in ``chaos.faults.FAULTS``. The proxy rebuilds the
+model from the rule file (``model_validate``), so the model's fields are the only declaration
+of the parameters.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from chaos.faults.base import Proxied
+from pydantic import field_validator
+
+from chaos.faults.base import Fault, Proxied
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Strict
+
+if TYPE_CHECKING:
+    from chaos.injectors.http_faults.rules import FaultAddon
 
 
 class HttpMatch(Strict):
@@ -21,6 +35,11 @@ class HttpMatch(Strict):
     method: str | list[str] | None = None
     """Request method(s), e.g. GET or [GET, HEAD]."""
 
+    @field_validator("path_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return regex_text(value)
+
 
 def http_proxied(fault) -> Proxied:
     """What http_injectors redirects for a fault with `match:` and `ports:`: the matched
@@ -30,7 +49,40 @@ def http_proxied(fault) -> Proxied:
     return Proxied.of("http", fault.ports, [hosts] if isinstance(hosts, str) else hosts)
 
 
-def http_injectors(ctx, fault, rule: dict, ports: Sequence[int | str], clients: Sequence[str] = (),
+def regex_text(value: str | None) -> str | None:
+    """A regular expression the proxy will search with: checked when the model is."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class HttpFault(Fault):
+    """A fault type the HTTP fault proxy applies (for some of its settings, at least)."""
+
+    # Fields the plan turns into the rule's ``match`` and redirect (or that only the run
+    # uses): never in a rule file. Every other field is.
+    PLAN_ONLY: ClassVar[frozenset[str]] = frozenset(
+        {"type", "name", "window", "flap", "match", "ports"})
+
+    @classmethod
+    def http_addon(cls) -> FaultAddon:
+        """This type's behaviour in the proxy (a FaultAddon of its module), made once."""
+        raise NotImplementedError
+
+    def in_http_proxy(self) -> bool:
+        """Whether these settings act in the HTTP proxy (a type may act elsewhere too)."""
+        return True
+
+    def rule_params(self) -> dict:
+        """The rule file's fault keys: this model's JSON form, less what the plan consumes."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True,
+                               exclude=set(self.PLAN_ONLY))
+
+
+def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: Sequence[str] = (),
                    match: dict | None = None,
                    destinations: list[str] | None = None) -> list[Injector]:
     """A redirect of the fault's ports at the world's edge, then its rule in the proxy.
@@ -39,6 +91,7 @@ def http_injectors(ctx, fault, rule: dict, ports: Sequence[int | str], clients: 
     hosts when the sandbox knows their addresses.
     """
     from chaos.injectors.redirect import EdgeRedirect
+    from chaos.injectors.rule_service import LateRule
 
     http = ctx.use_http()
     index = ctx.path[-1] if ctx.path else 0
@@ -51,35 +104,17 @@ def http_injectors(ctx, fault, rule: dict, ports: Sequence[int | str], clients: 
     if destinations is None:
         destinations = [ctx.zone[h] for h in hosts] if hosts and all(
             h in ctx.zone for h in hosts) else []
-    full = {"id": f"fault-{index}", "fault": rule.pop("fault"), "match": match, **rule}
-    if getattr(fault, "probability", None) is not None:
-        full["probability"] = fault.probability
+    rule = {"id": f"fault-{index}", "fault": fault.type, "match": match, **fault.rule_params()}
     try:
         redirect = EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
                                 destinations=destinations)
     except ValueError as exc:  # a port range that takes in the proxy's own port
         ctx.fail(("ports",), str(exc))
-    return [redirect, ProxyRule(http, full)]
+    return [redirect, LateRule("http-rule", http, f"http {fault.type} rule {rule['id']}",
+                               lambda http: _rule(http, rule))]
 
 
-class ProxyRule(Injector):
-    """A rule file for the run's HTTP proxy, which starts only when the session opens."""
+def _rule(http, rule: dict) -> Injector:
+    from chaos.injectors.http_proxy import HttpRule
 
-    kind = "http-rule"
-
-    def __init__(self, http, rule: dict) -> None:
-        super().__init__()
-        from chaos.injectors.http_proxy import check_rule
-
-        check_rule(rule)  # a bad rule fails at plan time, before anything changes
-        self.http, self.rule = http, rule
-
-    def describe(self) -> str:
-        return f"http {self.rule['fault']} rule {self.rule['id']}"
-
-    def apply(self, journal) -> None:
-        from chaos.injectors.http_proxy import HttpRule
-
-        inner = HttpRule(self.http.proxy.rules_dir, self.rule)
-        inner.entries = self.entries  # one list: revert() undoes what the inner recorded
-        inner.apply(journal)
+    return HttpRule(http.proxy.rules_dir, rule)

@@ -36,21 +36,13 @@ from typing import Any
 from chaos.injectors.base import Injector
 from chaos.injectors.packet_filter import port_chunks
 from chaos.injectors.redirect import Redirect, port_texts
+from chaos.injectors.rule_service import write_atomic
 from chaos.journal import Entry, Journal, is_alive
 from chaos.processes import spawn
 from chaos.sandbox.enter import in_netns
 
 FAULTS_DIR = Path(__file__).with_name("http_faults")
-# One file per addon; ALL_ADDONS loads them all in one script (less per-request overhead),
-# fault addons first, the request log last so it sees their work.
-ADDON_FILES = ("http_error.py", "bot_mitigation.py", "geo_451.py", "partial.py", "request_log.py")
-ALL_ADDONS = "all.py"
-FAULT_MODULES = {
-    "http-error": "http_error",
-    "bot-mitigation": "bot_mitigation",
-    "http-451": "geo_451",
-    "partial": "partial",
-}
+ALL_ADDONS = "all.py"  # the fault types' addons behind one, then the request log
 # Group id of a transparent-mode mitmdump, exempt from the REDIRECT (any unused number works).
 PROXY_GID = 47145
 STREAM_LARGE_BODIES = "256k"
@@ -278,16 +270,10 @@ def start_http_proxy(journal: Journal, *, netns: str | None, listen: str | tuple
 # -- rules -------------------------------------------------------------------------------
 
 def check_rule(rule: dict) -> None:
-    """Validate a rule with the same code the addon uses; raises ValueError."""
-    import importlib
-
+    """Validate a rule as the proxy will (the fault type's model); raises ValueError."""
     from chaos.injectors.http_faults import rules
 
-    fault = rule.get("fault") if isinstance(rule, dict) else None
-    if fault not in FAULT_MODULES:
-        raise ValueError(f"fault {fault!r}: expected one of {', '.join(FAULT_MODULES)}")
-    module = importlib.import_module(f"chaos.injectors.http_faults.{FAULT_MODULES[fault]}")
-    rules.parse_rule(rule, module.check)
+    rules.parse_rule(rule)
 
 
 class HttpRule(Injector):
@@ -307,11 +293,9 @@ class HttpRule(Injector):
 
     def apply(self, journal: Journal) -> None:
         self.record(journal, {"path": str(self.path)})
-        # Write aside, then rename: the addons never read half a file, and the rename
+        # Written aside, then renamed in: the addons never read half a file, and the rename
         # changes the directory's mtime, which they stat on every request.
-        tmp = self.rules_dir / f".{self.rule['id']}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self.rule, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.rule, indent=1))
 
 
 def undo_rule(record: dict) -> None:

@@ -1,9 +1,10 @@
-"""HTTP faults as mitmproxy addons, one per file, each also runnable alone.
+"""The HTTP fault proxy's addons (mitmproxy), loaded by mitmdump from ``all.py``.
 
-    mitmdump -s chaos/injectors/http_faults/http_error.py --set chaos_rules_dir=DIR
+    mitmdump -s chaos/injectors/http_faults/all.py --set chaos_rules_dir=DIR
 
-Files: ``http_error`` (5xx / 52x CDN pages, the 403 ``error code: 1010``), ``bot_mitigation``
-(signature -> challenge | drop | hang | reset), ``geo_451``, ``partial`` (first N bytes,
-then hang | close | reset; Range answered with 206), ``request_log`` (every request as a JSON
-line). Rules: see ``rules``. Nothing here imports mitmproxy at import time of the package.
+Files: ``all.py`` (the one script: every fault type behind one addon, then the request
+log), ``rules`` (the rule files, matching, ``FaultAddon``), ``actions`` (answer, hang, close,
+reset a client), ``pages`` (CDN error pages and headers), ``request_log`` (every request as a
+JSON line). Each fault type's behaviour lives with its model in ``chaos/faults/<type>.py``.
+Nothing here imports mitmproxy at import time of the package.
 """

@@ -8,7 +8,6 @@ every caller falls back to ``kill()`` when mitmproxy's internals change shape.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import socket
@@ -48,6 +47,8 @@ async def hang(flow, seconds: float | None) -> None:
     An async hook pauses only this connection. Polling the client's read state notices a
     client that gave up, so a forever-hang does not outlive its client.
     """
+    import asyncio  # here: the fault modules import this one at plan time, with no loop
+
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
     while not client_gone(flow):
@@ -101,6 +102,8 @@ async def reset_after_flush(flow) -> None:
     A reset throws away unsent data, so wait until both asyncio's buffer and the kernel's
     send queue (SIOCOUTQ: bytes not yet acknowledged) are empty, at most FLUSH_TIMEOUT.
     """
+    import asyncio
+
     writer = _client_writer(flow)
     if writer is None:
         kill(flow)

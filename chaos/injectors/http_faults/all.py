@@ -1,27 +1,70 @@
-"""Every chaos HTTP addon in one script, in the order they must run (request log last).
+"""The chaos mitmproxy addons: every HTTP fault type behind one addon, then the request log.
 
     mitmdump -s chaos/injectors/http_faults/all.py --set chaos_rules_dir=DIR --set chaos_request_log=FILE
 
-Same addons as loading the five files with five ``-s``; one script is cheaper: mitmproxy
-walks every script's wrapper objects on every hook of every request, so fewer wrappers
-means less per-request overhead (measured in benchmarks/http_proxy.py).
+``Faults`` reads the rules (``rules.RuleSet``) and hands each fault type's rules to that
+type's ``FaultAddon`` (``HttpFault.http_addon()`` in its chaos.faults module), in registry
+order; the request log comes last so it sees their work. One addon, not one per type:
+mitmproxy walks every addon on every hook of every request (benchmarks/http_proxy.py).
+
+The chaos package must be importable (``http_proxy.addon_env()`` sees to it): the fault
+types' models are the addons' parameters, so there is no stand-alone copy of them here.
 """
 
 from __future__ import annotations
 
-try:
-    from chaos.injectors.http_faults import bot_mitigation, geo_451, http_error, partial, request_log
-except ImportError:  # run by a mitmdump outside the chaos environment: use the sibling files
-    import bot_mitigation  # type: ignore[no-redef, import-not-found]
-    import geo_451  # type: ignore[no-redef, import-not-found]
-    import http_error  # type: ignore[no-redef, import-not-found]
-    import partial  # type: ignore[no-redef, import-not-found]
-    import request_log  # type: ignore[no-redef, import-not-found]
+from chaos.injectors.http_faults import actions, rules
+from chaos.injectors.http_faults.request_log import RequestLog
+from chaos.injectors.http_faults.rules import FaultAddon
 
-addons = [
-    http_error.HttpError(),
-    bot_mitigation.BotMitigation(),
-    geo_451.Geo451(),
-    partial.Partial(),
-    request_log.RequestLog(),
-]
+
+class Faults:
+    """The fault types' hooks; a type's addon is made when its first rule appears."""
+
+    def __init__(self) -> None:
+        self.rules = rules.RuleSet()
+        self.addons: dict[str, FaultAddon] = {}
+
+    def load(self, loader) -> None:
+        rules.add_options(loader)
+
+    def configure(self, updated) -> None:
+        rules.check_rules_dir(updated)
+        if rules.RULES_DIR_OPTION in updated:
+            from mitmproxy import ctx
+
+            self.rules.configure(ctx.options.chaos_rules_dir)
+
+    def running(self) -> None:
+        rules.install_sighup()
+
+    def _addon(self, fault: str) -> FaultAddon:
+        addon = self.addons.get(fault)
+        if addon is None:
+            from chaos.faults import fault_class
+
+            addon = self.addons[fault] = fault_class(fault).http_addon()
+        return addon
+
+    async def request(self, flow) -> None:
+        for fault, mine in self.rules.by_fault().items():
+            if not actions.untouched(flow):
+                return
+            await self._addon(fault).request(flow, mine)
+
+    def responseheaders(self, flow) -> None:
+        for fault, mine in self.rules.by_fault().items():
+            if not actions.untouched(flow):
+                return
+            self._addon(fault).responseheaders(flow, mine)
+
+    async def response(self, flow) -> None:
+        for addon in list(self.addons.values()):  # a rule removed since may have cut this flow
+            await addon.response(flow)
+
+    def error(self, flow) -> None:
+        for addon in list(self.addons.values()):
+            addon.error(flow)
+
+
+addons = [Faults(), RequestLog()]

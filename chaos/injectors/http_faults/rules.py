@@ -1,25 +1,29 @@
-"""Rules for the HTTP fault addons: one JSON file per rule in a directory, reloaded live.
+"""Rules of the HTTP fault proxy: one JSON file per rule in a directory, reloaded live.
 
 A rule file (``<rules dir>/<id>.json``) holds one object::
 
-    {"id": "hub-503", "fault": "http-error", "status": 503, "probability": 1.0,
+    {"id": "hub-503", "fault": "http-error", "status": 503, "probability": 0.5,
      "match": {"host": "registry-1.docker.io", "path": "/v2/*", "method": ["GET", "HEAD"],
                "clients": ["198.18.2.0/24"],
                "servers": ["198.18.1.10"], "ports": [80, "8000:8100"]}}
 
-``every`` (N) makes a rule act on every Nth matching request only.
-Every key besides ``id``, ``fault``, ``probability``, ``every`` and ``match`` is a parameter of the
-fault. Each ``match`` key is optional; a rule without ``match`` matches every request.
-``host`` and ``path`` are shell-style patterns (a string or a list of them), ``path_regex``
-a regular expression searched in the path, ``clients`` CIDRs of the client's address,
-``servers`` CIDRs of the server address the client connected to and ``ports`` its port
-(numbers or "first:last" ranges): in transparent mode the original destination, so a rule
-can keep to the servers its own redirect sends, whatever other faults redirect.
+``fault`` is a fault type whose model is an ``HttpFault`` (chaos.faults: http-error,
+partial, bot-mitigation, geo-block). ``match`` is the proxy's own; every other key is a field
+of the fault type's model (``probability``, ``every`` and its parameters), validated by that
+model when the rule is loaded and nothing else: the hooks get the model. Each ``match`` key is
+optional; a rule without ``match`` matches every request. ``host`` and ``path`` are
+shell-style patterns (a string or a list of them), ``path_regex`` a regular expression
+searched in the path, ``clients`` CIDRs of the client's address, ``servers`` CIDRs of the
+server address the client connected to and ``ports`` its port (numbers or "first:last"
+ranges): in transparent mode the original destination, so a rule can keep to the servers its
+own redirect sends, whatever other faults redirect.
 
 Reloading: every request costs one ``stat`` of the directory (a rename or unlink in it, as
 ``HttpRule`` does, changes its mtime); a full rescan runs at least once a second (files
 edited in place) and at once after SIGHUP. So a fault goes on and off while mitmdump runs.
-A broken rule file is logged and skipped, never fatal.
+A broken rule file is logged and skipped, never fatal. (No ``.status`` file here, unlike the
+DNS and TCP servers: writing one in the directory would change the mtime every request looks
+at.)
 """
 
 from __future__ import annotations
@@ -27,22 +31,22 @@ from __future__ import annotations
 import fnmatch
 import functools
 import ipaddress
-import json
 import logging
 import os
-import random
 import re
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from chaos.injectors.rule_service import RuleError, check_id, fault_params, load_rules, roll
 
 logger = logging.getLogger("chaos.http_faults")
 
 RULES_DIR_OPTION = "chaos_rules_dir"
 RESCAN_SECONDS = 1.0
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+ENGINE_KEYS = ("id", "fault", "match")  # the proxy's keys; the rest is the fault model's
 
 # Bumped by SIGHUP; every RuleSet rescans when it sees a new value.
 _hup_generation = 0
@@ -80,10 +84,6 @@ def install_sighup() -> None:
         signal.signal(signal.SIGHUP, _bump)
 
 
-def valid_id(rule_id: str) -> bool:
-    return bool(_ID.match(rule_id or ""))
-
-
 def _patterns(value: Any, name: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -117,11 +117,14 @@ class Match:
         for key in ("servers", "ports"):  # a planned list left empty must not mean "any"
             if raw.get(key) == []:
                 raise ValueError(f"match.{key}: an empty list matches nothing; leave it out")
-        regex = raw.get("path_regex")
+        try:
+            regex = re.compile(raw["path_regex"]) if raw.get("path_regex") else None
+        except re.error as exc:
+            raise ValueError(f"match.path_regex: {exc}") from None
         return cls(
             hosts=tuple(h.lower() for h in _patterns(raw.get("host"), "host")),
             paths=_patterns(raw.get("path"), "path"),
-            path_regex=re.compile(regex) if regex else None,
+            path_regex=regex,
             methods=frozenset(m.upper() for m in _patterns(raw.get("method"), "method")),
             clients=_networks(raw.get("clients"), "clients"),
             servers=_networks(raw.get("servers"), "servers"),
@@ -200,11 +203,12 @@ def _parse_ip(text: str):
 
 @dataclass(frozen=True)
 class Rule:
-    """One fault rule: what it does (``fault`` + ``params``), to what (``match``), how often."""
+    """One fault rule: what it does (``fault`` + ``params``, the fault type's validated
+    model), to what (``match``), how often."""
 
     id: str
     fault: str
-    params: dict
+    params: Any
     probability: float = 1.0
     match: Match = field(default_factory=Match)
     every: int = 1
@@ -215,40 +219,45 @@ class Rule:
             _SEEN[self.id] = _SEEN.get(self.id, 0) + 1
             if _SEEN[self.id] % self.every:
                 return False
-        return self.probability >= 1.0 or random.random() < self.probability
+        return roll(self.probability)
 
 
 _SEEN: dict[str, int] = {}  # matching requests per rule id, for `every`
 
 
-def parse_rule(raw: Any, check: Callable[[dict], dict]) -> Rule:
+def parse_rule(raw: Any) -> Rule:
+    """A rule file's object -> Rule; raises RuleError (a ValueError) saying what is wrong."""
+    from chaos.faults.http_rule import HttpFault
+
     if not isinstance(raw, dict):
-        raise ValueError("a rule file holds one JSON object")
-    rule_id = raw.get("id")
-    if not isinstance(rule_id, str) or not valid_id(rule_id):
-        raise ValueError(f"id {rule_id!r}: letters, digits, '_', '.', '-' (at most 100)")
-    probability = raw.get("probability", 1.0)
-    if not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability {probability!r} is not within 0..1")
-    every = raw.get("every", 1)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every {every!r}: a whole number >= 1")
-    params = {k: v for k, v in raw.items() if k not in ("id", "fault", "probability", "match", "every")}
-    return Rule(rule_id, raw["fault"], check(params), float(probability), Match.parse(raw.get("match")),
-                every)
+        raise RuleError("a rule file holds one JSON object")
+    raw = {k: v for k, v in raw.items() if v is not None}  # null means "not given"
+    rule_id = check_id(raw.get("id"))
+    params = {k: v for k, v in raw.items() if k not in ENGINE_KEYS}
+    planned = set(params) & HttpFault.PLAN_ONLY  # the plan turns these into ``match``
+    if planned:
+        raise RuleError(f"unknown key(s) {', '.join(sorted(planned))} (give ``match``)")
+    model = fault_params(raw.get("fault"), params, base=HttpFault)
+    if not model.in_http_proxy():
+        raise RuleError(f"this {model.type} fault is not applied by the HTTP proxy")
+    return Rule(rule_id, model.type, model, getattr(model, "probability", None) or 1.0,
+                Match.parse(raw.get("match")), getattr(model, "every", None) or 1)
+
+
+def pick(flow, rules: list[Rule]) -> Rule | None:
+    """The first rule (by id) matching this request whose probability draw fires."""
+    for rule in rules:
+        if rule.match.matches(flow) and rule.fires():
+            return rule
+    return None
 
 
 class RuleSet:
-    """The rules of some fault kinds found in the rules directory, kept fresh.
+    """The rules found in the rules directory, kept fresh, by fault type."""
 
-    ``checks`` maps a fault name to a function validating and normalising its parameters
-    (raise ValueError to reject the rule).
-    """
-
-    def __init__(self, checks: dict[str, Callable[[dict], dict]]) -> None:
-        self.checks = checks
+    def __init__(self) -> None:
         self.directory = ""
-        self._rules: list[Rule] = []
+        self._rules: dict[str, list[Rule]] = {}
         self._dir_mtime: int | None = None
         self._files: dict[str, tuple[int, int]] = {}
         self._scanned_at = 0.0
@@ -260,7 +269,8 @@ class RuleSet:
         self._dir_mtime = None
         self._rescan(force=True)
 
-    def rules(self) -> list[Rule]:
+    def by_fault(self) -> dict[str, list[Rule]]:
+        """Fault type -> its rules by id, types in registry order."""
         if not self.directory:
             return self._rules
         try:
@@ -273,18 +283,13 @@ class RuleSet:
             self._rescan()
         return self._rules
 
-    def pick(self, flow) -> Rule | None:
-        """The first rule (by id) matching this request whose probability draw fires."""
-        for rule in self.rules():
-            if rule.match.matches(flow) and rule.fires():
-                return rule
-        return None
-
     def _rescan(self, force: bool = False) -> None:
+        from chaos.faults import FAULTS
+
         self._scanned_at = time.monotonic()
         self._generation = _hup_generation
         if not self.directory:
-            self._rules, self._files = [], {}
+            self._rules, self._files = {}, {}
             return
         try:
             self._dir_mtime = os.stat(self.directory).st_mtime_ns
@@ -293,25 +298,23 @@ class RuleSet:
             files = {}
             for e in entries:
                 st = e.stat()
-                files[e.path] = (st.st_mtime_ns, st.st_size)
+                files[e.name] = (st.st_mtime_ns, st.st_size)
         except OSError as exc:
             self._report(self.directory, ("dir", str(exc)), f"rules dir unreadable: {exc}")
-            self._rules, self._files = [], {}
+            self._rules, self._files = {}, {}
             return
         if files == self._files and not force:
             return
         self._files = files
-        rules = []
-        for path in sorted(files):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = json.load(f)
-                if not isinstance(raw, dict) or raw.get("fault") not in self.checks:
-                    continue  # another addon's rule
-                rules.append(parse_rule(raw, self.checks[raw["fault"]]))
-            except (OSError, ValueError, TypeError, KeyError, re.error) as exc:
-                self._report(path, files[path], f"rule {os.path.basename(path)} ignored: {exc}")
-        self._rules = sorted(rules, key=lambda r: r.id)
+        rules, errors = load_rules(Path(self.directory), parse_rule, lambda r: r.id)
+        for name, error in errors.items():
+            self._report(name, files.get(name, ()), f"rule {name} ignored: {error}")
+        by_fault: dict[str, list[Rule]] = {}
+        for fault in FAULTS:
+            mine = sorted((r for r in rules if r.fault == fault), key=lambda r: r.id)
+            if mine:
+                by_fault[fault] = mine
+        self._rules = by_fault
 
     def _report(self, key: str, stamp: tuple, message: str) -> None:
         # Log a broken file once per version of it, not once per request.
@@ -320,54 +323,19 @@ class RuleSet:
             logger.error(message)
 
 
-# -- parameter checks shared by the fault addons ---------------------------------------
+class FaultAddon:
+    """An HTTP fault type's behaviour in the proxy: mitmproxy hooks that also get the rules
+    of that type (already matched to nothing: call ``pick``). One instance per fault type per
+    proxy, made when a rule of the type first appears (``HttpFault.http_addon``)."""
 
-def number(params: dict, name: str, default: float | None, *, minimum: float = 0.0) -> float | None:
-    value = params.get(name, default)
-    if value is None:
+    async def request(self, flow, rules: list[Rule]) -> None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ValueError(f"{name} must be a number >= {minimum}, not {value!r}")
-    return float(value)
 
+    def responseheaders(self, flow, rules: list[Rule]) -> None:
+        return None
 
-def choice(params: dict, name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = params.get(name, default)
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
+    async def response(self, flow) -> None:
+        return None
 
-
-def headers(params: dict) -> dict[str, str]:
-    value = params.get("headers") or {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ValueError("headers must be an object of strings")
-    return value
-
-
-class RuleAddon:
-    """What every fault addon shares: the rules of its fault kind (``FAULT`` checked by
-    ``check``), the rules-dir option declared in ``load`` and checked in ``configure``, and
-    the SIGHUP reload once mitmproxy runs."""
-
-    FAULT: str = ""
-
-    @staticmethod
-    def check(params: dict) -> dict:
-        raise NotImplementedError
-
-    def __init__(self) -> None:
-        self.rules = RuleSet({self.FAULT: self.check})
-
-    def load(self, loader) -> None:
-        add_options(loader)
-
-    def configure(self, updated) -> None:
-        check_rules_dir(updated)
-        if RULES_DIR_OPTION in updated:
-            from mitmproxy import ctx
-
-            self.rules.configure(ctx.options.chaos_rules_dir)
-
-    def running(self) -> None:
-        install_sighup()
+    def error(self, flow) -> None:
+        return None
