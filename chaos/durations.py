@@ -1,11 +1,18 @@
-"""Durations as people write them: 250ms, 5s, 1.5m, 2h, or a plain number of seconds."""
+"""Durations as people write them: 250ms, 5s, 1.5m, 2h, or a plain number of seconds.
+
+Also ISO 8601 time durations (PT0.25S, PT1H30M), which is how pydantic and other JSON
+encoders write a ``timedelta``: a model dumped into a rule file reads back the same.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
+_ISO = re.compile(r"P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?"
+                  r"(?:(\d+(?:\.\d+)?)S)?)?", re.IGNORECASE)
 PATTERN_TEXT = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"
 
 
@@ -14,6 +21,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}: write a number with ms, s, m or h, e.g. 5s")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"bad duration {value!r}: write a finite number of seconds")
         if value < 0:
             raise ValueError(f"bad duration {value!r}: it cannot be negative")
         return float(value)
@@ -21,6 +30,10 @@ def parse_duration(value: object) -> float:
         match = _PATTERN.fullmatch(value)
         if match:
             return float(match[1]) * _UNITS[match[2] or "s"]
+        iso = _ISO.fullmatch(value.strip())
+        if iso and any(iso.groups()):
+            d, h, m, s = (float(g or 0) for g in iso.groups())
+            return d * 86400 + h * 3600 + m * 60 + s
     raise ValueError(f"bad duration {value!r}: write a number with ms, s, m or h, e.g. 5s")
 
 

@@ -129,7 +129,7 @@ def rules(server, journal):
     yield add
     for injector in reversed(applied):
         assert not injector.revert(journal)
-    assert read_status(server.rules_dir)["rules"] == []
+    assert read_status(server.rules_dir)["rules"] == {}
 
 
 # -- clients -------------------------------------------------------------------------------

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from chaos.faults.base import Fault
-from chaos.injectors.base import Injector
 from chaos.scenario.model import Duration
 
-if TYPE_CHECKING:
-    from chaos.injectors.dns_rules import DnsRule
-
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def name_pattern(pattern: str) -> str:
+    """An exact name, ``*.suffix`` (any name below suffix, not suffix itself) or ``*``;
+    lower case, without the trailing dot (how the DNS server compares names)."""
+    p = pattern.strip().rstrip(".").lower()
+    if not p or ("*" in p and p != "*" and not (p.startswith("*.") and "*" not in p[2:])):
+        raise ValueError(f"{pattern!r} is not a name, '*.suffix' or '*'")
+    return p
+
+
+def _network(text: str) -> str:
+    return str(ipaddress.ip_network(text, strict=False))  # ValueError names what is wrong
+
+
+Network = Annotated[str, AfterValidator(_network)]
 
 
 class Dns(Fault):
@@ -33,7 +45,7 @@ class Dns(Fault):
 
     type: Literal["dns"] = "dns"
     """The fault type."""
-    names: list[str] = Field(min_length=1)
+    names: list[Annotated[str, AfterValidator(name_pattern)]] = Field(min_length=1)
     """Exact names or wildcards (`*.docker.io`, `*` for every name)."""
     answer: Literal["nxdomain", "servfail", "refused", "timeout", "sinkhole", "delay",
                     "truncate", "random", "rotate"]
@@ -44,7 +56,7 @@ class Dns(Fault):
     """`sinkhole`: the address to answer (default 0.0.0.0 for A, :: for AAAA)."""
     addresses: list[Address] = []
     """`rotate`: the addresses to rotate through."""
-    range: str | list[str] | None = None
+    range: Network | list[Network] | None = None
     """`random`: a CIDR (or one per family) to draw from."""
     delay: Duration | None = None
     """`delay`: how late the right answer comes."""
@@ -69,9 +81,12 @@ class Dns(Fault):
             raise ValueError("protocol: truncate sets TC over UDP; over tcp it never applies")
         return self
 
+    # Fields only the run uses: never in a rule file. Every other field is.
+    PLAN_ONLY: ClassVar[frozenset[str]] = frozenset({"type", "name", "window", "flap", "container"})
+
     def rule(self, rule_id: str) -> dict:
-        data = self.model_dump(mode="json", exclude={"type", "name", "window", "flap", "container"},
-                               exclude_none=True)
+        """The DNS server's rule file: this model's JSON form, and the rule's id."""
+        data = self.model_dump(mode="json", exclude=set(self.PLAN_ONLY), exclude_none=True)
         data = {k: v for k, v in data.items() if v != []}  # an empty list means "not given"
         return {**data, "id": rule_id}
 
@@ -89,7 +104,7 @@ class Dns(Fault):
                        hosts_file=False)
 
     def injectors(self, ctx):
-        from chaos.injectors.dns_rules import Rule
+        from chaos.injectors.rule_service import LateRule
 
         if self.container is not None:
             ctx.fail(("container",), "dns faults cannot target a container (it resolves through "
@@ -97,34 +112,10 @@ class Dns(Fault):
                                      "which edits the container's /etc/hosts")
         # per-run server: unique enough, and a seed repeats
         rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")
-        try:
-            Rule.from_dict(rule)
-        except ValueError as exc:
-            ctx.fail((), str(exc))
-        return [ServerRule(ctx.use_dns(), rule)]
+        return [LateRule("dns-rule", ctx.use_dns(),
+                         f"fake DNS: {', '.join(self.names)} -> {self.answer}",
+                         lambda dns: dns.server.rule(rule))]
 
     def label(self) -> str:
         extra = f" p={self.probability:g}" if self.probability else ""
         return self.name or f"dns {', '.join(self.names)} -> {self.answer}{extra}"
-
-
-class ServerRule(Injector):
-    """A rule for the run's DNS server, which starts only when the session opens."""
-
-    kind = "dns-rule"
-
-    def __init__(self, dns, rule: dict) -> None:
-        super().__init__()
-        self.dns, self.rule = dns, rule
-        self._inner: DnsRule | None = None
-
-    def describe(self) -> str:
-        return f"fake DNS: {', '.join(self.rule['names'])} -> {self.rule['answer']}"
-
-    def apply(self, journal) -> None:
-        from chaos.injectors.dns_rules import DnsRule
-
-        server = self.dns.server
-        self._inner = DnsRule(self.rule, rules_dir=server.rules_dir, pid=server.pid, start=server.start)
-        self._inner.entries = self.entries  # one list: revert() undoes what the inner recorded
-        self._inner.apply(journal)

@@ -1,35 +1,25 @@
 """Rules of the fake DNS server, the injector that switches them, and a handle on the server.
 
-A rule is one JSON file ``<rules dir>/<id>.json``; the server reads every ``*.json`` there at
-start and again on SIGHUP. The format is flat so a pydantic model can dump straight into it
-(``model_dump(mode="json")``): keys with ``null`` count as absent and unknown keys (``type``,
-``window``, ...) are ignored.
+A rule is one JSON file ``<rules dir>/<id>.json`` (the rule service,
+``chaos.injectors.rule_service``); the server reads every ``*.json`` there at start and again
+on SIGHUP. The file is the ``dns`` fault model's JSON dump plus an ``id``
+(``chaos.faults.dns.Dns.rule``); the server rebuilds that model (``model_validate``: the only
+check of the parameters) and turns it into the ``Rule`` it answers with. Keys with ``null``
+count as absent; an unknown key is an error.
 
     {"id": "hub-down", "names": ["*.docker.io"], "answer": "servfail", "probability": 0.3}
-
-``answer`` is one of ``ANSWERS``; its parameters:
-
-- ``sinkhole``: ``address`` or ``addresses`` (default ``0.0.0.0`` for A and ``::`` for AAAA)
-- ``delay``:    ``delay`` (seconds, or "250ms" / "1.5s" / ISO 8601 "PT0.25S")
-- ``random``:   ``range``: one CIDR or a list (one per family); a fresh address each answer
-- ``rotate``:   ``addresses``: all of them, in an order that rotates by one each answer
-- optional for all: ``probability`` (0..1, default 1), ``types`` (e.g. ``["AAAA"]``: only
-  those query types; default all), ``protocol`` (``udp`` or ``tcp``: only queries that came
-  over it; default both), ``ttl`` (seconds, default the server's ``--ttl``).
 
 ``truncate`` acts on UDP only: over TCP it does not decide, so the next matching rule (say
 one with ``protocol: tcp``) or the zone answers the client's retry.
 
-This module does not import dnslib: faults and the runner can use it cheaply.
+This module does not import dnslib, nor pydantic until a rule is read.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
-import re
 import select
 import signal
 import subprocess
@@ -40,25 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos.injectors import rule_service
 from chaos.injectors.base import Injector
+from chaos.injectors.rule_service import STATUS_FILE, RuleError, check_id, read_status, write_atomic
 from chaos.journal import Entry, Journal, is_alive
 
-ANSWERS = ("nxdomain", "servfail", "refused", "timeout", "sinkhole", "delay", "truncate",
-           "random", "rotate")
-PROTOCOLS = ("udp", "tcp")
-STATUS_FILE = ".status"  # written by the server after each reload / flush request
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*$")
-_ISO_DURATION = re.compile(r"^P(?:T(?:([0-9.]+)H)?(?:([0-9.]+)M)?(?:([0-9.]+)S)?)$")
-
-
-class RuleError(ValueError):
-    """A rule file that cannot be used; the message names the field."""
+__all__ = ["STATUS_FILE", "DnsRule", "DnsServer", "Rule", "RuleError", "read_status",
+           "start_dns_server", "undo"]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One parsed rule: what the server does for the names it matches."""
+    """One loaded rule: what the server does for the names it matches."""
 
     id: str
     names: tuple[str, ...]
@@ -68,89 +51,40 @@ class Rule:
     delay: float = 0.0
     probability: float = 1.0
     types: frozenset[str] | None = None
-    ttl: int | None = None
     protocol: str | None = None  # "udp" / "tcp": only queries over it; None: both
+    digest: str = field(default="", compare=False)  # of the file as read, for .status
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Rule:
+    def from_dict(cls, data: Any) -> Rule:
+        """A rule file's object -> Rule; RuleError (a ValueError) says what is wrong."""
+        from chaos.faults.dns import Dns
+
         if not isinstance(data, Mapping):
             raise RuleError("a rule is a JSON object")
         d = {k: v for k, v in data.items() if v is not None}
-        rule_id = d.get("id")
-        if not isinstance(rule_id, str) or not _ID.match(rule_id):
-            raise RuleError(f"id: {rule_id!r} is not a name of letters, digits, '_', '.', '-'")
-        names = d.get("names")
-        names = [names] if isinstance(names, str) else names
-        if not names or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise RuleError(f"{rule_id}: names: a non-empty list of names is required")
-        names = tuple(normalize_pattern(n, f"{rule_id}: names") for n in names)
-        answer = str(d.get("answer", "")).lower()
-        if answer not in ANSWERS:
-            raise RuleError(f"{rule_id}: answer: {d.get('answer')!r} is not one of {', '.join(ANSWERS)}")
-        probability = d.get("probability", 1.0)
-        if not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
-            raise RuleError(f"{rule_id}: probability: {probability!r} is not a number in 0..1")
-        types = d.get("types")
-        if types is not None:
-            types = [types] if isinstance(types, str) else types
-            if not isinstance(types, list) or not types:
-                raise RuleError(f"{rule_id}: types: a list of query types like ['A', 'AAAA']")
-            types = frozenset(str(t).upper() for t in types)
-        ttl = d.get("ttl")
-        if ttl is not None and (not isinstance(ttl, int) or ttl < 0):
-            raise RuleError(f"{rule_id}: ttl: {ttl!r} is not a whole number of seconds >= 0")
-        protocol = d.get("protocol")
-        if protocol is not None:
-            protocol = str(protocol).lower()
-            if protocol not in PROTOCOLS:
-                raise RuleError(f"{rule_id}: protocol: {d['protocol']!r} is not udp or tcp")
-            if answer == "truncate" and protocol == "tcp":
-                raise RuleError(f"{rule_id}: protocol: truncate sets TC over UDP; over tcp it never applies")
+        rule_id = check_id(d.pop("id", None))
+        planned = set(d) & (Dns.PLAN_ONLY - {"type"})
+        if planned:
+            raise RuleError(f"{rule_id}: unknown key(s) {', '.join(sorted(planned))}")
+        try:
+            model = rule_service.fault_params("dns", d)
+        except RuleError as exc:
+            raise RuleError(f"{rule_id}: {exc}") from None
+        return cls.from_model(rule_id, model, rule_service.digest(dict(data)))
 
+    @classmethod
+    def from_model(cls, rule_id: str, m: Any, digest: str = "") -> Rule:
+        """The validated ``dns`` fault model -> what the server needs to answer."""
         addresses: list[str] = []
-        if answer in ("sinkhole", "rotate"):
-            raw = d.get("addresses", [d["address"]] if "address" in d else [])
-            raw = [raw] if isinstance(raw, str) else raw
-            addresses = [_address(a, f"{rule_id}: addresses") for a in raw]
-            if answer == "sinkhole" and not addresses:
-                addresses = ["0.0.0.0", "::"]
-            if answer == "rotate" and not addresses:
-                raise RuleError(f"{rule_id}: rotate needs addresses")
-        ranges: list[str] = []
-        if answer == "random":
-            raw = d.get("range")
-            raw = [raw] if isinstance(raw, str) else raw
-            if not raw or not isinstance(raw, list):
-                raise RuleError(f"{rule_id}: random needs range (a CIDR or a list of CIDRs)")
-            for r in raw:
-                try:
-                    ranges.append(str(ipaddress.ip_network(str(r), strict=False)))
-                except ValueError as exc:
-                    raise RuleError(f"{rule_id}: range: {exc}") from None
-        delay = 0.0
-        if answer == "delay":
-            if "delay" not in d:
-                raise RuleError(f"{rule_id}: delay needs delay (seconds)")
-            delay = parse_duration(d["delay"], f"{rule_id}: delay")
-        return cls(rule_id, names, answer, tuple(addresses), tuple(ranges), delay,
-                   float(probability), types, ttl, protocol)
-
-    def to_dict(self) -> dict:
-        d: dict = {"id": self.id, "names": list(self.names), "answer": self.answer,
-                   "probability": self.probability}
-        if self.addresses:
-            d["addresses"] = list(self.addresses)
-        if self.ranges:
-            d["range"] = list(self.ranges)
-        if self.answer == "delay":
-            d["delay"] = self.delay
-        if self.types is not None:
-            d["types"] = sorted(self.types)
-        if self.ttl is not None:
-            d["ttl"] = self.ttl
-        if self.protocol is not None:
-            d["protocol"] = self.protocol
-        return d
+        if m.answer == "sinkhole":
+            addresses = [str(m.address)] if m.address is not None else ["0.0.0.0", "::"]
+        elif m.answer == "rotate":
+            addresses = [str(a) for a in m.addresses]
+        ranges = [m.range] if isinstance(m.range, str) else list(m.range or [])
+        return cls(rule_id, tuple(m.names), m.answer, tuple(addresses),
+                   tuple(ranges) if m.answer == "random" else (),
+                   m.delay or 0.0 if m.answer == "delay" else 0.0, m.probability or 1.0,
+                   frozenset(m.types) if m.types else None, m.protocol, digest)
 
 
 def normalize_name(name: str) -> str:
@@ -158,33 +92,13 @@ def normalize_name(name: str) -> str:
 
 
 def normalize_pattern(pattern: str, where: str) -> str:
-    """An exact name, ``*.suffix`` (any name below suffix, not suffix itself) or ``*``."""
-    p = normalize_name(pattern)
-    if not p or ("*" in p and p != "*" and not (p.startswith("*.") and "*" not in p[2:])):
-        raise RuleError(f"{where}: {pattern!r} is not a name, '*.suffix' or '*'")
-    return p
+    """An exact name, ``*.suffix`` or ``*`` (the zone's names; rules' are the model's)."""
+    from chaos.faults.dns import name_pattern
 
-
-def parse_duration(value, where: str = "duration") -> float:
-    """Seconds from a number, "250ms", "1.5s", "2m" or ISO 8601 "PT0.25S"."""
-    if isinstance(value, bool):
-        raise RuleError(f"{where}: {value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value)
-        m = _DURATION.match(text)
-        iso = _ISO_DURATION.match(text.upper())
-        if m:
-            seconds = float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
-        elif iso and any(iso.groups()):
-            h, mi, s = (float(g or 0) for g in iso.groups())
-            seconds = h * 3600 + mi * 60 + s
-        else:
-            raise RuleError(f"{where}: {value!r} is not a duration like 0.25, '250ms' or '1.5s'")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise RuleError(f"{where}: {value!r} is not a duration >= 0")
-    return seconds
+    try:
+        return name_pattern(pattern)
+    except ValueError as exc:
+        raise RuleError(f"{where}: {exc}") from None
 
 
 def _address(value, where: str) -> str:
@@ -225,20 +139,7 @@ class NameTable:
 
 def load_rules(rules_dir: str | os.PathLike) -> tuple[list[Rule], dict[str, str]]:
     """Every ``*.json`` in rules_dir, by file name; errors by file name (those are skipped)."""
-    rules, errors, seen = [], {}, set()
-    for path in sorted(Path(rules_dir).glob("*.json")):
-        if path.name.startswith("."):
-            continue
-        try:
-            rule = Rule.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            if rule.id in seen:
-                raise RuleError(f"{rule.id}: id used by another file")
-        except (OSError, ValueError) as exc:  # JSONDecodeError and RuleError are ValueErrors
-            errors[path.name] = str(exc)
-            continue
-        seen.add(rule.id)
-        rules.append(rule)
-    return rules, errors
+    return rule_service.load_rules(Path(rules_dir), Rule.from_dict, lambda r: r.id)
 
 
 def load_zone(data: Mapping) -> NameTable:
@@ -250,47 +151,7 @@ def load_zone(data: Mapping) -> NameTable:
     return table
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Readers (the server on SIGHUP) never see half a file: write aside, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_status(rules_dir: str | os.PathLike) -> dict:
-    try:
-        return json.loads((Path(rules_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 # -- the injector ------------------------------------------------------------------------------
-
-def _signal_and_wait(pid: int, start: int | None, rules_dir: Path, done, timeout: float) -> dict | None:
-    """SIGHUP the server (if it is still the same process) and wait until ``done(status)``.
-
-    Returns the status, or None when the server is gone (nothing to wait for).
-    """
-    if not is_alive(pid, start):
-        return None
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return None
-    deadline = time.monotonic() + timeout
-    while True:
-        status = read_status(rules_dir)
-        if done(status):
-            return status
-        if not is_alive(pid, start):
-            return None
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"DNS server {pid} did not reload its rules within {timeout}s")
-        time.sleep(0.005)
-
 
 class DnsRule(Injector):
     """Put one rule into a running fake DNS server (a file in its rules dir + SIGHUP).
@@ -327,23 +188,13 @@ class DnsRule(Injector):
             raise RuntimeError(f"DNS rule {self.rule.id} exists already ({self.path})")
         self.record(journal, {"path": str(self.path), "id": self.rule.id, "rules_dir": str(self.rules_dir),
                               "pid": self.pid, "start": self.start, "timeout": self.timeout})
-        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
-        name = self.path.name
-        status = _signal_and_wait(
-            self.pid, self.start, self.rules_dir,
-            lambda s: self.rule.id in s.get("rules", ()) or name in s.get("errors", {}), self.timeout)
-        if status is None:
-            raise RuntimeError(f"DNS server {self.pid} exited while loading rule {self.rule.id}")
-        if name in status.get("errors", {}):
-            raise RuleError(f"DNS server refused {name}: {status['errors'][name]}")
+        rule_service.put_rule(self.rules_dir, self.data, pid=self.pid, start=self.start,
+                              timeout=self.timeout, what="DNS server")
 
 
 def undo(record: dict) -> None:
     """Delete the rule file; SIGHUP the server if it is still the process that loaded it."""
-    Path(record["path"]).unlink(missing_ok=True)
-    rule_id = record.get("id")
-    _signal_and_wait(record["pid"], record.get("start"), Path(record["rules_dir"]),
-                     lambda s: rule_id not in s.get("rules", ()), record.get("timeout", 2.0))
+    rule_service.drop_rule(record, "DNS server")
 
 
 # -- the server process ------------------------------------------------------------------------
@@ -400,10 +251,9 @@ class DnsServer:
     def set_zone(self, zone: Mapping, timeout: float = 2.0) -> None:
         """Replace the zone (names served after the start) and wait until the server has it."""
         load_zone(zone)  # a bad zone fails here, with its name, not in the server
-        before = read_status(self.rules_dir).get("generation", 0)
         write_atomic(self.zone_path, json.dumps(zone, indent=1))
-        status = _signal_and_wait(self.pid, self.start, self.rules_dir,
-                                  lambda s: s.get("generation", 0) > before, timeout)
+        status = rule_service.reload(self.pid, self.start, self.rules_dir, lambda s: True,
+                                     timeout, "DNS server")
         if status is None:
             raise RuntimeError(f"DNS server {self.pid} is not running: cannot change its zone")
         if "zone" in status.get("errors", {}):

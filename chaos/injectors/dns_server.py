@@ -33,7 +33,8 @@ from pathlib import Path
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSError, DNSRecord
 
-from chaos.injectors.dns_rules import STATUS_FILE, NameTable, Rule, load_rules, load_zone, normalize_name, write_atomic
+from chaos.injectors import rule_service
+from chaos.injectors.dns_rules import NameTable, Rule, load_rules, load_zone, normalize_name
 
 MAX_CACHE = 20_000  # distinct questions kept; dig's random EDNS cookies make each one new
 FLUSH_EVERY = 0.05  # seconds between log writes: a reader never waits long, writes stay batched
@@ -165,7 +166,7 @@ class Resolver:
             return None, _fragment(info)
         reply = q.request.reply(ra=1, aa=0)
         reply.header.ad = 0
-        ttl = rule.ttl if rule is not None and rule.ttl is not None else self.ttl
+        ttl = self.ttl
         if answer in RCODES:
             reply.header.rcode = RCODES[answer]
             addrs = []
@@ -323,7 +324,7 @@ class Server:
         self.resolver = Resolver(load_zone(zone), args.ttl, args.seed)
         self.log = QueryLog(args.log)
         self.generation = 0
-        self.loaded: list[str] = []
+        self.loaded: dict[str, str] = {}  # id -> digest
         self.errors: dict[str, str] = {}
         self.stopping = asyncio.Event()
 
@@ -336,7 +337,7 @@ class Server:
             except (OSError, ValueError) as exc:
                 self.errors["zone"] = f"{zone}: {exc}"  # no rule file is called that
         self.resolver.set_rules(rules)
-        self.loaded = [r.id for r in rules]
+        self.loaded = {r.id: r.digest for r in rules}
         self.generation += 1
         for name, error in self.errors.items():
             print(f"dns_server: {name}: {error}", file=sys.stderr, flush=True)
@@ -348,9 +349,8 @@ class Server:
         self.write_status()
 
     def write_status(self) -> None:
-        status = {"pid": os.getpid(), "generation": self.generation, "rules": self.loaded,
-                  "errors": self.errors, "flushes": self.log.flushes}
-        write_atomic(self.rules_dir / STATUS_FILE, json.dumps(status))
+        rule_service.write_status(self.rules_dir, self.generation, self.loaded, self.errors,
+                                  flushes=self.log.flushes)
 
     async def flusher(self) -> None:
         while True:

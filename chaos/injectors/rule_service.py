@@ -22,7 +22,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,8 +133,9 @@ def put_rule(rules_dir: Path, rule: dict, *, pid: int, start: int | None, timeou
              what: str) -> None:
     """Write ``<id>.json`` and wait until the server has loaded this version of it."""
     path = rules_dir / f"{rule['id']}.json"
-    write_atomic(path, json.dumps(rule, indent=1))
-    want = digest(rule)
+    text = json.dumps(rule, indent=1)
+    write_atomic(path, text)
+    want = digest(json.loads(text))  # what the server reads (tuples become lists)
     status = reload(pid, start, rules_dir,
                     lambda s: s.get("rules", {}).get(rule["id"]) == want
                     or path.name in s.get("errors", {}), timeout, what)
@@ -177,11 +178,10 @@ def load_rules(rules_dir: Path, parse: Callable[[dict], R],
     return rules, errors
 
 
-def write_status(rules_dir: Path, generation: int, rules: Iterable[tuple[str, dict]],
+def write_status(rules_dir: Path, generation: int, rules: dict[str, str],
                  errors: dict[str, str], **extra: Any) -> None:
-    """``rules``: (id, the rule as read) of every loaded rule."""
-    status = {"generation": generation, "pid": os.getpid(),
-              "rules": {rule_id: digest(data) for rule_id, data in rules}, "errors": errors,
+    """``rules``: id -> digest (of the rule as read) of every loaded rule."""
+    status = {"generation": generation, "pid": os.getpid(), "rules": rules, "errors": errors,
               **extra}
     write_atomic(rules_dir / STATUS_FILE, json.dumps(status))
 

@@ -465,7 +465,7 @@ class Proxy:
         self.rules = rules
         self.generation += 1
         rule_service.write_status(self.rules_dir, self.generation,
-                                  [(r.id, r.spec) for r in rules], errors)
+                                  {r.id: rule_service.digest(r.spec) for r in rules}, errors)
 
 
 def raise_nofile(want: int = 1 << 17) -> None:
