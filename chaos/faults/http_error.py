@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch, http_proxied
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
@@ -52,9 +52,6 @@ class HttpError(HttpFault):
     @classmethod
     def http_addon(cls) -> FaultAddon:
         return HttpErrorAddon()
-
-    def injectors(self, ctx):
-        return http_injectors(ctx, self, self.ports)
 
     def label(self) -> str:
         where = f" for {self.match.host}" if self.match and self.match.host else ""

@@ -81,6 +81,10 @@ class HttpFault(Fault):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True,
                                exclude=set(self.PLAN_ONLY))
 
+    def injectors(self, ctx):
+        """The redirect of ``ports`` (a field of the subclass) and the rule, for ``match``."""
+        return http_injectors(ctx, self, self.ports)
+
 
 def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: Sequence[str] = (),
                    match: dict | None = None,

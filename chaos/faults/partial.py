@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch, http_proxied
 from chaos.injectors.http_faults import actions
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
@@ -45,9 +45,6 @@ class Partial(HttpFault):
     @classmethod
     def http_addon(cls) -> FaultAddon:
         return PartialAddon()
-
-    def injectors(self, ctx):
-        return http_injectors(ctx, self, self.ports)
 
     def label(self) -> str:
         return self.name or f"partial {self.bytes} B then {self.then}"
