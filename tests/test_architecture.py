@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, assert_same, snapshot, write
 
 DOC = ROOT / "docs" / "architecture.md"

@@ -83,7 +83,7 @@ class HttpFault(Fault):
 
     def injectors(self, ctx):
         """The redirect of ``ports`` (a field of the subclass) and the rule, for ``match``."""
-        return http_injectors(ctx, self, self.ports)
+        return http_injectors(ctx, self, getattr(self, "ports", [80, 443]))
 
 
 def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: Sequence[str] = (),
@@ -100,7 +100,8 @@ def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: S
     http = ctx.use_http()
     index = ctx.path[-1] if ctx.path else 0
     if match is None:
-        match = fault.match.model_dump(exclude_none=True) if getattr(fault, "match", None) else {}
+        given = getattr(fault, "match", None)  # an HttpMatch, in the types that have one
+        match = given.model_dump(exclude_none=True) if given is not None else {}
     if clients:
         match["clients"] = list(clients)
     hosts = match.get("host")

@@ -22,7 +22,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,7 +79,7 @@ def fault_params(fault_type: Any, params: dict, *, base: type | None = None) -> 
         raise RuleError("; ".join(_message(err) for err in exc.errors(include_url=False))) from None
 
 
-def _message(err: dict) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown key {where!r}"

@@ -42,8 +42,11 @@ class Faults:
         addon = self.addons.get(fault)
         if addon is None:
             from chaos.faults import fault_class
+            from chaos.faults.http_rule import HttpFault
 
-            addon = self.addons[fault] = fault_class(fault).http_addon()
+            cls = fault_class(fault)
+            assert issubclass(cls, HttpFault)  # rules.parse_rule let only these through
+            addon = self.addons[fault] = cls.http_addon()
         return addon
 
     async def request(self, flow) -> None:
