@@ -66,9 +66,9 @@ def fault_params(fault_type: Any, params: dict, *, base: type | None = None) -> 
     """
     from pydantic import ValidationError
 
-    from chaos.faults import FAULTS, fault_class
+    from chaos.faults import fault_class, known_type
 
-    if not isinstance(fault_type, str) or fault_type not in FAULTS:
+    if not isinstance(fault_type, str) or not known_type(fault_type):  # plugins' types too
         raise RuleError(f"unknown fault type {fault_type!r}")
     cls = fault_class(fault_type)
     if base is not None and not issubclass(cls, base):
