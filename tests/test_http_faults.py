@@ -399,7 +399,7 @@ def test_bot_challenge_by_user_agent_and_headers(proxy, origin, rules):
 
 def test_request_log_shows_a_request_in_flight_then_its_outcome(proxy, origin, rules):
     rules({"id": "held", "fault": "bot-mitigation", "action": "hang", "hang_seconds": 1.5,
-           "user_agent": "curl", "match": {"path": "/held"}})
+           "signature": {"user_agent": "curl"}, "match": {"path": "/held"}})
     client = threading.Thread(target=curl, args=(f"{origin}/held",), kwargs={"proxy": proxy})
     client.start()
     try:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, http_proxied, regex_text
+from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors, regex_text
 from chaos.faults.packet_match import PacketMatch
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, client_ip
@@ -108,8 +108,6 @@ class BotMitigation(HttpFault):
                              "match (drop or reset the connection attempts instead)")
         return self
 
-    def proxied(self):
-        return http_proxied(self) if self.signature.http_fields() else None  # else a packet filter
 
     @classmethod
     def http_addon(cls) -> FaultAddon:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
@@ -46,8 +46,6 @@ class HttpError(HttpFault):
     every: int | None = Field(None, ge=2)
     """Answer this way for every Nth matching request only (a deterministic flap)."""
 
-    def proxied(self):
-        return http_proxied(self)
 
     @classmethod
     def http_addon(cls) -> FaultAddon:

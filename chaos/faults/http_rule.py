@@ -81,6 +81,10 @@ class HttpFault(Fault):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True,
                                exclude=set(self.PLAN_ONLY))
 
+    def proxied(self) -> Proxied | None:
+        """What crosses the HTTP proxy (None: these settings act elsewhere, e.g. a filter)."""
+        return http_proxied(self) if self.in_http_proxy() else None
+
     def injectors(self, ctx):
         """The redirect of ``ports`` (a field of the subclass) and the rule, for ``match``."""
         return http_injectors(ctx, self, getattr(self, "ports", [80, 443]))

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, http_proxied
+from chaos.faults.http_rule import HttpFault, HttpMatch
 from chaos.injectors.http_faults import actions
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
@@ -39,8 +39,6 @@ class Partial(HttpFault):
     probability: float | None = Field(None, gt=0, le=1)
     """Cut this share of matching responses; the rest pass whole."""
 
-    def proxied(self):
-        return http_proxied(self)
 
     @classmethod
     def http_addon(cls) -> FaultAddon:
