@@ -32,6 +32,13 @@ class ProbeResult:
     """Seconds since the run started (for the timeline)."""
     checks: list[Check] = field(default_factory=list)
     detail: dict = field(default_factory=dict)
+    observed: str = ""
+    """One line of what the client saw, set when the expectation is about an error or a
+    count (a pull's error text, an exit status and its last line, how many were counted):
+    the console prints it for passing probes too."""
+    evidence: dict = field(default_factory=dict)
+    """What the client got so far when it failed or was killed at its bound: the
+    connections it held (chaos.probes.evidence), a pull's bytes per layer."""
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from chaos.durations import format_duration
+from chaos.probes.evidence import lines as evidence_lines
 from chaos.runner import Reporter
 
 if TYPE_CHECKING:
@@ -103,10 +104,15 @@ class ConsoleReporter(Reporter):
                        f"{paint('dim', format_duration(result.duration))}")
         if not result.ok:
             self.out.print(f"      {paint('red', result.message())}")
+        if result.observed:
+            self.out.print(f"      {paint('dim', f'observed: {result.observed}')}")
+        if not result.ok:
             for key in ("traceback", "stderr", "stdout"):
                 text = (result.detail.get(key) or "").strip()
                 if text:
                     self.out.print(f"      {paint('dim', f'{key}: {text[-300:]}')}")
+        for line in evidence_lines(result.evidence):
+            self.out.print(f"      {paint('dim', line)}")
 
     def fault(self, label: str, on: bool, t: float) -> None:
         self._stop_live()
