@@ -130,7 +130,7 @@ class Session:
             self.zone = self._zone(self.serve, hosts or {})
             if not host_mode:
                 self.sandbox = Sandbox(self.run_id, self.zone, dict(regions or {}))
-        self.place = Place(variables=dict(variables or {}))
+        self.place = Place(variables=dict(variables or {}), servers=self.zone)
         self.journal: Journal | None = None
         self.dns = DnsService()
         self.place.dns = self.dns

@@ -20,6 +20,9 @@ class ProbeBase(Strict):
     """The kind's name in the console and reports (`command`, `docker-pull`, ...)."""
     key: ClassVar[str]
     """The key that marks this kind in a scenario (its entry in chaos.probes.PROBES)."""
+    has_client: ClassVar[bool] = True
+    """It runs a client of its own, whose connections a failed or hung verdict lists (the
+    counting kinds only read logs: False)."""
 
     name: str | None = None
     """Shown in the console and reports (default: the command, URL or address)."""

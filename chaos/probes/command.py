@@ -26,12 +26,13 @@ class CommandProbe(ProbeBase):
     """Checks on standard output and standard error together."""
 
     def observe(self, place, journal, result) -> None:
-        from chaos.probes import expect
+        from chaos.probes import evidence, expect
         from chaos.probes.result import HUNG
         from chaos.probes.run import OUTPUT_KEEP, bound, run_process
 
         command = place.expand(self.run)
-        code, out, err, took = run_process(journal, ["sh", "-c", command], place, bound(self))
+        code, out, err, took = run_process(journal, ["sh", "-c", command], place, bound(self),
+                                           at_bound=lambda: evidence.take_connections(place, result))
         result.duration = took
         result.detail.update(command=command, exit=code, stdout=out[-OUTPUT_KEEP:],
                              stderr=err[-OUTPUT_KEEP:])

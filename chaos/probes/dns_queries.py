@@ -24,6 +24,7 @@ class DnsQueriesProbe(CountedProbe):
 
     kind = "dns-queries"
     key = "dns_queries"
+    has_client = False
 
     dns_queries: Annotated[
         Annotated[str, Tag("name")] | Annotated[DnsQuery, Tag("mapping")],

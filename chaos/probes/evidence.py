@@ -21,8 +21,9 @@ def peers(place) -> dict[str, str]:
 
 
 def connections(place) -> list[dict]:
-    """The connections the client namespace of ``place`` holds to the run's servers now."""
-    return [c.to_dict() for c in tcp_connections(place.netns, peers(place))]
+    """The connections the client namespace of ``place`` holds to the run's servers now
+    (time-wait ones are the kernel's memory of a finished connection: left out)."""
+    return [c.to_dict() for c in tcp_connections(place.netns, peers(place)) if c.state != "time-wait"]
 
 
 def take_connections(place, result) -> None:

@@ -28,14 +28,18 @@ class HttpProbe(ProbeBase):
     """Request headers."""
 
     def observe(self, place, journal, result) -> None:
-        from chaos.probes import expect
+        from chaos.probes import evidence, expect
         from chaos.probes.result import ERROR, HUNG
         from chaos.probes.run import ask_agent, bound
 
         limit = bound(self)
         url = place.expand(self.http)
+        # In a namespace the agent is killed at the bound, after its connections were read
+        # (the evidence); its own socket timeout, a little later, only backs that up.
+        timeout = limit if place.netns is None else limit + 1.0
         observed = ask_agent({"probe": "http", "url": url, "method": self.method,
-                              "headers": self.headers, "timeout": limit}, place, journal, limit)
+                              "headers": self.headers, "timeout": timeout}, place, journal, limit,
+                             at_bound=lambda: evidence.take_connections(place, result))
         result.duration = observed.get("duration", 0.0)
         result.detail.update(url=url, **{k: v for k, v in observed.items() if k != "duration"})
         if observed.get("error") == "timeout":

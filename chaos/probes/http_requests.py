@@ -12,6 +12,7 @@ class HttpRequestsProbe(CountedProbe):
 
     kind = "http-requests"
     key = "http_requests"
+    has_client = False
 
     http_requests: str
     """The host name (its Host header), or `*` for every server at the world's edge (in the

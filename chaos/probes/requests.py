@@ -14,6 +14,7 @@ class RequestsProbe(CountedProbe):
 
     kind = "requests"
     key = "requests"
+    has_client = False
 
     requests: HostName
     """Whose access log: a `serve:` server's name, or the lab's `upstream` (or `registry`),

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chaos.journal import Journal
-from chaos.probes.result import ERROR, FAILED, PASSED, ProbeResult
+from chaos.probes import evidence
+from chaos.probes.result import ERROR, FAILED, HUNG, PASSED, ProbeResult
 from chaos.processes import spawn
 
 if TYPE_CHECKING:
@@ -59,12 +60,15 @@ class Place:
     """The run's HTTP fault proxy (chaos.session.HttpService)."""
     served: dict = field(default_factory=dict)
     """`serve:` server name -> the file of its request records (chaos.sandbox.serve)."""
+    servers: dict = field(default_factory=dict)
+    """Names the run knows (served, `hosts:`, the lab's components) -> addresses: whose
+    connections a failed probe's evidence lists."""
 
     def at(self, region: str | None) -> Place:
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
-                     self.marks, self.dns, self.http, self.served)
+                     self.marks, self.dns, self.http, self.served, self.servers)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
@@ -73,8 +77,9 @@ class Place:
 
 
 def run_process(journal: Journal, argv: list[str], place: Place, limit: float,
-                 stdin: bytes | None = None):
-    """(exit code or None if killed at the limit, stdout, stderr, seconds)."""
+                 stdin: bytes | None = None, at_bound=None):
+    """(exit code or None if killed at the limit, stdout, stderr, seconds). ``at_bound()`` is
+    called at the limit just before the kill, while the process still holds what it holds."""
     env = {**os.environ, **place.env}
     start = time.monotonic()
     proc, entry = spawn(journal, argv, netns=place.netns, stdout=subprocess.PIPE,
@@ -84,6 +89,8 @@ def run_process(journal: Journal, argv: list[str], place: Place, limit: float,
         out, err = proc.communicate(stdin, timeout=limit)
         code = proc.returncode
     except subprocess.TimeoutExpired:
+        if at_bound is not None:
+            at_bound()
         journal.undo(entry)  # kill the whole group: sh -c and whatever it started
         try:
             out, err = proc.communicate(timeout=5)
@@ -97,8 +104,9 @@ def run_process(journal: Journal, argv: list[str], place: Place, limit: float,
     return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.monotonic() - start
 
 
-def ask_agent(request: dict, place: Place, journal: Journal, limit: float) -> dict:
-    """Run the agent in the namespace (or in-process on the host); its JSON answer."""
+def ask_agent(request: dict, place: Place, journal: Journal, limit: float, at_bound=None) -> dict:
+    """Run the agent in the namespace (or in-process on the host); its JSON answer. An agent
+    still running after ``limit`` is killed (``at_bound()`` first) and answers a timeout."""
     if place.netns is None:
         from chaos.probes import agent
 
@@ -106,7 +114,10 @@ def ask_agent(request: dict, place: Place, journal: Journal, limit: float) -> di
         kind = request.pop("probe")
         return agent.http_request(**request) if kind == "http" else agent.tcp_connect(**request)
     argv = [sys.executable, "-m", "chaos.probes.agent", json.dumps(request)]
-    code, out, err, _ = run_process(journal, argv, place, limit + 5.0)
+    code, out, err, took = run_process(journal, argv, place, limit, at_bound=at_bound)
+    if code is None:
+        return {"error": "timeout", "message": f"no answer within {limit:.1f}s: killed at the bound",
+                "duration": took}
     try:
         return json.loads(out)
     except json.JSONDecodeError:
@@ -131,4 +142,7 @@ def run_probe(probe, phase: str, place: Place, journal: Journal, started: float 
         return result
     if result.verdict == PASSED and result.failures():
         result.verdict = FAILED
+    if result.verdict in (FAILED, HUNG) and probe.has_client and not (
+            {"connections", "connections_error"} & set(result.evidence)):
+        evidence.take_connections(place, result)  # what it still holds now it has given up
     return result

@@ -26,17 +26,21 @@ class TcpProbe(ProbeBase):
 
     def observe(self, place, journal, result) -> None:
         from chaos.probes import expect
-        from chaos.probes.result import ERROR
+        from chaos.probes.result import ERROR, HUNG
         from chaos.probes.run import ask_agent
 
         target = place.expand(self.tcp)
         host, _, port = target.rpartition(":")
         observed = ask_agent({"probe": "tcp", "host": host.strip("[]"), "port": int(port),
-                              "timeout": self.connect_timeout}, place, journal, self.connect_timeout)
+                              "timeout": self.connect_timeout}, place, journal,
+                             self.connect_timeout + 5.0)
         result.duration = observed.get("duration", 0.0)
         result.detail.update(target=target, **{k: v for k, v in observed.items() if k != "duration"})
         if observed.get("error") == "agent":
             result.verdict = ERROR
+            return
+        if observed.get("error") == "timeout":  # the agent itself was killed (a resolver hang)
+            result.verdict = HUNG
             return
         seen = observed.get("connect", "error")
         ok = seen == self.connect or (self.connect == "error" and seen != "ok")

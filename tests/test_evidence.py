@@ -1,0 +1,61 @@
+"""Evidence in every verdict: a probe killed at its bound or failing says what its client
+held and got so far (connections read from the kernel in the client's namespace)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import assert_same, snapshot, write
+
+STALLED = """\
+name: evidence-stalled-download
+description: files.test stops sending after 50000 bytes; the clients wait until their bound
+serve:
+  - name: files.test
+    http: {size: 2000000}
+faults:
+  - type: hang
+    at: after-bytes
+    bytes: 50000
+    destinations: [files.test]
+    ports: [80]
+expect:
+  during:
+    - name: curl waits on the stalled download
+      run: curl -sS --noproxy '*' -o /dev/null http://files.test/blob
+      timeout: 2s
+    - name: the agent waits on it too
+      http: http://files.test/blob
+      timeout: 2s
+    - name: a failing probe lists connections too (none left here)
+      run: curl -sS --noproxy '*' -m 1 -o /dev/null http://files.test/blob
+      exit: 0
+"""
+
+
+def test_a_hung_probe_shows_the_stalled_connection_its_client_held(chaos, tmp_path):
+    report = tmp_path / "r.json"
+    before = snapshot()
+    result = chaos("run", str(write(tmp_path, STALLED)), "--json", str(report), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    probes = json.loads(report.read_text())["scenarios"][0]["probes"]
+    curl, agent, failing = probes
+    assert [curl["verdict"], agent["verdict"], failing["verdict"]] == ["hung", "hung", "failed"]
+    for probe, process in ((curl, "curl"), (agent, "python")):
+        seen = probe["evidence"]["connections"]
+        held = [c for c in seen if c["pid"] is not None]
+        assert len(held) == 1, seen
+        assert all(c["state"] != "time-wait" for c in seen), seen
+        conn = held[0]
+        assert (conn["to"], conn["remote"], conn["state"]) == ("files.test", "198.18.1.10:80",
+                                                                "established")
+        # the hang lets 50000 bytes through (headers included), then nothing comes
+        assert 40_000 <= conn["received"] <= 50_000, conn
+        assert 0.5 <= conn["idle"] <= 2.5, conn
+        assert conn["process"].startswith(process) and conn["pid"] > 0, conn
+    # curl -m 1 ended by itself: what is left of its socket no process holds any more
+    assert "connections" in failing["evidence"]
+    assert all(c["pid"] is None for c in failing["evidence"]["connections"])
+    out = " ".join(result.stdout.split())
+    assert "connection: curl[" in out and "-> files.test 198.18.1.10:80 established" in out, out
+    assert_same(before, snapshot())
