@@ -4,6 +4,7 @@ held and got so far (connections read from the kernel in the client's namespace)
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import assert_same, snapshot, write
 
@@ -59,3 +60,42 @@ def test_a_hung_probe_shows_the_stalled_connection_its_client_held(chaos, tmp_pa
     out = " ".join(result.stdout.split())
     assert "connection: curl[" in out and "-> files.test 198.18.1.10:80 established" in out, out
     assert_same(before, snapshot())
+
+
+STALLED_PULL = """\
+name: evidence-stalled-pull
+description: the CDN stops sending each blob after 3 MB; dockerd pulls big:1 from Hub directly
+lab: registry
+faults:
+  - type: hang
+    at: after-bytes
+    bytes: 3000000
+    destinations: [production.cloudflare.docker.com]
+    ports: [443]
+expect:
+  during:
+    - name: the pull stalls on the CDN
+      docker_pull: registry-1.docker.io/library/big:1
+      timeout: 8s
+"""
+
+
+def test_a_hung_pull_shows_bytes_per_layer_and_dockerd_s_connections(chaos, tmp_path, lab_binaries):
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, STALLED_PULL)), "--json", str(report), timeout=180)
+    assert result.returncode == 1, result.stdout + result.stderr
+    pull = json.loads(report.read_text())["scenarios"][0]["probes"][0]
+    assert pull["verdict"] == "hung", pull
+    layers = pull["evidence"]["layers"]
+    assert len(layers) == 4, layers  # big:1: busybox, then 16, 8 and 4 MB of random bytes
+    stalled = [e for e in layers if e["state"] == "downloading"]
+    assert stalled and all(0 < e["bytes"] <= 3_000_000 < e["size"] for e in stalled), layers
+    assert all(e["idle"] >= 1 for e in stalled), layers
+    assert re.fullmatch(r"layer [1-4]/4 stalled at [0-9.]+ (MB|kB) of [0-9.]+ MB, idle [0-9.]+ s",
+                        pull["evidence"]["stalled"]), pull["evidence"]
+    # dockerd (not the probe's own process, long gone) holds the stalled CDN connections
+    held = [c for c in pull["evidence"]["connections"] if c["to"] == "production.cloudflare.docker.com"]
+    assert held and all(c["process"] == "dockerd" and c["state"] == "established" for c in held), held
+    assert sum(c["received"] for c in held) >= sum(e["bytes"] for e in stalled), (held, layers)
+    out = " ".join(result.stdout.split())
+    assert "pull: layer " in out and "connection: dockerd[" in out, out

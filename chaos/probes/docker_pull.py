@@ -37,7 +37,7 @@ class DockerPullProbe(ProbeBase):
         import json
         import sys
 
-        from chaos.probes import expect
+        from chaos.probes import evidence, expect
         from chaos.probes.result import HUNG
         from chaos.probes.run import Place, bound, run_process
 
@@ -58,10 +58,14 @@ class DockerPullProbe(ProbeBase):
                 return
             raise RuntimeError((err or out or f"pull agent exited {code}").strip()[-500:]) from None
         result.duration = observed.pop("duration", took)
+        layers = observed.pop("progress", [])
         result.detail.update(observed)
         if observed.get("hung"):
+            result.evidence.update(stalled=evidence.pull_line(layers), layers=layers)
             result.verdict = HUNG
             return
+        if not observed["ok"] and layers:
+            result.evidence["layers"] = layers
         pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
         if self.ok is not None:
             result.checks.append(expect.Check("pull", "succeeds" if self.ok else "fails", pulled,
