@@ -99,3 +99,61 @@ def test_a_hung_pull_shows_bytes_per_layer_and_dockerd_s_connections(chaos, tmp_
     assert sum(c["received"] for c in held) >= sum(e["bytes"] for e in stalled), (held, layers)
     out = " ".join(result.stdout.split())
     assert "pull: layer " in out and "connection: dockerd[" in out, out
+
+
+ASSERTIONS = """\
+name: evidence-http-headers-and-size
+description: response headers and body size are checked; error and count probes say what came
+serve:
+  - name: files.test
+    http: {size: 3000}
+faults:
+  - type: dns
+    names: [gone.test]
+    answer: nxdomain
+expect:
+  during:
+    - name: headers and size as served
+      http: http://files.test/blob
+      response_headers:
+        content-length: "3000"
+        Content-Type: {contains: text/}
+        Retry-After: null
+      body_size: 3000
+    - name: wrong headers and size fail
+      http: http://files.test/blob
+      response_headers: {Content-Type: application/json, Accept-Ranges: null, X-Cache: {contains: HIT}}
+      body_size: {at_least: 5000}
+    - name: an expected error says which
+      run: curl -sS --noproxy '*' -m 1 http://gone.test/
+      exit: nonzero
+    - name: no answer is expected and seen
+      http: http://files.test:81/
+      status: error
+    - name: a count says what it counted
+      dns_queries: {name: gone.test, at_least: 1}
+"""
+
+
+def test_http_headers_body_size_and_observed_lines(chaos, tmp_path):
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, ASSERTIONS)), "--json", str(report), timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    probes = {p["name"]: p for p in json.loads(report.read_text())["scenarios"][0]["probes"]}
+    good, bad = probes["headers and size as served"], probes["wrong headers and size fail"]
+    assert good["verdict"] == "passed" and len(good["checks"]) == 5, good["checks"]
+    assert good["observed"] == ""  # about neither an error nor a count: nothing to add
+    failed = {(c["what"], c["observed"]) for c in bad["checks"] if not c["ok"]}
+    assert failed == {("header Content-Type", "'text/plain'"), ("header Accept-Ranges", "'bytes'"),
+                      ("header X-Cache", "absent"), ("body size", "3000 bytes")}, bad["checks"]
+    error = probes["an expected error says which"]
+    assert error["verdict"] == "passed"
+    assert re.fullmatch(r"exit 6: curl: \(6\) Could not resolve host: gone.test", error["observed"]), error
+    answer = probes["no answer is expected and seen"]
+    assert answer["verdict"] == "passed", answer
+    assert answer["observed"].startswith("no answer (refused: "), answer
+    count = probes["a count says what it counted"]
+    assert count["verdict"] == "passed" and re.fullmatch(r"[1-9]\d* queries", count["observed"]), count
+    out = " ".join(result.stdout.split())
+    for probe in (error, answer, count):
+        assert f"observed: {probe['observed']}" in out, out

@@ -40,6 +40,8 @@ class CommandProbe(ProbeBase):
             result.verdict = HUNG
             return
         result.checks.append(expect.exit_check(self.exit, code))
+        if self.exit not in (0, "any"):  # about an error: which one came
+            result.observed = expect.exit_observed(code, err, out)
         result.checks += expect.text_checks("stdout", self.stdout, out)
         result.checks += expect.text_checks("stderr", self.stderr, err)
         result.checks += expect.text_checks("output", self.output, out + err)

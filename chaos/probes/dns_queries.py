@@ -68,4 +68,5 @@ class DnsQueriesProbe(CountedProbe):
                 and (self.qtype is None or q.get("type") == self.qtype)]
         what = f"DNS queries for {name}" + (f" {self.qtype}" if self.qtype else "")
         result.checks += expect.count_checks(what, len(seen), self)
+        result.observed = f"{len(seen)} queries"
         result.detail["queries"] = seen[:20]

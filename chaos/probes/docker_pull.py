@@ -67,6 +67,11 @@ class DockerPullProbe(ProbeBase):
         if not observed["ok"] and layers:
             result.evidence["layers"] = layers
         pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
+        if self.ok is not True or self.error is not None or self.layers is not None:
+            # about an error or a count: say what came, passing or not
+            result.observed = pulled + (f"; {observed.get('layers', 0)} layers downloaded, "
+                                        f"{observed.get('cached_layers', 0)} cached"
+                                        if self.layers is not None else "")
         if self.ok is not None:
             result.checks.append(expect.Check("pull", "succeeds" if self.ok else "fails", pulled,
                                               observed["ok"] == self.ok))

@@ -68,3 +68,60 @@ def count_checks(what: str, n: int, probe, observed: str | None = None,
         if bound is not None:
             checks.append(Check(what, f"{label} {bound}", observed, ok(bound)))
     return checks
+
+
+def last_line(text: str, limit: int = 200) -> str:
+    """The last non-empty line of a client's output: usually the error it printed."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def exit_observed(code: int, err: str, out: str) -> str:
+    said = last_line(err) or last_line(out)
+    return f"exit {code}" + (f": {said}" if said else "")
+
+
+def http_observed(observed: dict) -> str:
+    if observed.get("status") is None:
+        return f"no answer ({observed.get('error')}: {observed.get('message', '')})"
+    return f"{observed['status']} {observed.get('reason', '')}, {observed.get('bytes', 0)} bytes"
+
+
+def header_checks(expected: dict, observed: dict) -> list[Check]:
+    """Response headers: a value to equal, checks on it (TextMatch), or None: absent."""
+    if not expected:
+        return []
+    got = {k.lower(): v for k, v in (observed.get("headers") or {}).items()}
+    answered = observed.get("status") is not None
+    checks = []
+    for name, want in expected.items():
+        what, value = f"header {name}", got.get(name.lower())
+        seen = repr(value) if value is not None else ("absent" if answered else "no HTTP answer")
+        if want is None:
+            checks.append(Check(what, "absent", seen, answered and value is None))
+        elif value is None:
+            checks.append(Check(what, repr(want) if isinstance(want, str) else "present", seen, False))
+        elif isinstance(want, str):
+            checks.append(Check(what, repr(want), seen, value == want))
+        else:
+            checks += text_checks(what, want, value)
+    return checks
+
+
+def size_checks(what: str, expected, observed: dict) -> list[Check]:
+    """A body size in bytes: exactly ``expected`` (an int) or within its at_least/at_most."""
+    if expected is None:
+        return []
+    n = observed.get("bytes") if observed.get("status") is not None else None
+    seen = f"{n} bytes" if n is not None else "no HTTP answer"
+    if isinstance(expected, int):
+        return [Check(what, f"{expected} bytes", seen, n == expected)]
+    checks = []
+    if expected.at_least is not None:
+        checks.append(Check(what, f">= {expected.at_least} bytes", seen,
+                            n is not None and n >= expected.at_least))
+    if expected.at_most is not None:
+        checks.append(Check(what, f"<= {expected.at_most} bytes", seen,
+                            n is not None and n <= expected.at_most))
+    return checks

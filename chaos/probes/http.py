@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from chaos.probes.base import ProbeBase
-from chaos.scenario.model import TextMatch
+from chaos.scenario.model import Strict, TextMatch
+
+
+class SizeRange(Strict):
+    """A size in bytes between two bounds (either may be left out)."""
+
+    at_least: int | None = Field(None, ge=0)
+    """At least this many bytes."""
+    at_most: int | None = Field(None, ge=0)
+    """At most this many bytes."""
 
 
 class HttpProbe(ProbeBase):
@@ -26,6 +35,11 @@ class HttpProbe(ProbeBase):
     """Checks on the response body."""
     headers: dict[str, str] = {}
     """Request headers."""
+    response_headers: dict[str, str | TextMatch | None] = {}
+    """Checks on response headers (names in any case): the value it must equal, checks on
+    it (`{contains: ...}`), or null: the header must be absent."""
+    body_size: Annotated[int, Field(ge=0)] | SizeRange | None = None
+    """The body's size in bytes: exactly this, or `{at_least: N, at_most: M}`."""
 
     def observe(self, place, journal, result) -> None:
         from chaos.probes import evidence, expect
@@ -49,5 +63,10 @@ class HttpProbe(ProbeBase):
             result.verdict = ERROR
             return
         result.checks.append(expect.status_check(self.status, observed))
+        statuses = self.status if isinstance(self.status, list) else [self.status]
+        if self.status == "error" or any(isinstance(s, int) and s >= 400 for s in statuses):
+            result.observed = expect.http_observed(observed)
         result.checks += expect.text_checks("body", self.body, observed.get("body", ""))
+        result.checks += expect.header_checks(self.response_headers, observed)
+        result.checks += expect.size_checks("body size", self.body_size, observed)
         result.checks += expect.within_check(self.within, result.duration)

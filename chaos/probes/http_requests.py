@@ -55,6 +55,9 @@ class HttpRequestsProbe(CountedProbe):
         what = f"HTTP requests to {host}" + (f" {self.method}" if self.method else "") + (
             f" answered {self.status}" if self.status else "") + (
             f" from {self.client}" if self.client else "")
-        result.checks += expect.count_checks(what, len(seen), self,
-                                             in_flight=sum(r["in_flight"] for r in seen))
+        flying = sum(r["in_flight"] for r in seen)
+        result.checks += expect.count_checks(what, len(seen), self, in_flight=flying)
+        result.observed = f"{len(seen)} requests" + (f" ({flying} in flight)" if flying else "") + "".join(
+            f"; {r.get('method', '')} {r.get('host', '')}{r.get('path', '')} "
+            + ("in flight" if r["in_flight"] else str(r.get("status"))) for r in seen[:2])
         result.detail["requests"] = seen[:20]

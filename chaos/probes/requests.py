@@ -57,7 +57,8 @@ class RequestsProbe(CountedProbe):
                 and (self.client is None or r.client == self.client)]
         n = len(seen)
         sample = "; ".join(str(r) for r in seen[:3])
-        result.checks += expect.count_checks(self.what(), n, self, f"{n}" + (f" ({sample})" if sample else ""))
+        result.observed = f"{n}" + (f" ({sample})" if sample else "")
+        result.checks += expect.count_checks(self.what(), n, self, result.observed)
         result.detail["requests"] = [str(r) for r in seen[:20]]
 
     def observe_served(self, place, result) -> None:
@@ -78,5 +79,6 @@ class RequestsProbe(CountedProbe):
                            for r in seen[:3])
         observed = f"{len(seen)}" + (f" ({flying} in flight)" if flying else "") + (
             f" ({sample})" if sample else "")
+        result.observed = observed
         result.checks += expect.count_checks(self.what(), len(seen), self, observed)
         result.detail["requests"] = seen[:20]

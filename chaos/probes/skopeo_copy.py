@@ -53,8 +53,10 @@ class SkopeoCopyProbe(ProbeBase):
             shutil.rmtree(scratch, ignore_errors=True)
         result.duration = time.monotonic() - start
         result.detail.update(image=ref, exit=code, output=output[-OUTPUT_KEEP:])
+        seen = "copied" if code == 0 else f"failed (exit {code}): {output.strip()[-300:]}"
+        if self.ok is not True or self.error is not None:  # about an error: which one came
+            result.observed = "copied" if code == 0 else f"failed (exit {code}): {expect.last_line(output)}"
         if self.ok is not None:
-            seen = "copied" if code == 0 else f"failed (exit {code}): {output.strip()[-300:]}"
             result.checks.append(expect.Check("copy", "succeeds" if self.ok else "fails", seen,
                                               (code == 0) == self.ok))
         result.checks += expect.text_checks("error", self.error, output if code else "")

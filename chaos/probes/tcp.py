@@ -46,4 +46,6 @@ class TcpProbe(ProbeBase):
         ok = seen == self.connect or (self.connect == "error" and seen != "ok")
         detail = f"{seen} ({observed['message']})" if observed.get("message") else seen
         result.checks.append(expect.Check("connect", self.connect, detail, ok))
+        if self.connect != "ok":  # about an error: which one came
+            result.observed = detail
         result.checks += expect.within_check(self.within, result.duration)
