@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 
-from conftest import assert_same, snapshot, write
+from conftest import write
 
 STALLED = """\
 name: evidence-stalled-download
@@ -36,7 +38,6 @@ expect:
 
 def test_a_hung_probe_shows_the_stalled_connection_its_client_held(chaos, tmp_path):
     report = tmp_path / "r.json"
-    before = snapshot()
     result = chaos("run", str(write(tmp_path, STALLED)), "--json", str(report), timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     probes = json.loads(report.read_text())["scenarios"][0]["probes"]
@@ -59,7 +60,6 @@ def test_a_hung_probe_shows_the_stalled_connection_its_client_held(chaos, tmp_pa
     assert all(c["pid"] is None for c in failing["evidence"]["connections"])
     out = " ".join(result.stdout.split())
     assert "connection: curl[" in out and "-> files.test 198.18.1.10:80 established" in out, out
-    assert_same(before, snapshot())
 
 
 STALLED_PULL = """\
@@ -157,3 +157,64 @@ def test_http_headers_body_size_and_observed_lines(chaos, tmp_path):
     out = " ".join(result.stdout.split())
     for probe in (error, answer, count):
         assert f"observed: {probe['observed']}" in out, out
+
+
+def _probe(data: dict, handle):
+    from chaos.probes.connections import ConnectionsProbe
+    from chaos.probes.run import run_probe
+
+    session = handle.session
+    return run_probe(ConnectionsProbe.model_validate(data), "after", session.place, session.journal)
+
+
+def test_connections_expectation_against_a_stalled_transfer(chaos_sandbox, tcp_faults):
+    from chaos.sandbox.sockets import tcp_connections
+
+    address = chaos_sandbox.serve("files.test", size=2_000_000)
+    tcp_faults.hang("files.test", at="after-bytes", bytes=50000)
+    # a client that outlives any probe: what a dockerd with a stalled layer is
+    client = subprocess.Popen(["ip", "netns", "exec", chaos_sandbox.client, "curl", "-sS", "--noproxy",
+                               "*", "-o", "/dev/null", "http://files.test/blob"])
+    try:
+        deadline = time.monotonic() + 10
+        while not any(c.received >= 40_000 for c in tcp_connections(chaos_sandbox.client, {address: ""})):
+            assert time.monotonic() < deadline, "curl never got the first bytes"
+            time.sleep(0.1)
+        leak = _probe({"connections": {"to": "files.test", "established": 0}}, chaos_sandbox)
+        assert leak.verdict == "failed", leak
+        assert [(c.what, c.expected, c.observed) for c in leak.checks] == [
+            ("established connections to files.test", "0", "1")]
+        (held,) = [c for c in leak.evidence["connections"] if c["state"] == "established"]
+        assert (held["process"], held["pid"]) == ("curl", client.pid), held
+        assert 40_000 <= held["received"] <= 50_000, held
+        assert leak.observed.startswith("1 established, 1 open; curl["), leak.observed
+        assert _probe({"connections": {"to": "files.test", "port": 80, "established": 1}},
+                      chaos_sandbox).ok
+        assert _probe({"connections": {"to": address, "port": 443, "open": 0}}, chaos_sandbox).ok
+    finally:
+        client.kill()
+        client.wait()
+    # the client gone, the count settles within its bound
+    gone = _probe({"connections": {"to": "files.test", "established": 0}, "within": "3s"},
+                  chaos_sandbox)
+    assert gone.ok, gone
+
+
+UNKNOWN_SERVER = """\
+name: evidence-unknown-server
+serve:
+  - name: files.test
+expect:
+  after:
+    - connections: {to: cdn, established: 0}
+"""
+
+
+def test_connections_to_an_unknown_server_is_refused(chaos, tmp_path):
+    path = write(tmp_path, UNKNOWN_SERVER)
+    result = chaos("run", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{path}:6:" in result.stdout + result.stderr
+    assert "unknown server 'cdn': the run knows files.test" in result.stdout + result.stderr
+    no_count = chaos("validate", str(write(tmp_path, UNKNOWN_SERVER.replace(", established: 0", ""))))
+    assert no_count.returncode == 2 and "give established or open" in no_count.stdout + no_count.stderr

@@ -24,6 +24,7 @@ PROBES = {  # key -> "module:Class" in this package
     "http_requests": "http_requests:HttpRequestsProbe",
     "skopeo_copy": "skopeo_copy:SkopeoCopyProbe",
     "python": "python:PythonProbe",
+    "connections": "connections:ConnectionsProbe",
 }
 
 

@@ -1,4 +1,5 @@
-"""http: one HTTP request from where the clients live; status, body and time are judged."""
+"""http: one HTTP request from where the clients live; status, headers, body and time are
+judged."""
 
 from __future__ import annotations
 
