@@ -77,6 +77,10 @@ expect:
     - name: the pull stalls on the CDN
       docker_pull: registry-1.docker.io/library/big:1
       timeout: 8s
+  after:
+    - name: dockerd lets go of the CDN once the hang is reverted
+      connections: {to: cdn, established: 0}
+      within: 5s
 """
 
 
@@ -84,7 +88,7 @@ def test_a_hung_pull_shows_bytes_per_layer_and_dockerd_s_connections(chaos, tmp_
     report = tmp_path / "r.json"
     result = chaos("run", str(write(tmp_path, STALLED_PULL)), "--json", str(report), timeout=180)
     assert result.returncode == 1, result.stdout + result.stderr
-    pull = json.loads(report.read_text())["scenarios"][0]["probes"][0]
+    pull, after = json.loads(report.read_text())["scenarios"][0]["probes"]
     assert pull["verdict"] == "hung", pull
     layers = pull["evidence"]["layers"]
     assert len(layers) == 4, layers  # big:1: busybox, then 16, 8 and 4 MB of random bytes
@@ -99,6 +103,7 @@ def test_a_hung_pull_shows_bytes_per_layer_and_dockerd_s_connections(chaos, tmp_
     assert sum(c["received"] for c in held) >= sum(e["bytes"] for e in stalled), (held, layers)
     out = " ".join(result.stdout.split())
     assert "pull: layer " in out and "connection: dockerd[" in out, out
+    assert after["verdict"] == "passed", after  # `cdn` names the lab's CDN
 
 
 ASSERTIONS = """\

@@ -41,7 +41,7 @@ def seconds(s: float) -> str:
 
 def connection_line(c: dict) -> str:
     """'dockerd[812] -> cdn.test 198.18.1.10:443 established, 10.2 MB received, idle 38 s'."""
-    who = f"{c['process']}[{c['pid']}]" if c.get("pid") else "no process (closed by the client)"
+    who = f"{c['process']}[{c['pid']}]" if c.get("pid") else "no process holds it"
     return (f"{who} -> {c['to']} {c['remote']} {c['state']}, {size(c['received'])} received, "
             f"idle {seconds(c['idle'])}")
 
