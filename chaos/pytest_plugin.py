@@ -448,7 +448,10 @@ def _failure_text(result) -> str:
 
 
 def probe_failure_lines(probes) -> list[str]:
-    """Each probe that did not pass: phase, name, verdict, duration, and why."""
+    """Each probe that did not pass: phase, name, verdict, duration, why, and its evidence
+    (the connections its client held, a pull's layers)."""
+    from chaos.probes.evidence import lines as evidence_lines
+
     lines = []
     for probe in probes:
         if not probe.ok:
@@ -456,4 +459,5 @@ def probe_failure_lines(probes) -> list[str]:
             lines += [f"    {check}" for check in probe.failures()]
             if probe.verdict in ("hung", "error", "skipped"):  # no checks to show: say why
                 lines.append(f"    {probe.message()}")
+            lines += [f"    {line}" for line in evidence_lines(probe.evidence)]
     return lines

@@ -52,3 +52,15 @@ def test_console_shows_a_hung_pull_s_layers_and_connections():
         "10.2 MB received, idle 38 s"]
     none = ProbeResult("during", "curl", "command", verdict="failed", evidence={"connections": []})
     assert _console_lines(none)[-1] == "connections: none to the run's servers"
+
+
+def test_pytest_failure_lines_carry_the_evidence():
+    from chaos.pytest_plugin import probe_failure_lines
+
+    held = {"local": "198.18.0.2:40000", "remote": "198.18.1.10:80", "to": "files.test",
+            "state": "established", "received": 50_000, "unread": 0, "idle": 2.0, "pid": 7,
+            "process": "curl"}
+    hung = ProbeResult("during", "curl", "command", verdict="hung", duration=2.0,
+                       evidence={"connections": [held]})
+    assert probe_failure_lines([hung])[-1] == (
+        "    connection: curl[7] -> files.test 198.18.1.10:80 established, 50.0 kB received, idle 2.0 s")
