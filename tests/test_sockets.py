@@ -11,8 +11,9 @@ import time
 
 import pytest
 
+from chaos.probes.evidence import size
 from chaos.sandbox.enter import in_netns
-from chaos.sandbox.sockets import size, tcp_connections
+from chaos.sandbox.sockets import tcp_connections
 
 # A client that connects, asks, and then reads nothing more (the server's bytes pile up in
 # its receive queue), until its stdin closes.

@@ -3,12 +3,11 @@
 Connections are read from the kernel in the client's namespace (chaos.sandbox.sockets) and
 kept when they go to a server the run knows (its `serve:` and `hosts:` names, the lab's
 components). A pull's progress per layer becomes one line naming the layer that stalled.
-The JSON report holds it all (ProbeResult.evidence); the console prints lines().
+The JSON report holds it all (ProbeResult.evidence); the console prints lines(). Nothing
+heavy is imported until connections are read: the console and the runner import this.
 """
 
 from __future__ import annotations
-
-from chaos.sandbox.sockets import size, tcp_connections
 
 
 def peers(place) -> dict[str, str]:
@@ -20,9 +19,18 @@ def peers(place) -> dict[str, str]:
     return named
 
 
+def size(n: int) -> str:
+    """Bytes as people read them (decimal units, as docker prints them)."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
+
+
 def connections(place) -> list[dict]:
     """The connections the client namespace of ``place`` holds to the run's servers now
     (time-wait ones are the kernel's memory of a finished connection: left out)."""
+    from chaos.sandbox.sockets import tcp_connections  # netlink: only when evidence is taken
+
     return [c.to_dict() for c in tcp_connections(place.netns, peers(place)) if c.state != "time-wait"]
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chaos.journal import Journal
-from chaos.probes import evidence
 from chaos.probes.result import ERROR, FAILED, HUNG, PASSED, ProbeResult
 from chaos.processes import spawn
 
@@ -144,5 +143,7 @@ def run_probe(probe, phase: str, place: Place, journal: Journal, started: float 
         result.verdict = FAILED
     if result.verdict in (FAILED, HUNG) and probe.has_client and not (
             {"connections", "connections_error"} & set(result.evidence)):
-        evidence.take_connections(place, result)  # what it still holds now it has given up
+        from chaos.probes.evidence import take_connections
+
+        take_connections(place, result)  # what it still holds now it has given up
     return result

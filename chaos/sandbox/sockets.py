@@ -47,13 +47,6 @@ class Connection:
         return asdict(self)
 
 
-def size(n: int) -> str:
-    """Bytes as people read them (decimal units, as docker prints them)."""
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f} MB"
-    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
-
-
 def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
