@@ -199,9 +199,7 @@ class Run:
     def plan(self) -> None:
         """Everything that can be refused is refused here, before the machine changes."""
         s = self.scenario
-        from chaos.probes.base import CountedProbe
-
-        if any(isinstance(p, CountedProbe) for ph in ("before", "during", "after")
+        if any(hasattr(p, "blind_spot") for ph in ("before", "during", "after")
                for p in getattr(s.expect, ph)):
             from chaos.probes.coverage import blind_spots
 

@@ -209,17 +209,44 @@ UNKNOWN_SERVER = """\
 name: evidence-unknown-server
 serve:
   - name: files.test
+  - name: mirror.test
 expect:
   after:
     - connections: {to: cdn, established: 0}
 """
 
+SENT_ELSEWHERE = """\
+name: evidence-sent-elsewhere
+serve:
+  - name: files.test
+  - name: mirror.test
+faults:
+  - type: hosts-entry
+    names: [files.test]
+    address: 198.18.1.11
+expect:
+  during:
+    - connections: {to: files.test, established: 0}
+  after:
+    - connections: {to: files.test, established: 0}
+"""
 
-def test_connections_to_an_unknown_server_is_refused(chaos, tmp_path):
+
+def test_connections_it_cannot_see_are_refused(chaos, tmp_path):
     path = write(tmp_path, UNKNOWN_SERVER)
-    result = chaos("run", str(path))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{path}:6:" in result.stdout + result.stderr
-    assert "unknown server 'cdn': the run knows files.test" in result.stdout + result.stderr
+    for command in ("validate", "run"):
+        result = chaos(command, str(path))
+        out = result.stdout + result.stderr
+        assert result.returncode == 2, out
+        assert f"{path}:7:" in out and "unknown server 'cdn': the scenario knows files.test, mirror.test" in out
     no_count = chaos("validate", str(write(tmp_path, UNKNOWN_SERVER.replace(", established: 0", ""))))
     assert no_count.returncode == 2 and "give established or open" in no_count.stdout + no_count.stderr
+    # while the hosts entry sends files.test's clients to mirror.test, a count of connections
+    # to files.test's own address would miss them: refused in `during`, fine in `after`
+    path = write(tmp_path, SENT_ELSEWHERE, "elsewhere.yaml")
+    result = chaos("validate", str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert f"{path}:11:25: expect.during[0].connections.to: faults[0] sends files.test's clients to " \
+           "another address" in out, out
+    assert "expect.after" not in out, out

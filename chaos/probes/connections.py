@@ -13,18 +13,10 @@ import ipaddress
 from pydantic import Field, model_validator
 
 from chaos.probes.base import ProbeBase
+from chaos.probes.coverage import lab_hosts
 from chaos.scenario.model import Strict
 
 POLL = 0.2  # seconds between two readings while `within` lets the count settle
-
-
-def _lab_roles() -> dict[str, str]:
-    """The lab's component names (as `requests:` takes them) -> their host names."""
-    from chaos.lab.topology import Topology
-
-    t = Topology
-    return {"upstream": t.registry_host, "registry": t.registry_host, "auth": t.auth_host,
-            "cdn": t.cdn_host, "cache": t.cache_host}
 
 
 def resolve(to: str, servers: dict) -> str | None:
@@ -34,15 +26,15 @@ def resolve(to: str, servers: dict) -> str | None:
         return str(ipaddress.ip_address(to))
     except ValueError:
         pass
-    name = _lab_roles().get(to, to).lower().rstrip(".")
+    name = lab_hosts().get(to, to).lower().rstrip(".")
     return str(servers[name]) if name in servers else None
 
 
 def known(servers: dict) -> str:
     """The names `to:` takes in this run, for an error message."""
     names = set(servers)
-    if _lab_roles()["cdn"] in servers:
-        names |= set(_lab_roles())
+    if lab_hosts()["cdn"] in servers:
+        names |= set(lab_hosts())
     return ", ".join(sorted(names)) or "no names"
 
 
@@ -83,10 +75,29 @@ class ConnectionsProbe(ProbeBase):
     def describe(self) -> str:
         return f"connections to {self.connections.to}"
 
-    def prepare(self, ctx) -> None:
-        if resolve(self.connections.to, ctx.zone) is None:
-            ctx.fail(("connections", "to"), f"unknown server {self.connections.to!r}: the run "
-                                            f"knows {known(ctx.zone)} (or give an address)")
+    def blind_spot(self, scenario, span):
+        """Unknown to the scenario, or sent elsewhere by a fault while it counts: refused
+        (chaos.probes.coverage), since `established: 0` would pass on connections it
+        cannot see."""
+        from chaos.probes import coverage
+
+        to = self.connections.to
+        try:
+            ipaddress.ip_address(to)
+            return None
+        except ValueError:
+            pass
+        host = lab_hosts().get(to, to).lower().rstrip(".") if scenario.lab else to.lower().rstrip(".")
+        if host not in coverage.known_names(scenario):
+            known = sorted(coverage.known_names(scenario) | (set(lab_hosts()) if scenario.lab else set()))
+            return ("connections", "to"), (f"unknown server {to!r}: the scenario knows "
+                                           f"{', '.join(known) or 'no names'} (or give an address)")
+        sending = coverage.renaming(scenario, host, elsewhere=True) if span.faults_on_part else []
+        if sending:
+            return ("connections", "to"), (
+                f"faults[{sending[0]}] sends {host}'s clients to another address while it is on: "
+                f"connections to {to} would miss theirs; give `to:` that address instead")
+        return None
 
     def observe(self, place, journal, result) -> None:
         import time

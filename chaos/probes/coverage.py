@@ -53,15 +53,14 @@ def upper_bound(probe) -> bool:
 
 
 def blind_spots(scenario) -> list[tuple[tuple, str]]:
-    """(path in the scenario, reason) for every counting probe that cannot see what it counts."""
-    from chaos.probes.base import CountedProbe
-
+    """(path in the scenario, reason) for every counting probe that cannot see what it counts
+    (the kinds that count answer ``blind_spot``: CountedProbe, connections)."""
     out = []
     for phase in PHASES:
         for index, probe in enumerate(getattr(scenario.expect, phase)):
-            if not isinstance(probe, CountedProbe):
+            if not hasattr(probe, "blind_spot"):
                 continue
-            found = probe.blind_spot(scenario, Span(phase, probe.since))
+            found = probe.blind_spot(scenario, Span(phase, getattr(probe, "since", "phase")))
             if found is not None:
                 rel, reason = found
                 out.append((("expect", phase, index) + rel, reason))

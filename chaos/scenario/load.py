@@ -289,11 +289,10 @@ def validate(data, source: SourceMap):
                 by_path[path] = problem
         raise ScenarioInvalid(sorted(by_path.values(), key=lambda p: (p.line, p.column))) from None
     scenario._source = source
-    from chaos.probes.base import CountedProbe
-
     # A valid scenario whose counts could pass on traffic they never saw is refused too
-    # (chaos.probes.coverage, imported only for a scenario that counts).
-    if any(isinstance(p, CountedProbe) for phase in ("before", "during", "after")
+    # (chaos.probes.coverage, imported only for a scenario that counts: a kind with a
+    # blind_spot, CountedProbe or connections).
+    if any(hasattr(p, "blind_spot") for phase in ("before", "during", "after")
            for p in getattr(scenario.expect, phase)):
         from chaos.probes.coverage import blind_spots
 
