@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from chaos.errors import ExitStatus, Interrupted, PlanError
 from chaos.journal import Journal, RevertFailure
+from chaos.mode import mode_name
 from chaos.probes.result import SKIPPED, ProbeResult
 from chaos.probes.run import Place, probe_kind, run_probe
 from chaos.schedule import finite_end, switch_steps
@@ -41,7 +42,7 @@ class ScenarioResult:
     name: str
     file: str
     run_id: str = ""
-    mode: str = "sandbox"
+    mode: str = "sandbox"  # host | sandbox | lab (chaos.mode)
     status: str = "passed"  # passed | failed | invalid | injection-error | interrupted
     exit_code: int = ExitStatus.OK
     probes: list[ProbeResult] = field(default_factory=list)
@@ -171,7 +172,7 @@ class Run:
         self.session: Session | None = None
         self.run_id = new_run_id()
         self.result = ScenarioResult(scenario.name, file, self.run_id,
-                                     "host" if options.host_mode else "sandbox")
+                                     mode_name(options.host_mode, scenario.lab))
         self.t0 = time.monotonic()
         self.switches: list[FaultSwitch] = []
         self.schedule_error: list[str] = []
@@ -197,61 +198,51 @@ class Run:
         return self.live.place
 
     def plan(self) -> None:
-        """Everything that can be refused is refused here, before the machine changes."""
+        """Everything that can be refused is refused here, before the machine changes.
+        Faults and probes ask the plan context for what they need; the mode starts it."""
         s = self.scenario
-        if any(hasattr(p, "blind_spot") for ph in ("before", "during", "after")
-               for p in getattr(s.expect, ph)):
+        if any(hasattr(p, "blind_spot") for ph in PHASES for p in getattr(s.expect, ph)):
             from chaos.probes.coverage import blind_spots
 
             for path, reason in blind_spots(s):  # load refuses these too; a model built in
                 raise PlanError(path, reason)    # code reaches run_scenario without load
-        if s.lab is not None and not s.lab.dns and (
-                any(f.type == "dns" for f in s.faults) or any(
-                    getattr(p, "dns_queries", None) for ph in ("before", "during", "after")
-                    for p in getattr(s.expect, ph))):
-            s.lab.dns = True  # the lab must resolve through the fake DNS server from the start
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,
                                seed=s.seed, docker_host=self.options.docker_host or s.docker)
         self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
-        self.refuse_shared_edge_ports()
-        for phase in ("before", "during", "after"):
+        self.refuse_clashes()
+        for phase in PHASES:
             for i, probe in enumerate(getattr(s.expect, phase)):
                 probe.prepare(self.session.context(("expect", phase, i)))
 
-    def refuse_shared_edge_ports(self) -> None:
-        """A TCP and an HTTP fault redirecting the same server port at the world's edge: only
-        the first redirect installed would act, the other fault would silently never apply."""
-        redirect = sys.modules.get("chaos.injectors.redirect")
-        if redirect is None:  # no fault made an EdgeRedirect (and importing it is not free)
-            return
-        edges = [(i, r) for i, sw in enumerate(self.switches) for r in sw.injectors
-                 if isinstance(r, redirect.EdgeRedirect)]
-        names = {addr: name for name, addr in self.live.zone.items()}
+    def refuse_clashes(self) -> None:
+        """Two faults' injectors that claim the same thing (an ``Exclusive`` injector, e.g. an
+        edge redirect of a server port): only the first applied would act, the other fault
+        would silently never apply."""
+        if not self.switches:
+            return  # (and chaos.injectors.base stays unimported: a faultless run needs none)
+        from chaos.injectors.base import Exclusive
+
+        claims = [(i, inj) for i, sw in enumerate(self.switches) for inj in sw.injectors
+                  if isinstance(inj, Exclusive)]
         source = getattr(self.scenario, "_source", None)
-        for n, (j, later) in enumerate(edges):
-            for i, earlier in edges[:n]:
-                hit = earlier.to_port != later.to_port and earlier.overlap(later)
-                if not hit:
+        for n, (j, later) in enumerate(claims):
+            for i, earlier in claims[:n]:
+                clash = earlier.clash(later, self.live.zone)
+                if clash is None:
                     continue
-                port, dest = hit
-                server = f"{dest} ({names[dest]})" if dest in names else dest or "every server"
                 where = f" at {source.file}:{':'.join(map(str, source.position(('faults', i))))}" \
                     if source else ""
-                kinds = {self.live.tcp.PORT: "TCP", self.live.http.PORT: "HTTP"}
-                raise PlanError(("faults", j, "ports"), (
-                    f"port {port} of {server} is also taken by faults[{i}] "
-                    f"({self.scenario.faults[i].type}{where}): the {kinds.get(earlier.to_port)} "
-                    f"and the {kinds.get(later.to_port)} fault proxy cannot share a server port "
-                    "(only the first redirect installed would act); give the faults different "
-                    "ports or destinations"))
+                raise PlanError(("faults", j, *clash.rel), (
+                    f"{clash.what} is also taken by faults[{i}] "
+                    f"({self.scenario.faults[i].type}{where}): {clash.why}"))
 
     def open(self) -> None:
         self.live.open(step=self.reporter.step)
-        if self.live.sandbox is not None:
-            self.event(kind="sandbox", clients=dict(self.place.regions),
-                       world=self.live.sandbox.world)
+        opened = self.live.mode.opened(self.live)
+        if opened is not None:
+            self.event(**opened)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -462,13 +453,10 @@ def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
         echo(str(plan_problem(scenario, exc)))
         return ExitStatus.INVALID
     echo(f"{scenario.name} {file} · dry run {run.run_id}: nothing applied")
-    sandbox = run.live.sandbox
-    for name, client in (sandbox.clients.items() if sandbox else ()):
-        if client.profile:
-            from chaos.injectors.client_profile import client_profile
-
-            echo(f"  region {name}: " + client_profile(client.netns, tag=run.run_id,
-                                                       **client.profile).describe())
+    for line in run.live.startup():
+        echo(f"  start: {line}")
+    for line in run.live.mode.describe(run.run_id):
+        echo(f"  {line}")
     for index, switch in enumerate(run.switches):
         echo(f"  faults[{index}] {switch.fault.label()}")
         for injector in switch.injectors:

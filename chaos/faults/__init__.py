@@ -1,4 +1,5 @@
-"""Fault types, keyed by their `type:`. Adding one: a module here and one line below.
+"""Fault types, keyed by their `type:`. Adding one: a module here and one line below, or
+``register()`` at run time (a test's own type).
 
 A module is imported only when a scenario names its type, so a run pays for the types it
 uses, not for the whole library (building the models is a large part of start-up:
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chaos.faults.base import Fault
 
+FAULTS: dict[str, str | type[Fault]]  # or a class register() was given
 FAULTS = {  # type -> "module:Class" in this package
     "hosts-entry": "hosts_entry:HostsEntry",
     "route-blackhole": "route_blackhole:RouteBlackhole",
@@ -33,12 +35,28 @@ FAULTS = {  # type -> "module:Class" in this package
 def fault_class(name: str) -> type[Fault]:
     """The model class of fault type ``name`` (KeyError for an unknown type; a plugin's
     that cannot be imported: chaos.errors.PluginError)."""
+    target = FAULTS[name]
+    if isinstance(target, type):  # register()ed as a class
+        return target
     from chaos import plugins
 
     if plugins.origin(plugins.FAULTS_GROUP, name):
-        return plugins.plugin_class(plugins.FAULTS_GROUP, name, FAULTS[name], _not_a_fault(name))
-    module, _, cls = FAULTS[name].partition(":")
-    return getattr(import_module(f"{__name__}.{module}"), cls)
+        return plugins.plugin_class(plugins.FAULTS_GROUP, name, target, _not_a_fault(name))
+    module, _, cls = target.partition(":")
+    return getattr(import_module(module if "." in module else f"{__name__}.{module}"), cls)
+
+
+def register(name: str, target: str | type[Fault]) -> None:
+    """Add fault type ``name``: its class (a ``chaos.faults.base.Fault`` whose `type` field
+    is ``Literal[name]``), or "package.module:Class", imported when a scenario names it.
+    Nothing else needs to know it: the runner plans every fault through its ``injectors``.
+    (Packages installed beside chaos use the `chaos.faults` entry points instead.)"""
+    if name in FAULTS:
+        raise ValueError(f"fault type {name!r} is registered already")
+    problem = _not_a_fault(name)(target) if isinstance(target, type) else None
+    if problem:
+        raise ValueError(problem)
+    FAULTS[name] = target
 
 
 def _not_a_fault(name: str):
@@ -67,3 +85,8 @@ def known_type(name: str) -> bool:
 def fault_types(names=None) -> list[type[Fault]]:
     """The classes of ``names`` (default: every type), in registry order."""
     return [fault_class(name) for name in FAULTS if names is None or name in names]
+
+
+def unregister(name: str) -> None:
+    """Remove a type ``register()`` added (a test's, at its end)."""
+    del FAULTS[name]

@@ -116,7 +116,7 @@ def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: S
     rule = {"id": f"fault-{index}", "fault": fault.type, "match": match, **fault.rule_params()}
     try:
         redirect = EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
-                                destinations=destinations)
+                                destinations=destinations, proxy="HTTP")
     except ValueError as exc:  # a port range that takes in the proxy's own port
         ctx.fail(("ports",), str(exc))
     return [redirect, LateRule("http-rule", http, f"http {fault.type} rule {rule['id']}",

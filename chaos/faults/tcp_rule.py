@@ -68,7 +68,7 @@ class TcpFault(Fault):
         # connections the other faults redirect too.
         rule["match"] = {"port": sorted(set(self.ports)), **({"addr": nets} if nets else {})}
         return [EdgeRedirect(ctx.world, self.ports, tcp.PORT, tag=ctx.tag, name=f"t{index}",
-                             destinations=nets),
+                             destinations=nets, proxy="TCP"),
                 LateRule("tcp-toxic", tcp, f"tcp {self.toxic_name} rule {rule['id']}",
                          lambda tcp: _toxic(tcp, rule))]
 

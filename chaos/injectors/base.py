@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from chaos.journal import Entry, Journal, RevertFailure
 
@@ -41,3 +41,23 @@ class Injector(ABC):
     @property
     def applied(self) -> bool:
         return bool(self.entries)
+
+
+class Clash(NamedTuple):
+    """Two injectors claiming one thing: what (``what``), why it cannot be shared
+    (``why``), and which field of the later fault asked for it (``rel``)."""
+
+    rel: tuple
+    what: str
+    why: str
+
+
+@runtime_checkable
+class Exclusive(Protocol):
+    """An optional ability: an injector that claims something only one may hold (an edge
+    redirect claims a server port for its proxy). The runner refuses a plan in which a
+    later fault's injector clashes with an earlier one's, before anything is applied."""
+
+    def clash(self, other: object, zone: dict[str, str]) -> Clash | None:
+        """How ``other`` (any injector) clashes with this one, or None; ``zone`` (the run's
+        names -> addresses) names what is claimed in the message."""

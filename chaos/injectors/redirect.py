@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from chaos.injectors import iptables
-from chaos.injectors.base import Injector
+from chaos.injectors.base import Clash, Injector
 from chaos.injectors.packet_filter import port_chunks, port_text
 from chaos.journal import Journal
 
@@ -105,10 +105,12 @@ class EdgeRedirect(Redirect):
     hook = "PREROUTING"
 
     def __init__(self, netns: str, ports: Sequence[int | str], to_port: int, *, tag: str, name: str,
-                 destinations: Sequence[str] = ()) -> None:
+                 destinations: Sequence[str] = (), proxy: str = "") -> None:
         super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag)
         self.ports = port_texts(ports, to_port)
         self.destinations = list(destinations)
+        self.proxy = proxy or f"port {to_port}"
+        """Which proxy the redirect feeds (``HTTP``, ``TCP``), for messages."""
 
     def describe(self) -> str:
         where = ",".join(self.destinations) or "any server"
@@ -126,6 +128,22 @@ class EdgeRedirect(Redirect):
             return
         super().apply(journal)
         forget_open_connections(self.netns, self.ports, self.destinations)
+
+    def clash(self, other: object, zone: dict[str, str]) -> Clash | None:
+        """Another edge redirect to another proxy that takes in a server port this one
+        takes: only the first installed would act (``Exclusive``)."""
+        if not isinstance(other, EdgeRedirect) or other.to_port == self.to_port:
+            return None
+        hit = self.overlap(other)
+        if not hit:
+            return None
+        port, dest = hit
+        names = {addr: name for name, addr in zone.items()}
+        server = f"{dest} ({names[dest]})" if dest in names else dest or "every server"
+        return Clash(("ports",), f"port {port} of {server}", (
+            f"the {self.proxy} and the {other.proxy} fault proxy cannot share a server port "
+            "(only the first redirect installed would act); give the faults different ports "
+            "or destinations"))
 
     def overlap(self, other: EdgeRedirect) -> tuple[int, str | None] | None:
         """The lowest port and a destination both redirects take in (None: any server), or

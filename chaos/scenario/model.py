@@ -160,7 +160,8 @@ class LabSpec(Strict):
     """Start the client dockerd (docker_pull probes need it)."""
     dns: bool = False
     """Resolve the lab's names through the run's fake DNS server instead of hosts files
-    (what `dns` faults in a lab need)."""
+    (on by itself when a fault or probe of the scenario needs that server: `dns` faults,
+    `dns_queries` probes)."""
     client_os: Literal["linux", "macos", "windows", "network-device"] | None = None
     """Make the docker host's kernel send what that OS family sends (initial TTL, TCP
     options), for packet-level bot-mitigation faults."""

@@ -1,0 +1,144 @@
+"""Modes: where a run's clients and servers live, what must be started, how it is undone.
+
+One interface, three implementations: ``HostMode`` (here: the machine itself, `--host`),
+``SandboxMode`` (chaos.sandbox.mode: namespaces the run makes) and ``LabMode``
+(chaos.lab.mode: the registry lab). The session asks its mode and never which mode it has.
+
+Undoing is the same for all three: whatever a mode starts is recorded in the session's
+journal before it is made, so ``Session.close()`` (and `chaos recover` after a crash) undoes
+it with everything else, last first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from chaos.errors import PlanError
+
+if TYPE_CHECKING:
+    from chaos.lab.ca import LabCA
+    from chaos.lab.lab import Lab
+    from chaos.plan import Net
+    from chaos.sandbox.netns import Sandbox
+    from chaos.session import Session
+
+SERVICES = ("dns", "http", "tcp")
+"""The run's services a fault or probe may ask for (PlanContext.use_dns / use_http / use_tcp)."""
+
+
+class Mode:
+    """Where a run acts. Planning reads it (nothing changes on the machine); ``open`` starts
+    what the plan needs, each step journaled."""
+
+    name: ClassVar[str]
+    host_mode: ClassVar[bool] = False
+    """The host's guardrails apply (default gateways, loopback, the machine's own names)."""
+    clients_trust_ca: ClassVar[bool] = False
+    """The clients trust the run's CA from the start (else the session makes them, once a
+    fault proxy signs with it)."""
+    own_docker: ClassVar[bool] = False
+    """The clients talk to a daemon of the mode's own (`docker:` only names the one asked
+    about `container:` targets)."""
+    sandbox: Sandbox | None = None
+    """The sandbox's namespaces (chaos.sandbox.netns.Sandbox), in sandbox mode."""
+    lab: Lab | None = None
+    """The running lab (chaos.lab.Lab), in lab mode once open."""
+
+    def __init__(self) -> None:
+        self.zone: dict[str, str] = {}
+        """Names the run knows (served names, lab services, `hosts:`) -> addresses."""
+
+    # -- where: read at plan time -----------------------------------------------------------
+    @property
+    def edge(self) -> str | None:
+        """The namespace at the world's edge, where the servers live and the fault proxies
+        stand; None: the mode has none."""
+        return None
+
+    def clients(self) -> dict[str, tuple[str | None, Path]]:
+        """Region -> (client namespace, its hosts file): where client-side faults act."""
+        raise NotImplementedError
+
+    def region_ranges(self) -> dict[str, Net]:
+        """Region -> its clients' source range."""
+        return {}
+
+    def offers(self, service: str) -> bool:
+        """Whether a fault or probe may ask for ``service`` (one of SERVICES)."""
+        return False
+
+    # -- what must be started ---------------------------------------------------------------
+    def startup(self, session: Session) -> list[str]:
+        """What ``open`` will start for the plan made so far, in order (dry run, tests)."""
+        return []
+
+    def open(self, session: Session, step) -> None:
+        """Start what the plan needs, each change journaled; the services the planned
+        faults and probes asked for included (``session.ensure_services``)."""
+
+    def start_dns(self, session: Session, step) -> None:
+        """Start the run's fake DNS server (asked for after ``open``, by a fixture)."""
+        raise PlanError((), f"the {self.name} mode has no fake DNS server")
+
+    def add_server(self, session: Session, server) -> str:
+        """Start one more server (`serve:`) in an open run; its address."""
+        raise PlanError(("serve",), f"`serve:` needs the sandbox, not the {self.name} mode")
+
+    # -- what the run reports ---------------------------------------------------------------
+    def ca(self, state_dir) -> LabCA:
+        """The CA the fault proxy signs with and the run's TLS servers use: the state
+        dir's (made once, kept: a client trusts it once)."""
+        from chaos.journal import state_dir as resolve
+        from chaos.lab.ca import state_ca
+
+        return state_ca(resolve(state_dir))
+
+    def log_marks(self) -> dict[str, object]:
+        """Positions in the mode's own logs (role -> mark) for the counting probes."""
+        return {}
+
+    def opened(self, session: Session) -> dict | None:
+        """The timeline event that says what ``open`` made (None: nothing to say)."""
+        return None
+
+    def describe(self, run_id: str) -> list[str]:
+        """Lines a dry run shows about what the mode itself changes (beyond the faults)."""
+        return []
+
+
+class HostMode(Mode):
+    """`--host`: the machine itself; clients are the host's processes, /etc/hosts is the
+    machine's. Nothing to start, no edge: only faults that act on the host apply."""
+
+    name = "host"
+    host_mode = True
+
+    def __init__(self, hosts: dict | None = None) -> None:
+        super().__init__()
+        self.zone = {name: str(addr) for name, addr in (hosts or {}).items()}
+
+    def clients(self) -> dict[str, tuple[str | None, Path]]:
+        return {"host": (None, Path("/etc/hosts"))}
+
+
+def mode_name(host_mode: bool, lab) -> str:
+    return "host" if host_mode else "lab" if lab is not None else "sandbox"
+
+
+def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, regions=None,
+              lab=None) -> Mode:
+    """The mode a run asks for; what the host cannot give is refused here."""
+    if host_mode:
+        for key, value in (("serve", serve), ("regions", regions), ("lab", lab)):
+            if value:
+                raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
+                                        "at servers you run yourself")
+        return HostMode(hosts)
+    if lab is not None:
+        from chaos.lab.mode import LabMode
+
+        return LabMode(run_id, lab, hosts)
+    from chaos.sandbox.mode import SandboxMode
+
+    return SandboxMode(run_id, serve, hosts, regions)
