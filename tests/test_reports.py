@@ -28,9 +28,8 @@ expect:
       http: http://registry.test/
     - name: exits 1
       run: exit 1
-    - name: counts a lab log without a lab
-      requests: upstream
-      count: 0
+    - name: a check that raises
+      python: json:loads   # called as loads(context): raises TypeError
   during:
     - name: refused
       http: http://registry.test/
@@ -103,8 +102,8 @@ def test_junit_counts_failures_errors_and_never_run_probes(chaos, tmp_path):
     assert results(by_name["answers"]) == []
     assert results(by_name["exits 1"]) == [Failure]
     assert by_name["exits 1"].result[0].message == "exit: expected 0, observed 1"
-    error = by_name["counts a lab log without a lab"].result
-    assert [type(r) for r in error] == [Error] and "needs `lab: registry`" in error[0].message
+    error = by_name["a check that raises"].result
+    assert [type(r) for r in error] == [Error] and error[0].message.startswith("error: TypeError")
     for name in ("refused", "http://registry.test/"):  # after the failed before: never ran
         (skipped,) = by_name[name].result
         assert isinstance(skipped, Skipped)
@@ -121,7 +120,7 @@ def test_junit_counts_failures_errors_and_never_run_probes(chaos, tmp_path):
     mixed_doc, during_doc = doc["scenarios"]
     assert [(p["phase"], p["name"], p["verdict"]) for p in mixed_doc["probes"]] == [
         ("before", "answers", "passed"), ("before", "exits 1", "failed"),
-        ("before", "counts a lab log without a lab", "error"), ("during", "refused", "skipped"),
+        ("before", "a check that raises", "error"), ("during", "refused", "skipped"),
         ("after", "http://registry.test/", "skipped")]
     assert mixed_doc["probes"][3]["detail"] == {
         "not_run": "the steady state did not hold before any fault: nothing injected"}
