@@ -9,7 +9,6 @@ of the parameters.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,7 +16,7 @@ from pydantic import field_validator
 
 from chaos.faults.base import Fault, Proxied
 from chaos.injectors.base import Injector
-from chaos.scenario.model import Strict
+from chaos.scenario.model import Strict, regex_text
 
 if TYPE_CHECKING:
     from chaos.injectors.http_faults.rules import FaultAddon
@@ -47,16 +46,6 @@ def http_proxied(fault) -> Proxied:
     match = getattr(fault, "match", None)
     hosts = match.host if match is not None else None
     return Proxied.of("http", fault.ports, [hosts] if isinstance(hosts, str) else hosts)
-
-
-def regex_text(value: str | None) -> str | None:
-    """A regular expression the proxy will search with: checked when the model is."""
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-    return value
 
 
 class HttpFault(Fault):

@@ -96,12 +96,17 @@ class TextMatch(Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression: {exc}") from None
-        return value
+        return regex_text(value)
+
+
+def regex_text(value: str | None) -> str | None:
+    """A regular expression that will be searched with: checked when the model is."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+    return value
 
 
 class Expect(Strict):
