@@ -105,16 +105,35 @@ class Journal:
     # -- writing -------------------------------------------------------------------------
     @classmethod
     def create(cls, run_id: str, base: str | os.PathLike | None = None) -> Journal:
-        run_dir = state_dir(base) / "runs" / run_id
-        run_dir.mkdir(parents=True, exist_ok=False)
-        journal = cls(run_dir / "journal.jsonl", run_id)
-        journal._file = open(journal.path, "a", encoding="utf-8")
+        """A new run's journal, owned from the moment ``chaos recover`` can see it.
+
+        The folder is made in ``starting/`` and moved into ``runs/`` (one rename) once its
+        ``begin`` record, naming this process, is on disk: a recover that read a journal
+        still empty took the run for dead and removed it while the run went on. Folders
+        are 0700 and the journal 0600: it holds filled-in ``--var`` values and commands."""
+        base_dir = state_dir(base)
+        runs, starting = base_dir / "runs", base_dir / STARTING
+        for folder in (runs, starting):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if folder.stat().st_mode & 0o077:  # made by an older version: 0755
+                folder.chmod(0o700)
+        if (runs / run_id).exists():
+            raise FileExistsError(runs / run_id)
+        new_dir = starting / run_id
+        new_dir.mkdir(mode=0o700)
+        path = new_dir / "journal.jsonl"
+        journal = cls(path, run_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        journal._file = open(fd, "a", encoding="utf-8")
         pid = os.getpid()
         journal.owner_pid, journal.owner_start = pid, process_start_time(pid)
         journal._append(
             {"op": "begin", "run": run_id, "pid": pid, "pid_start": journal.owner_start,
              "time": time.time()}
         )
+        os.rename(new_dir, runs / run_id)  # fails if the name is taken: never two owners
+        _fsync_dir(runs)
+        journal.path = runs / run_id / "journal.jsonl"
         return journal
 
     @property
@@ -239,6 +258,13 @@ class Journal:
         if torn:  # a crash cut the last line short: start the next record on a line of its own
             out.write("\n")
 
+    def age(self) -> float:
+        """Seconds since the journal was last written (0 if it is gone)."""
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
     def owner_alive(self) -> bool:
         return self.owner_pid is not None and is_alive(self.owner_pid, self.owner_start)
 
@@ -282,6 +308,17 @@ def remove_run_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)  # something appeared meanwhile: it is ours too
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+STARTING = "starting"
+"""Where ``Journal.create`` makes a run's folder before it is owned (beside ``runs/``)."""
+
 STALE_EMPTY = 10.0
 """Seconds after which an empty run folder is a crash's leftover (Journal.create fills a new
 one within microseconds)."""
@@ -292,9 +329,9 @@ def sweep(base: str | os.PathLike | None = None) -> list[str]:
     while removing its folder) or, after STALE_EMPTY seconds, nothing at all (stopped while
     creating it). Folders a run keeps (``finish(keep=True)``) stay. Returns the run ids."""
     runs = state_dir(base) / "runs"
+    removed: list[str] = []
     if not runs.is_dir():
-        return []
-    removed = []
+        return removed
     for run_dir in sorted(runs.iterdir()):
         journal = run_dir / "journal.jsonl"
         try:
@@ -309,4 +346,28 @@ def sweep(base: str | os.PathLike | None = None) -> list[str]:
                 removed.append(run_dir.name)
         except (FileNotFoundError, OSError):
             continue  # removed by its own run meanwhile, or refilled: leave it
+    return removed
+
+
+def sweep_starting(base: str | os.PathLike | None = None) -> list[str]:
+    """Folders of runs stopped inside ``Journal.create``, before their folder moved into
+    ``runs/``: nothing was changed yet (the journal holds at most ``begin``). Removed once
+    their owner is gone, or, without an owner on record, after STALE_EMPTY seconds."""
+    starting = state_dir(base) / STARTING
+    removed: list[str] = []
+    if not starting.is_dir():
+        return removed
+    for run_dir in sorted(starting.iterdir()):
+        try:
+            journal = run_dir / "journal.jsonl"
+            owner = Journal.read(journal) if journal.exists() else None
+            if owner is not None and owner.owner_pid is not None:
+                if owner.owner_alive():
+                    continue
+            elif time.time() - run_dir.stat().st_mtime <= STALE_EMPTY:
+                continue
+            shutil.rmtree(run_dir)
+            removed.append(run_dir.name)
+        except (FileNotFoundError, OSError):
+            continue  # moved into runs/ by its run meanwhile
     return removed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from chaos.errors import ExitStatus
-from chaos.journal import sweep, unfinished
+from chaos.journal import STALE_EMPTY, sweep, sweep_starting, unfinished
 
 
 def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
@@ -16,11 +16,18 @@ def recover_all(state_dir=None, force: bool = False, echo=print) -> int:
     swept = sweep(state_dir)
     for run_id in swept:
         echo(f"{run_id}: removed the folder of a run that had finished")
+    for run_id in sweep_starting(state_dir):
+        swept.append(run_id)
+        echo(f"{run_id}: removed the folder of a run stopped while starting (nothing applied yet)")
     if not journals:
         if not swept:
             echo("nothing to recover")
         return status
     for journal in journals:
+        if journal.owner_pid is None and not force and journal.age() <= STALE_EMPTY:
+            # No owner on record yet: never take an incomplete read for a dead run.
+            echo(f"{journal.run_id}: no owner on record yet (starting?); skipped")
+            continue
         if journal.owner_alive() and not force:
             echo(f"{journal.run_id}: still running (pid {journal.owner_pid}); skipped (--force to recover anyway)")
             continue

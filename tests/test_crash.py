@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -100,3 +101,78 @@ def test_signal_reverts_and_exits_with_documented_code(state_dir, tmp_path, sig,
     assert "reverted everything" in out
     assert_same(before, snapshot())
     assert not list((state_dir / "runs").glob("*/journal.jsonl")), "a clean stop closes its journal"
+
+
+# A run whose journal is being created, held between the first moment anything of it exists
+# on disk and its `begin` record (the json.dumps of that record sleeps): `chaos recover`
+# read the still empty journal, took the run for dead and removed its folder, and the run
+# went on with a journal nobody could find (issue #22, seen 2 in 72 starts unaided).
+SLOW_BEGIN = """\
+import json, sys, time
+import chaos.journal as j
+
+class SlowBegin:
+    def __getattr__(self, name):
+        return getattr(json, name)
+
+    @staticmethod
+    def dumps(*args, **kwargs):
+        print("creating", flush=True)
+        time.sleep(float(sys.argv[2]))
+        return json.dumps(*args, **kwargs)
+
+j.json = SlowBegin()
+journal = j.Journal.create("chaos-slowbegin", sys.argv[1])
+j.json = json
+print("created", flush=True)
+sys.stdin.read()
+journal.finish()
+"""
+
+
+def _slow_begin(state_dir, delay: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SLOW_BEGIN, str(state_dir), str(delay)], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def test_recover_never_ends_a_run_whose_journal_is_being_created(chaos, state_dir):
+    proc = _slow_begin(state_dir, 2.0)
+    try:
+        assert proc.stdout.readline() == "creating\n"
+        during = chaos("recover")
+        assert during.returncode == 0, during.stdout + during.stderr
+        assert "recovered" not in during.stdout and "removed" not in during.stdout, during.stdout
+        assert proc.stdout.readline() == "created\n"
+        journal = state_dir / "runs" / "chaos-slowbegin" / "journal.jsonl"
+        assert journal.is_file(), "the starting run's journal was removed"
+        assert json.loads(journal.read_text().splitlines()[0])["pid"] == proc.pid
+        after = chaos("recover")
+        assert "still running" in after.stdout, after.stdout
+        assert journal.is_file()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert chaos("recover").stdout.strip() == "nothing to recover"
+    assert not list(state_dir.glob("*/chaos-slowbegin"))
+
+
+def test_a_run_killed_while_creating_its_journal_is_swept_once_stale(chaos, state_dir):
+    from chaos.journal import STALE_EMPTY
+
+    proc = _slow_begin(state_dir, 30.0)
+    assert proc.stdout.readline() == "creating\n"
+    proc.kill()
+    proc.wait()
+    assert "removed" not in chaos("recover").stdout  # no owner on record: too young to judge
+    left = [p for p in state_dir.glob("*/chaos-slowbegin")]
+    assert left, "the folder should still be there"
+    old = time.time() - STALE_EMPTY - 5
+    for path in left:
+        os.utime(path, (old, old))
+        for child in path.iterdir():
+            os.utime(child, (old, old))
+    result = chaos("recover")
+    assert result.returncode == 0 and "chaos-slowbegin: removed" in result.stdout, result.stdout
+    assert not list(state_dir.glob("*/chaos-slowbegin"))
+    assert chaos("recover").stdout.strip() == "nothing to recover"
