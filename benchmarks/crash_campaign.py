@@ -12,6 +12,11 @@ same run (docs/reliability.md records them).
 - host:   --host-runs `chaos run --host` runs killed and recovered (hosts entries, routes
           and packet filters), with a user's line in /etc/hosts naming a redirected host;
           /etc/hosts, routes and iptables-save / ip6tables-save compared byte for byte.
+- recover-loop: --starts runs started one after another in two lanes at once (host mode
+          in one, sandbox scenarios in the other) in one state dir while `chaos recover`
+          loops on it; a run is harmed if recover undoes or removes anything of it, or it
+          ends otherwise than uninterrupted, or leaves anything. Peer: each scenario's uninterrupted
+          run alone (its run time beside the loop vs alone).
 - fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
           tests/test_fuzz.py. Peer: loading and planning the shipped scenarios (cases/s).
 """
@@ -167,15 +172,44 @@ def fuzz(args) -> dict:
     return result
 
 
+LOOP_LANES = [c.HOST, [c.SANDBOX[1], c.SANDBOX[0]]]
+
+
+def recover_loop(args, workdir) -> dict:
+    print(f"== recover loop beside {args.starts} starting runs (host mode in one lane)", flush=True)
+    items = [item for lane in LOOP_LANES for item in lane]
+    cals = calibrate_all(items, workdir)
+    before = c.machine()
+    r = c.recover_beside_starts(LOOP_LANES, args.starts, workdir, {i.name: cals[i.name].code for i in items})
+    diff = c.machine_diff(before, c.machine())
+    harmed = r.harmed + diff
+    for line in harmed[:20]:
+        print(f"  HARMED {line}")
+    out = {"starts": r.starts, "recovers": r.recovers, "harmed": harmed,
+           "swept_finished": r.swept_finished, "exit_codes": {str(k): v for k, v in r.codes.items()},
+           "wall_s": round(r.wall, 1), "starts_per_min": round(r.starts / r.wall * 60, 1),
+           "recovers_per_start": round(r.recovers / max(r.starts, 1), 2),
+           "run_median_s": {n: round(_median(d), 2) for n, d in r.durations.items()},
+           "peer_alone_s": {i.name: round(cals[i.name].duration, 2) for i in items}}
+    print(f"  recover loop: {len(harmed)} harm(s) in {r.starts} starts; {r.recovers} recovers "
+          f"({out['recovers_per_start']} per start); exit codes {dict(r.codes)}; "
+          f"{r.swept_finished} finished folders swept; {out['wall_s']}s", flush=True)
+    for name, took in out["run_median_s"].items():
+        alone = out["peer_alone_s"][name]
+        print(f"  {name}: median run {took}s beside the loop, {alone}s alone: {took / alone:.2f}x")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--signals", type=int, default=40)
     parser.add_argument("--host-runs", type=int, default=20)
     parser.add_argument("--fuzz", type=int, default=10_000)
+    parser.add_argument("--starts", type=int, default=200, help="recover-loop: runs started")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--no-lab", dest="lab", action="store_false", help="leave the registry lab scenario out")
-    parser.add_argument("--only", default="crash,signal,host,fuzz")
+    parser.add_argument("--only", default="crash,signal,host,recover-loop,fuzz")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -188,11 +222,14 @@ def main() -> None:
             results["signal"] = signals(args, workdir)
         if "host" in only:
             results["host"] = host_campaign(args, workdir)
+        if "recover-loop" in only:
+            results["recover_loop"] = recover_loop(args, workdir)
     if "fuzz" in only:
         results["fuzz"] = fuzz(args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    failed = any(r.get("residue") or r.get("problems") or r.get("violations") for r in results.values())
+    failed = any(r.get("residue") or r.get("problems") or r.get("violations") or r.get("harmed")
+                 for r in results.values())
     sys.exit(1 if failed else 0)
 
 

@@ -410,7 +410,7 @@ def leftovers(run_ids, state_dir: Path, pids=(), marker: str | None = None) -> l
     out += [f"process {pid} (journaled)" for pid, start in pids if is_alive(pid, start)]
     if marker:
         out += marked_processes(marker)
-    out += [f"state {p}" for p in sorted((state_dir / "runs").glob("*"))] if (state_dir / "runs").is_dir() else []
+    out += [f"state {p}" for sub in ("runs", "starting") for p in sorted((state_dir / sub).glob("*"))]
     return out
 
 
@@ -706,3 +706,102 @@ def expected_codes(outcome: Outcome, own: int) -> set[int]:
     if outcome.moment == "startup":
         return {documented, -sig} | ({1} if interpreter_startup_failure(outcome.output) else set())
     return {documented}
+
+
+# -- recover beside starting runs ---------------------------------------------------------------
+@dataclass
+class LoopResult:
+    """Runs started one after another (one lane per item group) in one state dir while
+    `chaos recover` runs in a loop on it: no run ends by a signal here, so a recover that
+    undoes or removes anything of a run is a recover that touched a live one."""
+
+    starts: int = 0
+    recovers: int = 0
+    harmed: list[str] = field(default_factory=list)
+    swept_finished: int = 0
+    """"removed the folder of a run that had finished": a run between its `end` and its
+    folder's removal (harmless, counted)."""
+    codes: Counter = field(default_factory=Counter)
+    durations: dict[str, list[float]] = field(default_factory=dict)
+    """Item name -> how long each of its runs took beside the loop."""
+    wall: float = 0.0
+
+
+RECOVER_TOUCHED = re.compile(r"^(chaos-\S+): (recovered|undo |could not undo|removed the folder of a run stopped)")
+
+
+def recover_beside_starts(lanes: list[list[Item]], starts: int, workdir: Path,
+                          expected: dict[str, int]) -> LoopResult:
+    """``starts`` runs of the lanes' items (each lane runs its items in turn, the lanes at
+    once) in one state dir while `chaos recover` loops on it. A run is harmed when it exits
+    other than ``expected[item.name]`` (its uninterrupted run's code), prints a traceback,
+    leaves a process or anything named after it, or when a recover line undoes or removes
+    anything (no run here is stopped: every journal recover sees has a live or finished owner)."""
+    import threading
+
+    state_dir = workdir / f"state-loop-{uuid.uuid4().hex[:8]}"
+    state_dir.mkdir(parents=True)
+    result, lock, done = LoopResult(), threading.Lock(), threading.Event()
+    counter = iter(range(starts))
+
+    def looper() -> None:
+        while not done.is_set():
+            rec = recover(state_dir)
+            with lock:
+                result.recovers += 1
+                if rec.returncode != 0 or "Traceback" in rec.stderr:
+                    result.harmed.append(f"chaos recover exited {rec.returncode}: {rec.stderr.strip()[-300:]}")
+                for line in rec.stdout.splitlines():
+                    if RECOVER_TOUCHED.match(line):
+                        result.harmed.append(f"recover touched a run: {line}")
+                    elif "removed the folder of a run that had finished" in line:
+                        result.swept_finished += 1
+
+    def lane(items: list[Item], index: int) -> None:
+        k = 0
+        while not done.is_set():
+            with lock:
+                if next(counter, None) is None:
+                    return
+                result.starts += 1
+            item = items[k % len(items)]
+            k += 1
+            marker = uuid.uuid4().hex
+            proc = start(item, state_dir, marker, workdir / f"lane-{index}")
+            t = time.monotonic()
+            try:
+                out, _ = proc.communicate(timeout=180)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate()
+            text = out.decode("utf-8", "replace")
+            problems = []
+            if proc.returncode != expected[item.name]:
+                problems.append(f"exit {proc.returncode}, uninterrupted {expected[item.name]}: {text[-400:]}")
+            if our_traceback(text):
+                problems.append("traceback")
+            problems += marked_processes(marker)
+            with lock:
+                result.durations.setdefault(item.name, []).append(time.monotonic() - t)
+                result.codes[proc.returncode] += 1
+                result.harmed += [f"{item.name} run {k}: {p}" for p in problems]
+
+    for index in range(len(lanes)):
+        (workdir / f"lane-{index}").mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    loop = threading.Thread(target=looper, daemon=True)
+    loop.start()
+    workers = [threading.Thread(target=lane, args=(items, i)) for i, items in enumerate(lanes)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    loop.join(timeout=60)
+    result.wall = time.monotonic() - t0
+    final = recover(state_dir)
+    if final.stdout.strip() != "nothing to recover":
+        result.harmed.append(f"after the last run, recover: {final.stdout.strip()[:300]}")
+    left = [p for sub in ("runs", "starting") for p in (state_dir / sub).glob("*")]
+    result.harmed += [f"state {p}" for p in left]
+    return result

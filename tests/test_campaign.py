@@ -328,6 +328,26 @@ def test_host_mode_crash_campaign(workdir, calibrated, users_hosts_line):
     assert any(r.outcome.moment in ("inject", "probes", "revert") for r in results)
 
 
+RECOVER_LOOP_STARTS = 24
+LOOP_LANES = [c.HOST, [c.SANDBOX[1], c.SANDBOX[0]]]
+"""Host mode in one lane, two sandbox scenarios in turn in the other, both at once."""
+
+
+def test_recover_in_a_loop_beside_starting_runs(workdir, calibrated):
+    """`chaos recover` in a loop on the state dir where runs (host mode included) start one
+    after another: no recover may undo or remove anything of a live run, and every run
+    ends as its uninterrupted run did, leaving nothing (issue #22: recover took a run whose
+    journal was still empty for dead). The long version: benchmarks/crash_campaign.py
+    --only recover-loop (200 starts)."""
+    expected = {item.name: calibrated(item).code for lane in LOOP_LANES for item in lane}
+    before = c.machine()
+    result = c.recover_beside_starts(LOOP_LANES, RECOVER_LOOP_STARTS, workdir, expected)
+    assert result.starts == RECOVER_LOOP_STARTS
+    assert result.recovers >= RECOVER_LOOP_STARTS // 2, "the recover loop hardly ran"
+    assert not result.harmed, "\n".join(result.harmed)
+    assert not c.machine_diff(before, c.machine())
+
+
 # -- bugs the campaign found in the journal and the hosts file (fixed; fail without the fix) ----
 def test_recover_removes_the_folder_of_a_run_killed_while_removing_it(tmp_path):
     # A SIGKILL after the journal's "end" line, while the run removed its folder, left the
