@@ -376,3 +376,37 @@ expect:
         assert gc.get_freeze_count() > before // 2  # not thawed (refcounting still frees some)
     finally:
         gc.unfreeze()
+
+
+VARS = """\
+name: var-values-stay-words
+description: a --var value full of shell metacharacters reaches the probes as one literal word
+expect:
+  during:
+    - name: unquoted
+      run: printf '<%s>' {x}
+      stdout: {contains: "<VALUE>"}
+    - name: inside double quotes
+      run: printf '<%s>' "{x}"
+      stdout: {contains: "<VALUE>"}
+    - name: inside single quotes
+      run: printf '<%s>' '{x}'
+      stdout: {contains: "<VALUE>"}
+    - name: a value without metacharacters reads as before
+      run: printf '<%s>' {plain}/v2/
+      stdout: {contains: "<198.18.1.10:5000/v2/>"}
+"""
+
+
+def test_var_values_are_never_shell_code(chaos, tmp_path):
+    """`--var` values are filled into `run:` commands (sh -c, as root) quoted for where each
+    placeholder stands: $(...), ;, backticks, quotes and backslashes stay text (issue #22)."""
+    pwned = tmp_path / "pwned"
+    value = f"$(touch {pwned}); touch {pwned}; `touch {pwned}` \" ' \\ * && touch {pwned}"
+    text = VARS.replace('"<VALUE>"', json.dumps(f"<{value}>"))
+    result = chaos("run", "--var", f"x={value}", "--var", "plain=198.18.1.10:5000", "--json",
+                   str(tmp_path / "r.json"), str(write(tmp_path, text)))
+    assert not pwned.exists(), "a --var value ran as a command"
+    assert result.returncode == 0, result.stdout + result.stderr
+    probes = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["probes"]
+    assert [p["verdict"] for p in probes] == ["passed"] * 4, probes

@@ -30,7 +30,7 @@ class CommandProbe(ProbeBase):
         from chaos.probes.result import HUNG
         from chaos.probes.run import OUTPUT_KEEP, bound, run_process
 
-        command = place.expand(self.run)
+        command = place.expand_shell(self.run)
         code, out, err, took = run_process(journal, ["sh", "-c", command], place, bound(self),
                                            at_bound=lambda: evidence.take_connections(place, result))
         result.duration = took

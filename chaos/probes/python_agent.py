@@ -58,9 +58,13 @@ class ProbeContext:
         return text
 
     def run(self, command: str, timeout: float | None = None) -> Completed:
-        """Run a shell command where the clients live (here), placeholders expanded."""
+        """Run a shell command where the clients live (here), placeholders expanded, each
+        value quoted as one literal word (see chaos.probes.shell)."""
+        from chaos.probes.shell import shell_expand
+
+        filled = shell_expand(command, {str(k): str(v) for k, v in self.variables.items()})
         try:
-            done = subprocess.run(["sh", "-c", self.expand(command)], capture_output=True,
+            done = subprocess.run(["sh", "-c", filled], capture_output=True,
                                   text=True, errors="replace", timeout=timeout or self.timeout)
         except subprocess.TimeoutExpired as exc:
             return Completed(None, _text(exc.stdout), _text(exc.stderr))

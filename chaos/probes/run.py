@@ -74,6 +74,13 @@ class Place:
             text = text.replace("{" + key + "}", str(value))
         return text
 
+    def expand_shell(self, command: str) -> str:
+        """``expand`` for a ``sh -c`` command: each value stays one literal word, whatever
+        it holds (``--var 'x=$(touch f); id'`` must not run anything, as root)."""
+        from chaos.probes.shell import shell_expand
+
+        return shell_expand(command, {str(k): str(v) for k, v in self.variables.items()})
+
 
 def run_process(journal: Journal, argv: list[str], place: Place, limit: float,
                  stdin: bytes | None = None, at_bound=None):
