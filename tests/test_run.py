@@ -410,3 +410,47 @@ def test_var_values_are_never_shell_code(chaos, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     probes = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["probes"]
     assert [p["verdict"] for p in probes] == ["passed"] * 4, probes
+
+
+PRIVATE = """\
+name: run-folder-is-private
+description: a local user who is not root reads nothing of a live run's folder
+serve:
+  - name: registry.test
+expect:
+  during:
+    - http: http://registry.test/
+    - name: the state dir's runs/, the run's folder and its journal
+      run: stat -c '%a %n' "$(dirname {logs})" {logs} {logs}/journal.jsonl
+      stdout: {regex: "^700 .*\\\\n700 .*\\\\n600 .*journal.jsonl\\\\n$"}
+    - name: nobody cannot read the journal (it holds the filled-in --var values)
+      run: setpriv --reuid=nobody --regid=nogroup --clear-groups cat {logs}/journal.jsonl
+      exit: nonzero
+      stderr: {contains: Permission denied}
+    - name: nor a server's log
+      run: setpriv --reuid=nobody --regid=nogroup --clear-groups cat {logs}/registry.test.log
+      exit: nonzero
+      stderr: {contains: Permission denied}
+    - name: nor list the run folders
+      run: setpriv --reuid=nobody --regid=nogroup --clear-groups ls "$(dirname {logs})"
+      exit: nonzero
+"""
+
+
+def test_run_folders_and_journals_are_private(chaos, tmp_path):
+    """Run folders (and runs/ above them) are 0700 and journals 0600: --var values and probe
+    commands are secrets at rest (issue #22)."""
+    import shutil
+    import tempfile
+
+    # A state dir every user can reach (tmp_path's parents are root's alone), as /var/lib/chaos.
+    state = Path(tempfile.mkdtemp(prefix="chaos-private-", dir="/tmp"))
+    state.chmod(0o755)
+    try:
+        result = chaos("run", "--state-dir", str(state), "--var", "token=s3cret", "--json",
+                       str(tmp_path / "r.json"), str(write(tmp_path, PRIVATE)))
+        assert result.returncode == 0, result.stdout + result.stderr
+        probes = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["probes"]
+        assert [p["verdict"] for p in probes] == ["passed"] * 5, probes
+    finally:
+        shutil.rmtree(state)
