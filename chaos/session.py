@@ -163,6 +163,13 @@ class Session:
     def open(self, step=lambda text: None) -> None:
         self.journal = Journal.create(self.run_id, self.state_dir)
         self.place.variables.setdefault("logs", str(self.logs))
+        # Probes' scratch files ({tmp}, and mktemp's default through TMPDIR) live in the
+        # run's folder, which the run's end and `chaos recover` remove: a killed probe's
+        # file in /tmp stayed there for good.
+        tmp = self.logs / "tmp"
+        tmp.mkdir(mode=0o700)
+        self.place.variables.setdefault("tmp", str(tmp))
+        self.place.env.setdefault("TMPDIR", str(tmp))
         self.mode.open(self, step)
 
     def ensure_services(self, step=lambda text: None) -> None:

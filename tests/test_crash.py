@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,34 @@ def test_a_run_killed_while_creating_its_journal_is_swept_once_stale(chaos, stat
     assert result.returncode == 0 and "chaos-slowbegin: removed" in result.stdout, result.stdout
     assert not list(state_dir.glob("*/chaos-slowbegin"))
     assert chaos("recover").stdout.strip() == "nothing to recover"
+
+
+SCRATCH = """\
+name: probe-scratch-files
+description: a probe's scratch files (mktemp, {tmp}) are in the run's folder, so a kill leaves none
+expect:
+  during:
+    - run: f=$(mktemp) && g={tmp}/mine && touch "$g" && echo "$f $g" > WHERE && sleep 30
+      within: 60s
+"""
+
+
+def test_probe_scratch_files_of_a_killed_run_are_removed_by_recover(chaos, state_dir, tmp_path):
+    """mktemp and {tmp} put a probe's scratch files in the run's folder: a shipped scenario's
+    mktemp file stayed in /tmp after 5 of 10 kills (issue #22)."""
+    where = tmp_path / "where"
+    proc = _start(state_dir, write(tmp_path, SCRATCH.replace("WHERE", str(where))))
+    try:
+        deadline = time.monotonic() + 30
+        while not where.exists() or not where.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    files = [Path(p) for p in where.read_text().split()]
+    (run_dir,) = (state_dir / "runs").iterdir()
+    assert all(f.is_file() and f.parent == run_dir / "tmp" for f in files), files
+    result = chaos("recover")
+    assert result.returncode == 0 and "recovered" in result.stdout, result.stdout
+    assert not any(f.exists() for f in files)
