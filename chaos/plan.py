@@ -3,7 +3,8 @@
 Guardrails (refused before anything is applied, with the field that asked for it):
 - a destination covering the whole address space (0.0.0.0/0, ::/0), in any mode;
 - in host mode, the default routes' gateways (IPv4 and IPv6), host loopback (127.0.0.0/8,
-  ::1) and the address the SSH session comes from;
+  ::1), 0.0.0.0/8, the IPv4-mapped range ::ffff:0:0/96 and the address the SSH session
+  comes from;
 - in host mode, host names the machine needs itself (``guard_name``: localhost, its host
   name), for faults that redirect names.
 """
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+CUT_OFF = {
+    ipaddress.ip_network("0.0.0.0/8"): "\"this network\" (0.0.0.0/8: the unspecified address, "
+                                       "what binding to any address means)",
+    ipaddress.ip_network("::ffff:0:0/96"): "the IPv4-mapped range (::ffff:0:0/96: all of IPv4 "
+                                           "as IPv6 sockets see it)",
+}
+"""Host mode: ranges a route or filter on which cuts the machine off like a default route."""
 
 
 _RTF_REJECT = 0x0200  # an "unreachable" default (the kernel's own on lo): no gateway there
@@ -223,6 +231,9 @@ class PlanContext:
         for loop in LOOPBACK:
             if loop.version == net.version and net.overlaps(loop):
                 self.fail(rel, f"{net} overlaps host loopback {loop}; refusing it in host mode")
+        for special, what in CUT_OFF.items():
+            if special.version == net.version and net.overlaps(special):
+                self.fail(rel, f"{net} overlaps {what}; refusing it in host mode")
         client = ssh_client()
         if client is not None and client.version == net.version and client in net:
             self.fail(rel, f"{net} covers {client}, where this SSH session comes from")

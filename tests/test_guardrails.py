@@ -106,6 +106,21 @@ def test_host_loopback_is_refused_in_host_mode(chaos, state_dir, tmp_path, targe
     assert_refused(_run(chaos, tmp_path, _route(target), "--host"), state_dir, "overlaps host loopback")
 
 
+@pytest.mark.parametrize("target,what", [("0.0.0.0/8", "0.0.0.0/8"), ("0.0.0.0", "0.0.0.0/8"),
+                                         ("0.1.2.0/24", "0.0.0.0/8"),
+                                         ("::ffff:0:0/96", "::ffff:0:0/96"),
+                                         ("::ffff:198.18.0.0/111", "::ffff:0:0/96"),
+                                         ("::ffff:0.0.0.0/97", "::ffff:0:0/96")])
+@pytest.mark.parametrize("fault", [_route, _filter], ids=["route", "filter"])
+def test_this_network_and_the_ipv4_mapped_range_are_refused_in_host_mode(chaos, state_dir, tmp_path,
+                                                                         target, what, fault):
+    """0.0.0.0/8 and ::ffff:0:0/96 (all of IPv4 over IPv6 sockets) cut the machine off like
+    the other guarded ranges (issue #22)."""
+    result = _run(chaos, tmp_path, fault(target), "--host")
+    assert_refused(result, state_dir, f"({what}: ")
+    assert "refusing it in host mode" in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("client,target", [("198.18.77.7", "198.18.77.0/24"),
                                            ("198.18.77.7", "198.18.77.7"),
                                            ("2001:db8::7", "2001:db8::/64")])
