@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,25 +70,69 @@ def default_gateways(ipv4: str = "/proc/net/route",
 
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
+_BLOCK_BEGIN = re.compile(rb"^# >>> (\S+) \(chaos:")
+_BLOCK_END = re.compile(rb"^# <<< (\S+)\s*$")
 
-def machine_names(hosts: str = "/etc/hosts") -> set[str]:
-    """Names this machine needs for itself: localhost, its host name, and every name the
-    hosts file maps to a loopback address (Debian's `127.0.1.1 <hostname>`). Local only:
-    no DNS lookup."""
-    names = set(LOCAL_NAMES) | {socket.gethostname().lower()}
+
+def _hosts_lines(hosts: str):
+    """(the chaos block a line is in or None, its address field, its names) for each entry."""
+    block = None
     try:
         with open(hosts, "rb") as f:
             for raw in f:
-                fields = raw.split(b"#", 1)[0].decode("utf-8", "replace").split()
-                try:
-                    loop = fields and ipaddress.ip_address(fields[0].split("%")[0]).is_loopback
-                except ValueError:
+                begin, end = _BLOCK_BEGIN.match(raw), _BLOCK_END.match(raw)
+                if begin:
+                    block = begin[1].decode("utf-8", "replace")
                     continue
-                if loop:
-                    names.update(n.lower().rstrip(".") for n in fields[1:])
+                if end:
+                    block = None
+                    continue
+                fields = raw.split(b"#", 1)[0].decode("utf-8", "replace").split()
+                if fields:
+                    yield block, fields[0], [n.lower().rstrip(".") for n in fields[1:]]
     except OSError:
-        pass
+        return
+
+
+def machine_names(hosts: str = "/etc/hosts") -> set[str]:
+    """Names this machine needs for itself: localhost, its host name, and every name the
+    hosts file maps to a loopback address (Debian's `127.0.1.1 <hostname>`), outside the
+    blocks chaos runs add (those are faults, see ``redirected_names``). Local only: no DNS
+    lookup."""
+    names = set(LOCAL_NAMES) | {socket.gethostname().lower()}
+    for block, address, entry in _hosts_lines(hosts):
+        try:
+            loop = ipaddress.ip_address(address.split("%")[0]).is_loopback
+        except ValueError:
+            continue
+        if loop and block is None:
+            names.update(entry)
     return names
+
+
+def redirected_names(hosts: str = "/etc/hosts") -> dict[str, str]:
+    """Names a chaos run's block in the hosts file redirects -> that run's id."""
+    out: dict[str, str] = {}
+    for block, _, entry in _hosts_lines(hosts):
+        if block is not None:
+            run_id = re.sub(r"-e\d+$", "", block)  # hosts-entry tags its block run id + fault index
+            out.update(dict.fromkeys(entry, run_id))
+    return out
+
+
+def run_state(run_id: str, state: str | os.PathLike | None = None) -> str:
+    """How a run stands, for a message: alive (pid), dead with its journal, or unknown here."""
+    from chaos.journal import Journal
+    from chaos.journal import state_dir as resolve
+
+    path = resolve(state) / "runs" / run_id / "journal.jsonl"
+    try:
+        journal = Journal.read(path)
+    except OSError:
+        return f"no journal of it in {path.parent.parent}: a run with another state dir?"
+    if journal.owner_alive():
+        return f"still running, pid {journal.owner_pid}"
+    return "its run is gone: `chaos recover` removes the block"
 
 
 def ssh_client() -> ipaddress._BaseAddress | None:
@@ -126,6 +171,8 @@ class PlanContext:
     """The docker daemon asked about `container:` targets (chaos.sandbox.container.Containers)."""
     prelude: list = field(default_factory=list)
     """Injectors the planned fault needs applied before its own (a container's netns handle)."""
+    state_dir: str | os.PathLike | None = None
+    """The run's state dir (to say whether another run named in /etc/hosts still runs)."""
 
     @property
     def tag(self) -> str:
@@ -215,8 +262,16 @@ class PlanContext:
 
     def guard_name(self, name: str, rel: tuple) -> None:
         """A host name a fault redirects: in host mode never one the machine needs itself
-        (redirecting localhost or its own host name breaks services and sudo)."""
-        if self.host_mode and name.lower().rstrip(".") in machine_names():
+        (redirecting localhost or its own host name breaks services and sudo), nor one
+        another run's block redirects already (each revert would fight the other's)."""
+        if not self.host_mode:
+            return
+        other = redirected_names().get(name.lower().rstrip("."))
+        if other is not None and other != self.run_id:
+            self.fail(rel, f"{name} is already redirected in /etc/hosts by run {other} "
+                           f"({run_state(other, self.state_dir)}); two runs cannot redirect "
+                           "one name at once")
+        if name.lower().rstrip(".") in machine_names():
             self.fail(rel, f"{name} is one of this machine's own names (localhost, its host "
                            "name, a loopback entry of /etc/hosts); refusing it in host mode")
 

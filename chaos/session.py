@@ -127,7 +127,7 @@ class Session:
         mode = self.mode
         return PlanContext(self.run_id, mode.host_mode, mode.clients(), mode.zone, path=path,
                            world=mode.edge, region_ranges=mode.region_ranges(),
-                           containers=self.containers,
+                           containers=self.containers, state_dir=self.state_dir,
                            dns=self.dns if mode.offers("dns") else None,
                            http=self.http if mode.offers("http") else None,
                            tcp=self.tcp if mode.offers("tcp") else None)

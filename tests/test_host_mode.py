@@ -108,6 +108,45 @@ def test_route_that_already_exists_is_refused_not_taken_over(chaos, tmp_path):
         subprocess.run(["ip", "route", "del", "unreachable", "198.19.255.1/32"], check=False)
 
 
+HOLD = HOSTS.replace("  after:", "    - run: sleep 30\n      within: 60s\n  after:")
+
+
+def test_a_second_run_redirecting_the_same_name_is_told_which_run_holds_it(chaos, tmp_path, state_dir):
+    """Two host-mode runs redirecting one name: the second is refused naming the first run
+    and that it is alive, not told the name is "one of this machine's own names" because
+    the first run's block maps it to 127.0.0.1 (issue #22)."""
+    import json
+    import os
+    import signal
+    import time
+
+    from conftest import ROOT, chaos_cmd
+
+    before = Path("/etc/hosts").read_bytes()
+    env = {**os.environ, "CHAOS_STATE_DIR": str(state_dir)}
+    first = subprocess.Popen(chaos_cmd("run", "--host", str(write(tmp_path, HOLD, "first.yaml"))),
+                             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while b"registry.chaos-test.invalid" not in Path("/etc/hosts").read_bytes():
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+            time.sleep(0.05)
+        (journal,) = (state_dir / "runs").glob("*/journal.jsonl")
+        run_id = json.loads(journal.read_text().splitlines()[0])["run"]
+        second = chaos("run", "--host", str(write(tmp_path, HOSTS, "second.yaml")))
+        out = second.stdout + second.stderr
+        assert second.returncode == 2, out
+        assert "second.yaml:5:" in out and "faults[0].names[0]" in out, out
+        assert f"already redirected in /etc/hosts by run {run_id} (still running, pid {first.pid})" in out, out
+        assert "own names" not in out, out
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+    assert first.returncode == 130
+    assert Path("/etc/hosts").read_bytes() == before
+
+
 FILTER = """\
 name: host-packet-filter
 description: port 80 of two addresses of this machine dropped by its own OUTPUT chain
