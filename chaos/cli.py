@@ -84,8 +84,15 @@ def _load_all(paths, echo_ok: bool = False):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def validate(paths) -> None:
     """Check scenario files (or folders of them); every problem with file:line:column."""
-    _, problems = _load_all(paths, echo_ok=True)
-    for problem in problems:
+    from chaos.scenario.load import plan_in_sandbox
+
+    loaded, problems = _load_all(paths)
+    for path, scenario in loaded:  # what the run would refuse at plan time, from the file alone
+        refused = plan_in_sandbox(scenario)
+        problems += refused
+        if not refused:
+            click.echo(f"{path}: ok")
+    for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
         click.echo(str(problem), err=True)
     if problems:
         sys.exit(ExitStatus.INVALID)

@@ -63,6 +63,19 @@ class PluginError(ChaosError):
         super().__init__(message)
 
 
+class PlanErrors(PlanError):
+    """Every fault's refusal at once (the first one's path and message stand for all)."""
+
+    def __init__(self, errors: list[PlanError]) -> None:
+        super().__init__(errors[0].path, errors[0].message)
+        self.errors = errors
+
+
+class NeedsMachine(PlanError):
+    """A refusal that depends on this machine, not on the file (a container the docker
+    daemon does not know): `chaos validate` leaves it to `chaos run`."""
+
+
 class InjectionError(ChaosError):
     status = ExitStatus.INJECTION
 

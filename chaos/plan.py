@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from chaos.errors import PlanError
+from chaos.errors import NeedsMachine, PlanError
 
 if TYPE_CHECKING:
     from chaos.sandbox.container import Containers
@@ -204,11 +204,12 @@ class PlanContext:
         from chaos.sandbox.container import ContainerError
 
         if self.containers is None:
-            self.fail(("container",), "this session has no docker daemon to ask about containers")
+            raise NeedsMachine(self.path + ("container",),
+                               "this session has no docker daemon to ask about containers")
         try:
             target = self.containers.resolve(name)
         except ContainerError as exc:
-            self.fail(("container",), str(exc))
+            raise NeedsMachine(self.path + ("container",), str(exc)) from None
         self.prelude.append(NetnsHandle(target, self.containers))
         return target.handle, target.hosts_path
 

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from chaos.errors import ExitStatus, Interrupted, PlanError
+from chaos.errors import ExitStatus, Interrupted, PlanError, PlanErrors
 from chaos.journal import Journal, RevertFailure
 from chaos.mode import mode_name
 from chaos.probes.result import SKIPPED, ProbeResult
@@ -210,11 +210,24 @@ class Run:
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,
                                seed=s.seed, docker_host=self.options.docker_host or s.docker)
-        self.switches = [self.session.plan(fault, ("faults", i)) for i, fault in enumerate(s.faults)]
-        self.refuse_clashes()
+        errors: list[PlanError] = []  # every fault's refusal, not only the first one's
+        for i, fault in enumerate(s.faults):
+            try:
+                self.switches.append(self.session.plan(fault, ("faults", i)))
+            except PlanErrors as exc:
+                errors += exc.errors
+            except PlanError as exc:
+                errors.append(exc)
+        if not errors:
+            self.refuse_clashes()
         for phase in PHASES:
             for i, probe in enumerate(getattr(s.expect, phase)):
-                probe.prepare(self.session.context(("expect", phase, i)))
+                try:
+                    probe.prepare(self.session.context(("expect", phase, i)))
+                except PlanError as exc:
+                    errors.append(exc)
+        if errors:
+            raise errors[0] if len(errors) == 1 else PlanErrors(errors)
 
     def refuse_clashes(self) -> None:
         """Two faults' injectors that claim the same thing (an ``Exclusive`` injector, e.g. an
@@ -448,9 +461,10 @@ def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
     try:
         run.plan()
     except PlanError as exc:
-        from chaos.scenario.load import plan_problem
+        from chaos.scenario.load import plan_problems
 
-        echo(str(plan_problem(scenario, exc)))
+        for problem in plan_problems(scenario, exc):
+            echo(str(problem))
         return ExitStatus.INVALID
     echo(f"{scenario.name} {file} · dry run {run.run_id}: nothing applied")
     for line in run.live.startup():
@@ -498,10 +512,10 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
     try:
         run.plan()
     except PlanError as exc:
-        from chaos.scenario.load import plan_problem
+        from chaos.scenario.load import plan_problems
 
         result.status, result.exit_code = "invalid", ExitStatus.INVALID
-        result.errors.append(str(plan_problem(scenario, exc)))
+        result.errors += [str(p) for p in plan_problems(scenario, exc)]
         run.record_not_run()
         reporter.scenario_done(result)
         return result

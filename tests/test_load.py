@@ -247,3 +247,89 @@ def test_dns_queries_mapping_problems_are_located(probe, expected):
         load_text(DNS_QUERIES.format(probe=probe), "s.yaml")
     messages = [str(p) for p in info.value.problems]
     assert any(m.startswith("s.yaml" + expected) for m in messages), messages
+
+
+PARITY = """\
+name: parity
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [300.1.2.3/24, 10.0.0.0/33, "2001:db8::/129", "::ffff:zz", registry.test]
+  - type: dns
+    names: ["*.*.*", "*.docker.io"]
+    answer: nxdomain
+  - type: packet-filter
+    destinations: ["*.registry.test", "a b"]
+expect:
+  during:
+    - run: "true"
+"""
+
+PARITY_PROBLEMS = [
+    ":6:20: faults[0].destinations[0]: '300.1.2.3/24' is not an address or CIDR",
+    ":6:34: faults[0].destinations[1]: '10.0.0.0/33' is not a CIDR: the prefix length must be 0 to 32",
+    ":6:47: faults[0].destinations[2]: '2001:db8::/129' is not a CIDR: the prefix length must be 0 to 128",
+    ":6:65: faults[0].destinations[3]: '::ffff:zz' is not an address or CIDR",
+    ":8:13: faults[1].names[0]: '*.*.*' is not a name, '*.suffix' or '*'",
+    ":11:20: faults[2].destinations[0]: '*.registry.test': a destination cannot be a wildcard",
+    ":11:39: faults[2].destinations[1]: 'a b' is not a host name",
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_validate_and_run_refuse_the_same_destinations_all_at_once(chaos, tmp_path, command):
+    """Addresses and CIDRs that do not parse, and DNS name patterns the server refuses, are
+    refused at load time by both commands, every one with file:line, never taken for host
+    names that cannot be resolved (issue #22)."""
+    path = write(tmp_path, PARITY)
+    result = chaos(command, str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    for expected in PARITY_PROBLEMS:
+        assert f"{path}{expected}" in out, (expected, out)
+    assert "cannot resolve" not in out and "Traceback" not in out, out
+    assert f"{path}: ok" not in out
+
+
+TWO_REFUSED = """\
+name: plan-time
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [unknown.test]
+  - type: hosts-entry
+    names: [registry.test]
+    region: nowhere
+expect:
+  during:
+    - run: "true"
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_plan_time_refusals_from_the_file_are_all_reported_by_both_commands(chaos, tmp_path, command):
+    """What `chaos run` refuses when it plans, from the file alone (a name the sandbox does not
+    know, an unknown region), `chaos validate` refuses too; and both report every fault's
+    refusal, not only the first."""
+    path = write(tmp_path, TWO_REFUSED)
+    result = chaos(command, str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert f"{path}:6:20: faults[0].destinations[0]: cannot resolve 'unknown.test'" in out, out
+    assert f"{path}:9:13: faults[1].region: unknown region 'nowhere'" in out, out
+    assert f"{path}: ok" not in out
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("depth", [100, 500, 5000])
+def test_deeply_nested_yaml_is_exit_2_with_a_position(chaos, tmp_path, command, depth):
+    """A 500-deep nested document gave a RecursionError traceback (exit 1) from both commands."""
+    text = "name: deep\nfaults:\n  - type: dns\n    names: " + "[" * depth + "]" * depth + "\n"
+    path = write(tmp_path, text)
+    result = chaos(command, str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert f"{path}:4:" in out and "nested deeper than" in out, out
+    assert "Traceback" not in out and "RecursionError" not in out, out

@@ -18,7 +18,7 @@ from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors
 from chaos.faults.packet_match import PacketMatch
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, client_ip
-from chaos.scenario.model import Duration, Strict, regex_text
+from chaos.scenario.model import Destination, Duration, Strict, regex_text
 
 
 class Rate(Strict):
@@ -72,7 +72,7 @@ class BotMitigation(HttpFault):
     """The fault type."""
     signature: Signature
     """What selects the victims."""
-    destinations: list[str] = []
+    destinations: list[Destination] = []
     """Packet level: only traffic to these (host names, addresses, CIDRs; default: every server)."""
     after_bytes: int | None = Field(None, ge=1)
     """Packet level: start dropping once a connection carried this many bytes."""

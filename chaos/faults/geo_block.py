@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field
 from chaos.faults.http_rule import HttpFault
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
+from chaos.scenario.model import Destination
 
 
 def _port(value: int | str) -> str:
@@ -34,7 +35,7 @@ class GeoBlock(HttpFault):
     """The fault type."""
     region: str
     """The region whose clients are blocked (declared under `regions:`)."""
-    block: list[str] = Field(min_length=1)
+    block: list[Destination] = Field(min_length=1)
     """Destinations: host names the sandbox knows, addresses or CIDRs."""
     ports: list[Port] = []
     """Only these destination ports or ranges (443, "8000:8100"; default: all, and 80 and 443

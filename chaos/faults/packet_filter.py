@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from chaos.faults.base import Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
+from chaos.scenario.model import Destination
 
 
 class PacketFilter(Fault, InContainer):
@@ -21,7 +22,7 @@ class PacketFilter(Fault, InContainer):
 
     type: Literal["packet-filter"] = "packet-filter"
     """The fault type."""
-    destinations: list[str] = []
+    destinations: list[Destination] = []
     """CIDRs, addresses or host names the sandbox knows (empty: every destination)."""
     ports: list[int | str] = []
     """Destination ports (443, "8000:8100"); needs protocol tcp or udp."""

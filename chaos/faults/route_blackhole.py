@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.base import Fault, InContainer
+from chaos.scenario.model import Destination
 
 
 class RouteBlackhole(Fault, InContainer):
@@ -18,7 +19,7 @@ class RouteBlackhole(Fault, InContainer):
 
     type: Literal["route-blackhole"] = "route-blackhole"
     """The fault type."""
-    destinations: list[str] = Field(min_length=1)
+    destinations: list[Destination] = Field(min_length=1)
     """CIDRs, addresses or host names (resolved when the run is planned)."""
     kind: Literal["blackhole", "unreachable", "prohibit"] = "blackhole"
     """The route type."""

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from chaos.faults.base import Fault
+from chaos.scenario.model import Destination
 
 if TYPE_CHECKING:
     from chaos.injectors.tcp_toxics import Rule, Toxic
 
 
 class TcpFault(Fault):
-    destinations: list[str] = []
+    destinations: list[Destination] = []
     """Servers whose connections get the fault: host names the sandbox knows, addresses,
     CIDRs (default: every server)."""
     ports: list[int] = Field(default=[80, 443], min_length=1)

@@ -19,6 +19,7 @@ from chaos.errors import PlanError, PluginError, Problem, ScenarioInvalid
 
 MAX_BYTES = 1 << 20  # a scenario is a page of YAML; a larger file is a mistake (or an attack)
 MAX_NODES = 50_000   # aliases can blow a small file up: stop long before memory does
+MAX_DEPTH = 64       # a scenario nests a handful of levels; PyYAML's composer recurses per level
 
 
 @dataclass
@@ -60,6 +61,8 @@ class _Builder:
         if self.count > MAX_NODES:
             raise _TooBig
         mark = node.start_mark
+        if len(path) > MAX_DEPTH:
+            raise _TooDeep(mark)
         self.source.values.setdefault(path, (mark.line + 1, mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # merge keys (<<)
@@ -89,11 +92,39 @@ class _TooBig(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark) -> None:
+        self.mark = mark
+
+
+def _too_deep(text: str, file: str, mark=None) -> ScenarioInvalid:
+    """The problem for a document nested deeper than MAX_DEPTH, at the first value that is.
+    Without ``mark`` (the composer ran out of stack first) the tokens are scanned for it:
+    the scanner keeps no stack of its own."""
+    if mark is None:
+        depth = 0
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+                                  yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+                depth += 1
+                if depth > MAX_DEPTH + 1:  # the top-level mapping is depth 1, its path ()
+                    mark = token.start_mark
+                    break
+            elif isinstance(token, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
+                                    yaml.FlowSequenceEndToken)):
+                depth -= 1
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return ScenarioInvalid([Problem(file, line, col, "", f"nested deeper than {MAX_DEPTH} levels; "
+                                    "a scenario needs a handful")])
+
+
 def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
     """YAML text -> (plain data, source map); raises ScenarioInvalid with a position."""
     source = SourceMap(file)
     try:
         node = yaml.SafeLoader(text).get_single_node()
+    except RecursionError:
+        raise _too_deep(text, file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -110,6 +141,8 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
     except _TooBig:
         raise ScenarioInvalid([Problem(file, 1, 1, "", f"the document expands to more than "
                                        f"{MAX_NODES} values (aliases?)")]) from None
+    except _TooDeep as exc:
+        raise _too_deep(text, file, exc.mark) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -329,6 +362,27 @@ def plan_problem(scenario, error: PlanError) -> Problem:
     """A plan-time refusal, located like a validation problem."""
     source = getattr(scenario, "_source", None) or SourceMap("<scenario>")
     return source.problem(error.path, error.message)
+
+
+def plan_problems(scenario, error: PlanError) -> list[Problem]:
+    """Every refusal of a plan (``PlanErrors`` holds one per fault), located, in file order."""
+    problems = [plan_problem(scenario, e) for e in getattr(error, "errors", [error])]
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
+def plan_in_sandbox(scenario) -> list[Problem]:
+    """What `chaos run` (without --host) would refuse at plan time from the file alone:
+    the plan of its run, nothing applied. Refusals that ask this machine (``NeedsMachine``:
+    a container the docker daemon does not know) are left to the run."""
+    from chaos.errors import NeedsMachine
+    from chaos.runner import Reporter, Run, RunOptions
+
+    try:
+        Run(scenario, "", RunOptions(), Reporter()).plan()
+    except PlanError as exc:
+        errors = [e for e in getattr(exc, "errors", [exc]) if not isinstance(e, NeedsMachine)]
+        return [plan_problem(scenario, e) for e in errors]
+    return []
 
 
 def scenario_files(paths) -> list[Path]:

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -49,6 +50,38 @@ def check_hostname(name: str) -> str:
 
 
 HostName = Annotated[str, BeforeValidator(lambda v: check_hostname(v) if isinstance(v, str) else v)]
+
+_LOOKS_NUMERIC = re.compile(r"^[0-9.]+$")
+
+
+def check_destination(value: str) -> str:
+    """An address, a CIDR or a host name (checked here, so `chaos validate` refuses what
+    the plan would: an address or CIDR that does not parse is not taken for a name)."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return value
+    except ValueError:
+        pass
+    address, slash, prefix = value.partition("/")
+    if slash or ":" in value or _LOOKS_NUMERIC.match(value):
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an address or CIDR: {exc}") from None
+        limit = 32 if ip.version == 4 else 128
+        raise ValueError(f"{value!r} is not a CIDR: the prefix length must be 0 to {limit}, "
+                         f"not {prefix!r}")
+    if value.startswith("*."):
+        raise ValueError(f"{value!r}: a destination cannot be a wildcard (it is resolved to "
+                         "addresses); name the hosts")
+    check_hostname(value)
+    return value
+
+
+Destination = Annotated[
+    str, AfterValidator(check_destination),
+    WithJsonSchema({"type": "string", "description": "a host name, an address or a CIDR"})]
+"""A fault's destination: a host name the run knows, an address or a CIDR."""
 
 
 class Strict(BaseModel):
