@@ -14,7 +14,8 @@ same run (docs/reliability.md records them).
           /etc/hosts, routes and iptables-save / ip6tables-save compared byte for byte.
 - recover-loop: --starts runs started one after another in two lanes at once (host mode
           in one, sandbox scenarios in the other) in one state dir while `chaos recover`
-          loops on it; a run is harmed if recover undoes or removes anything of it, or it
+          loops on it, every 4th run of a lane with its journal's begin record held 1.5 s
+          (strace's write-delay injection); a run is harmed if recover undoes or removes anything of it, or it
           ends otherwise than uninterrupted, or leaves anything. Peer: each scenario's uninterrupted
           run alone (its run time beside the loop vs alone).
 - fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
@@ -185,17 +186,18 @@ def recover_loop(args, workdir) -> dict:
     harmed = r.harmed + diff
     for line in harmed[:20]:
         print(f"  HARMED {line}")
-    out = {"starts": r.starts, "recovers": r.recovers, "harmed": harmed,
+    out = {"starts": r.starts, "held_starts": r.delayed, "recovers": r.recovers, "harmed": harmed,
            "swept_finished": r.swept_finished, "exit_codes": {str(k): v for k, v in r.codes.items()},
            "wall_s": round(r.wall, 1), "starts_per_min": round(r.starts / r.wall * 60, 1),
            "recovers_per_start": round(r.recovers / max(r.starts, 1), 2),
            "run_median_s": {n: round(_median(d), 2) for n, d in r.durations.items()},
            "peer_alone_s": {i.name: round(cals[i.name].duration, 2) for i in items}}
-    print(f"  recover loop: {len(harmed)} harm(s) in {r.starts} starts; {r.recovers} recovers "
+    print(f"  recover loop: {len(harmed)} harm(s) in {r.starts} starts ({r.delayed} with the journal's "
+          f"begin held {c.HOLD_SECONDS}s by strace); {r.recovers} recovers "
           f"({out['recovers_per_start']} per start); exit codes {dict(r.codes)}; "
           f"{r.swept_finished} finished folders swept; {out['wall_s']}s", flush=True)
     for name, took in out["run_median_s"].items():
-        alone = out["peer_alone_s"][name]
+        alone = out["peer_alone_s"][name.removesuffix(" (held)")]
         print(f"  {name}: median run {took}s beside the loop, {alone}s alone: {took / alone:.2f}x")
     return out
 
