@@ -60,7 +60,7 @@ def _no_pydantic_plugin_loader() -> None:
     sys.modules[name] = loader
 
 
-def _load_all(paths, echo_ok: bool = False):
+def _load_all(paths):
     _no_pydantic_plugin_loader()  # before the first model is built
     from chaos.errors import ScenarioInvalid
     from chaos.scenario.load import load, scenario_files
@@ -72,8 +72,6 @@ def _load_all(paths, echo_ok: bool = False):
     for path in files:
         try:
             loaded.append((path, load(path)))
-            if echo_ok:
-                click.echo(f"{path}: ok")
         except ScenarioInvalid as exc:
             problems += exc.problems
     startup.resume()  # imports done, models built: collect again from here on
