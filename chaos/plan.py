@@ -122,8 +122,7 @@ def redirected_names(hosts: str = "/etc/hosts") -> dict[str, str]:
 
 def run_state(run_id: str, state: str | os.PathLike | None = None) -> str:
     """How a run stands, for a message: alive (pid), dead with its journal, or unknown here."""
-    from chaos.journal import Journal
-    from chaos.journal import state_dir as resolve
+    from chaos.journal import Journal, state_dir as resolve
 
     path = resolve(state) / "runs" / run_id / "journal.jsonl"
     try:
