@@ -97,3 +97,34 @@ def test_python_probes_run_in_the_sandbox_and_are_judged(tmp_path):
     assert sleepy["verdict"] == "hung" and sleepy["duration"] < 5
     assert not_ok["verdict"] == "failed"
     assert "call: expected fails, observed succeeded" in done.stdout
+
+
+SHELL_CHECK = '''\
+def shell(ctx):
+    done = ctx.run("printf '<%s>' {x}")
+    return {"ok": done.exit == 0, "output": done.stdout}
+'''
+
+SHELL_SCENARIO = """\
+name: python-probe-ctx-run
+expect:
+  during:
+    - python: shellcheck:shell
+      output: {contains: VALUE}
+"""
+
+
+def test_ctx_run_fills_var_values_as_words_never_code(tmp_path):
+    """ctx.run() in a Python probe fills {name} like `run:` does: a --var value is one
+    literal word, never shell code (issue #22)."""
+    (tmp_path / "shellcheck.py").write_text(SHELL_CHECK)
+    pwned = tmp_path / "pwned"
+    value = f"$(touch {pwned}); touch {pwned}"
+    scenario = write(tmp_path, SHELL_SCENARIO.replace("VALUE", json.dumps(f"<{value}>")))
+    report = tmp_path / "r.json"
+    env = {**os.environ, "CHAOS_STATE_DIR": str(tmp_path / "state"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(chaos_cmd("run", str(scenario), "--json", str(report), "--var", f"x={value}"),
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert not pwned.exists(), "a --var value ran as a command"
+    assert done.returncode == 0, done.stdout + done.stderr
