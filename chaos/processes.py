@@ -13,6 +13,8 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from chaos.journal import Entry, Journal, is_alive, process_start_time
@@ -20,6 +22,20 @@ from chaos.journal import Entry, Journal, is_alive, process_start_time
 # `read` fails on EOF (runner gone before journaling): then exit without running anything.
 # bash, not sh: dash cannot redirect file descriptors above 9.
 _GATE = 'read -r -u {fd} _ || exit 70; exec {fd}<&-; exec "$@"'
+
+
+@contextmanager
+def signals_held_back() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (blocked, not lost) until the block ends. For a change made by
+    a child process (a namespace created by pyroute2's helper or by `ip netns add`): a
+    signal raised while the parent waits would start the revert before the child's change
+    exists, and the change would outlive the run. Held, the signal is taken the moment the
+    change is whole, and the revert finds it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def netns_argv(netns: str | None, argv: list[str]) -> list[str]:

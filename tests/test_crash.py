@@ -208,3 +208,39 @@ def test_probe_scratch_files_of_a_killed_run_are_removed_by_recover(chaos, state
     result = chaos("recover")
     assert result.returncode == 0 and "recovered" in result.stdout, result.stdout
     assert not any(f.exists() for f in files)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_namespace_creation_waits_until_it_exists(sig):
+    """pyroute2 creates a namespace in a child process: a signal that stopped the parent
+    while it waited left the revert looking for a namespace that appeared after it (the
+    signal campaign's one residue). The signal must be taken once the namespace exists."""
+    from pyroute2 import netns
+
+    from chaos.errors import Interrupted
+    from chaos.runner import received, signals_raise
+    from chaos.sandbox.netns import create_whole
+
+    name = f"chaos-sigtest-{os.getpid()}"
+
+    class ChildStillWorking:
+        """The real create, reached only after the signal came in (as with pyroute2's
+        child, which goes on while the parent is interrupted)."""
+
+        @staticmethod
+        def create(n: str) -> None:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.2)
+            netns.create(n)
+
+    received.clear()
+    try:
+        with pytest.raises((Interrupted, KeyboardInterrupt)):
+            with signals_raise():
+                create_whole(ChildStillWorking, name)
+        assert name in netns.listnetns(), "the signal was taken before the namespace existed"
+        assert received == [sig]
+    finally:
+        received.clear()
+        if name in netns.listnetns():
+            netns.remove(name)

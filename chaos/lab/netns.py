@@ -35,7 +35,10 @@ def add(journal: Journal, name: str) -> None:
     if exists(name):
         raise FileExistsError(f"network namespace {name} already exists")
     journal.record(KIND, {"name": name}, f"netns {name}")
-    _ip("netns", "add", name)
+    from chaos.processes import signals_held_back
+
+    with signals_held_back():  # a signal raised while run() waits would kill `ip` part-way
+        _ip("netns", "add", name)
     _ip("-n", name, "link", "set", "lo", "up")
 
 

@@ -37,6 +37,15 @@ def _netns():
     return netns
 
 
+def create_whole(netns, name: str) -> None:
+    """``netns.create`` (pyroute2 makes the namespace in a child process) with signals held
+    back until the namespace exists."""
+    from chaos.processes import signals_held_back
+
+    with signals_held_back():
+        netns.create(name)
+
+
 def _iproute(name: str):
     from chaos.sandbox.enter import iproute  # made inside the namespace, no fork per socket
 
@@ -113,7 +122,7 @@ class Sandbox:
         netns = _netns()
         for name in [self.world] + [c.netns for c in self.clients.values()]:
             journal.record("netns", {"name": name}, f"network namespace {name}")
-            netns.create(name)
+            create_whole(netns, name)
         self._up(self.world, "lo")
         files.ensure_dir(journal, files.NETNS_ETC)
         short = self.run_id.removeprefix("chaos-")
