@@ -10,10 +10,10 @@ import sys
 
 
 def main() -> None:
-    from chaos import startup
+    try:  # the first import too: a Ctrl-C can land in any of them
+        from chaos import startup
 
-    startup.pause()  # until the command has loaded what it needs (chaos/startup.py)
-    try:
+        startup.pause()  # until the command has loaded what it needs (chaos/startup.py)
         from chaos.cli import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

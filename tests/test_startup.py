@@ -73,3 +73,27 @@ def test_pydantic_asks_its_plugin_loader_for_get_plugins_only():
     source = inspect.getsource(schema_validator)
     assert re.findall(r"_loader import (.+)", source) == ["get_plugins"]
     assert source.count("_loader") == 1
+
+
+CTRL_C_IN_FIRST_IMPORT = """\
+import importlib.abc, os, signal, sys
+
+class CtrlC(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "chaos.startup":
+            os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands inside this import
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+from chaos.__main__ import main
+main()
+"""
+
+
+def test_ctrl_c_in_the_entry_points_first_import_exits_130_quietly():
+    """The campaign's R4 test caught a Ctrl-C landing in `from chaos import startup`, the
+    one import the entry point made outside its guard: a KeyboardInterrupt traceback."""
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_IN_FIRST_IMPORT], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "interrupted"
