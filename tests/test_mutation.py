@@ -28,3 +28,17 @@ def test_mutant_is_killed_by_the_hosts_redirect_drill(state_dir, mutant, worse):
     probes = {w.split(": ", 1)[1].rsplit(": ", 1)[0] for w in cell.worse}
     assert worse <= probes, cell.worse
     assert_same(before, snapshot())
+
+
+CDN_RESETS = SCENARIOS / "registry" / "12-cdn-resets-downloads.yaml"
+
+
+def test_patient_client_is_killed_by_the_cdn_reset_drill(state_dir):
+    # dockerd retries a reset layer download: 6 attempts give up within the drill's bound,
+    # 30 are still retrying when the bound kills the pull
+    before = snapshot()
+    cells = run_mutant("patient-client", [CDN_RESETS], timeout=400)
+    cell = cells["registry-cdn-resets-downloads"]
+    assert cell.outcome == "killed", cell
+    assert any("gives up on the reset layer within its retry budget" in w for w in cell.worse), cell.worse
+    assert_same(before, snapshot())
