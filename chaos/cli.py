@@ -313,6 +313,81 @@ def recover(state_dir, force) -> None:
     sys.exit(recover_all(state_dir, force, echo=click.echo))
 
 
+class LabelType(click.ParamType):
+    """--selector KEY=VALUE: a Kubernetes label."""
+
+    name = "KEY=VALUE"
+    _KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+    _VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+
+    def convert(self, value, param, ctx):
+        import re
+
+        key, sep, val = value.partition("=")
+        if not sep or not re.match(self._KEY, key) or not re.match(self._VALUE, val):
+            self.fail(f"{value!r} is not a label KEY=VALUE", param, ctx)
+        return key, val
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        from chaos.durations import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@cli.command("export")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--to", "engine", type=click.Choice(["chaos-mesh"]), required=True,
+              help="The engine whose resources to write.")
+@click.option("--namespace", default="default", show_default=True,
+              help="The namespace of the Workflow and of the pods it selects.")
+@click.option("--selector", multiple=True, type=LabelType(),
+              help="A label of the client pods the faults act on (repeatable; default: every pod "
+                   "of the namespace).")
+@click.option("--server-selector", multiple=True, type=LabelType(),
+              help="A label of the server pods HTTPChaos is injected into (default: --selector).")
+@click.option("--region-label", default="region", show_default=True,
+              help="A fault's `region: R` also selects the pods labelled KEY=R.")
+@click.option("--during", type=DurationType(), default="60s", show_default=True,
+              help="How long the `during` phase lasts (longer when a window ends later).")
+@click.option("--allow-partial", is_flag=True,
+              help="Export the faults that map; list the others (and annotate the Workflow).")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="A folder for one <scenario>.yaml each, or - for standard output.")
+def export(paths, engine, namespace, selector, server_selector, region_label, during,
+           allow_partial, output) -> None:
+    """Write scenarios as Chaos Mesh resources (a Workflow each) for `kubectl apply`."""
+    from chaos.export.command import export_files
+    from chaos.export.mapping import Target
+
+    loaded, problems = _load_all(paths)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    target = Target(namespace, dict(selector),
+                    dict(server_selector) if server_selector else None, region_label)
+    code = export_files(loaded, target, during, allow_partial, output)
+    sys.exit(_worst([code] + ([ExitStatus.INVALID] if problems else [])))
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", default="-", show_default=True,
+              help="The scenario file to write, or - for standard output.")
+@click.option("--name", help="The scenario's name (default: the first resource's).")
+def import_(paths, output, name) -> None:
+    """Read Chaos Mesh NetworkChaos / DNSChaos / HTTPChaos documents (alone, in a Schedule or
+    a Workflow) into a scenario file the sandbox runs."""
+    from chaos.export.command import import_files
+
+    sys.exit(import_files(paths, output, name))
+
+
 class FaultSpec(click.ParamType):
     """--fault 'NAMES=ANSWER' or a YAML mapping of a dns fault's parameters."""
 

@@ -43,3 +43,29 @@ def format_duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.2f}s".replace(".00s", "s")
     return f"{seconds / 60:.1f}m"
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Go's ``time.Duration.String()`` writes them, the form Chaos Mesh and other
+    Kubernetes tools read: 250ms, 30s, 1m30s, 1h0m5s (whole milliseconds; 0s for zero)."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    return f"{minutes}m{secs}" if minutes else secs
+
+
+def one_unit_duration(seconds: float) -> str:
+    """Seconds as a number and one unit (1h, 90s, 1500ms): the form Chaos Mesh's netem
+    fields (delay latency, jitter) take; whole milliseconds."""
+    ms = round(seconds * 1000)
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
