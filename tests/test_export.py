@@ -205,7 +205,7 @@ def test_unmappable_faults_are_refused_with_file_and_line():
     assert len(mirror) == 1, done.stderr
     assert mirror[0].startswith("scenarios/registry/10-mirror-down.yaml:9: faults[0] "
                                 "(packet-filter): no Chaos Mesh equivalent: action reject-reset")
-    assert mirror[0].endswith("nearest: packet-filter with action: drop (NetworkChaos loss)")
+    assert mirror[0].endswith("nearest: packet-filter with action: drop (NetworkChaos partition)")
     flaky = [line for line in lines if line.startswith("scenarios/dns-servfail-flaky.yaml:")]
     assert len(flaky) == 1 and flaky[0].startswith("scenarios/dns-servfail-flaky.yaml:11: faults[0] (dns)")
     assert "probability" in flaky[0] and "'*.docker.test'" in flaky[0]

@@ -113,8 +113,8 @@ def _ports_lost(fault) -> list[str]:
 
 def route_blackhole(fault, target: Target) -> list[MeshChaos]:
     _no_container(fault)
-    lost = ["routing-table failure: clients time out (NetworkChaos drops) instead of failing "
-            "at once"] if fault.kind != "blackhole" else []
+    lost = [f"kind {fault.kind}: clients fail at once in the routing table here; NetworkChaos "
+            "drops silently, so they time out"]
     return [MeshChaos("NetworkChaos", _network(target, "partition", fault.destinations,
                                                fault.region), lost)]
 
@@ -124,14 +124,17 @@ def packet_filter(fault, target: Target) -> list[MeshChaos]:
     if fault.action != "drop":
         raise Unmappable(f"action {fault.action}: Chaos Mesh cannot reset a connection or "
                          "answer ICMP errors (NetworkChaos only drops, delays and shapes)",
-                         "packet-filter with action: drop (NetworkChaos loss)")
+                         "packet-filter with action: drop (NetworkChaos partition)")
     if fault.match is not None or fault.after_bytes is not None:
         raise Unmappable("NetworkChaos cannot match packets on TTL, length, TCP flags or a "
-                         "byte count", "packet-filter without match/after_bytes (NetworkChaos loss)")
-    percent = 100 if fault.probability is None else round(fault.probability * 100, 2)
+                         "byte count", "packet-filter without match/after_bytes (NetworkChaos partition)")
     lost = _ports_lost(fault)
     if fault.protocol is not None:
         lost.append(f"protocol {fault.protocol}: NetworkChaos drops every protocol")
+    if fault.probability is None:  # every packet: a partition (iptables DROP, as here)
+        return [MeshChaos("NetworkChaos", _network(target, "partition", fault.destinations,
+                                                   fault.region), lost)]
+    percent = round(fault.probability * 100, 2)
     return [MeshChaos("NetworkChaos", _network(target, "loss", fault.destinations, fault.region,
                                                loss={"loss": f"{percent:g}"}), lost)]
 
@@ -321,7 +324,7 @@ def hosts_entry(fault, target: Target) -> list[MeshChaos]:
 
 def reset(fault, target: Target) -> list[MeshChaos]:
     raise Unmappable("NetworkChaos cannot reset a TCP connection",
-                     "partial (HTTPChaos abort) or packet-filter drop (NetworkChaos loss)")
+                     "partial (HTTPChaos abort) or packet-filter drop (NetworkChaos partition)")
 
 
 def garbage(fault, target: Target) -> list[MeshChaos]:
