@@ -246,3 +246,25 @@ def test_options_reach_the_resources():
     bad = chaos_cli("export", "--to", "chaos-mesh", "--selector", "not a label",
                     "scenarios/cdn-outage-5xx.yaml")
     assert bad.returncode == 2 and "not a label" in bad.stderr
+
+
+EXAMPLES = ROOT / "examples" / "kubernetes"
+
+
+def test_examples_are_the_current_export_and_validate():
+    """examples/kubernetes/ holds `chaos export --to chaos-mesh` of every shipped scenario that
+    maps, byte for byte as the code exports it today (so it cannot go stale)."""
+    sources = {}
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        text = example.read_text()
+        first = text.splitlines()[0]
+        assert first.startswith("# chaos export --to chaos-mesh "), example
+        source = first.removeprefix("# chaos export --to chaos-mesh ")
+        result = export_scenario(load(ROOT / source), source, Target())
+        assert result.text(source) == text, (
+            f"{example.name} is stale: regenerate with `chaos export --to chaos-mesh "
+            f"-o examples/kubernetes {source}`")
+        assert example.name == f"{result.name}.yaml"
+        validate_workflow(yaml.safe_load(text))
+        sources[source] = example
+    assert set(sources) == {str(p.relative_to(ROOT)) for p in SCENARIOS if p.stem in MAPS}
