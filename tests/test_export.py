@@ -268,3 +268,18 @@ def test_examples_are_the_current_export_and_validate():
         validate_workflow(yaml.safe_load(text))
         sources[source] = example
     assert set(sources) == {str(p.relative_to(ROOT)) for p in SCENARIOS if p.stem in MAPS}
+
+
+def test_go_durations():
+    from chaos.durations import go_duration, one_unit_duration, parse_go_duration
+
+    cases = {0: "0s", 0.25: "250ms", 30: "30s", 90: "1m30s", 60: "1m0s", 3605: "1h0m5s",
+             1.5: "1.5s"}
+    for seconds, text in cases.items():
+        assert go_duration(seconds) == text
+        assert GO_DURATION.match(text)
+        assert parse_go_duration(text) == seconds
+    assert [one_unit_duration(s) for s in (3600, 90, 1.5, 0.01)] == ["1h", "90s", "1500ms", "10ms"]
+    for bad in ("1.5 min", "5", "", "1h 2m"):
+        with pytest.raises(ValueError):
+            parse_go_duration(bad)
