@@ -16,7 +16,7 @@ import yaml
 from chaos.export.chaos_mesh import export_scenario
 from chaos.export.importer import ImportRefused, import_documents
 from chaos.export.mapping import Target
-from chaos.scenario.load import load, load_text
+from chaos.scenario.load import load, load_text, plan_in_sandbox
 from tests.test_export import MAPS, ROOT, SCENARIOS, validate_workflow
 
 CHAOS_KINDS = ("NetworkChaos", "DNSChaos", "HTTPChaos", "Schedule", "Suspend")
@@ -59,6 +59,7 @@ def round_trip(path: Path, tmp_path: Path):
 def test_export_then_import_gives_the_same_faults(path, tmp_path):
     original, first, imported = round_trip(path, tmp_path)
     assert [targets(f) for f in imported.faults] == [targets(f) for f in original.faults]
+    assert plan_in_sandbox(imported) == []  # `chaos run` would plan it: the sandbox runs it
     again = export_scenario(imported, "imported.yaml", Target())
     validate_workflow(again.workflow)
     assert chaos_nodes(again.workflow) == chaos_nodes(first.workflow)
@@ -190,3 +191,45 @@ def test_an_imported_experiment_runs_in_the_sandbox(chaos, tmp_path):
     run_id = re.search(r"· run (chaos-[0-9a-f]+)", result.stdout).group(1)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert run_id not in netns
+
+
+SERIAL = """\
+apiVersion: chaos-mesh.org/v1alpha1
+kind: Workflow
+metadata: {name: team-drill}
+spec:
+  entry: drill
+  templates:
+    - name: drill
+      templateType: Serial
+      children: [healthy, cut, pause, slow-dns]
+    - name: healthy
+      templateType: StatusCheck
+      statusCheck: {type: HTTP, http: {url: "http://registry.test/v2/", criteria: {statusCode: "200-299"}}}
+    - name: cut
+      templateType: NetworkChaos
+      deadline: 30s
+      networkChaos: {action: loss, mode: all, selector: {namespaces: [ci]},
+                     loss: {loss: "25"}, externalTargets: [registry.test]}
+    - name: pause
+      templateType: Suspend
+      deadline: 10s
+    - name: slow-dns
+      templateType: DNSChaos
+      deadline: 1m
+      dnsChaos: {action: random, mode: all, selector: {namespaces: [ci]}, patterns: [registry.test]}
+"""
+
+
+def test_a_serial_workflow_becomes_windows_one_after_the_other(tmp_path):
+    path = tmp_path / "drill.yaml"
+    path.write_text(SERIAL)
+    data = import_documents([path])
+    scenario = load_text(yaml.safe_dump(data))
+    loss, dns = scenario.faults
+    assert (loss.type, loss.probability, loss.window.after, loss.window.for_) == (
+        "packet-filter", 0.25, 0, 30)
+    assert (dns.type, dns.answer, dns.window.after, dns.window.for_) == ("dns", "random", 40, 60)
+    assert [(p.http, p.status) for p in scenario.expect.before] == [
+        ("http://registry.test/v2/", list(range(200, 300)))]
+    assert data["name"] == "team-drill" and [s.name for s in scenario.serve] == ["registry.test"]

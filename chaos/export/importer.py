@@ -160,14 +160,19 @@ class _Workflow:
         top = self.template(self.entry)
         children: list[str] = (top.get("children", []) if top.get("templateType") == "Serial"
                                else [str(self.entry)])
-        phase = "before"
+        chaos = [c for c in children if self.template(c).get("templateType") != "StatusCheck"]
+        # One node between the checks is the `during` phase (its deadline the phase's length);
+        # several run one after the other, each chaos then in a window of its own.
+        length = None
+        if len(chaos) == 1 and self.template(chaos[0]).get("deadline"):
+            length = _seconds(self.template(chaos[0])["deadline"])
+        phase, offset = "before", 0.0
         for child in children:
-            if self.template(child).get("templateType") == "StatusCheck":
+            if child not in chaos:
                 self.check(child, phase)
-            else:
-                deadline = self.template(child).get("deadline")
-                self.during(child, 0.0, _seconds(deadline) if deadline else None, None)
-                phase = "after"
+                continue
+            offset += self.during(child, offset, length, None)
+            phase = "during" if child != chaos[-1] else "after"
 
     def template(self, name) -> dict:
         return self.templates[self.index[name]] if name in self.index else {}
