@@ -283,3 +283,52 @@ def test_go_durations():
     for bad in ("1.5 min", "5", "", "1h 2m"):
         with pytest.raises(ValueError):
             parse_go_duration(bad)
+
+
+def test_a_fault_type_maps_by_its_own_method_or_is_refused():
+    """A plugin's fault type maps through `chaos_mesh(target)` on its model; one without it
+    is refused ("no Chaos Mesh mapping"), never dropped."""
+    from typing import Literal
+
+    from chaos.export.mapping import MeshChaos
+    from chaos.faults import register, unregister
+    from chaos.faults.base import Fault
+    from chaos.scenario.load import load_text
+
+    class Corrupt(Fault):
+        type: Literal["test-corrupt"] = "test-corrupt"
+        percent: int = 10
+
+        def chaos_mesh(self, target):
+            return [MeshChaos("NetworkChaos", {"action": "corrupt", "mode": "all",
+                                               "selector": target.selector(),
+                                               "corrupt": {"corrupt": str(self.percent)}})]
+
+    class Opaque(Fault):
+        type: Literal["test-opaque"] = "test-opaque"
+
+    register("test-corrupt", Corrupt)
+    register("test-opaque", Opaque)
+    try:
+        text = "name: plugin\nfaults:\n  - {type: test-corrupt, percent: 30}\n  - {type: test-opaque}\n"
+        scenario = load_text(text, "plugin.yaml")
+        refused = export_scenario(scenario, "plugin.yaml", Target())
+        assert refused.workflow is None
+        assert [str(r) for r in refused.refused] == [
+            "plugin.yaml:4: faults[1] (test-opaque): no Chaos Mesh equivalent: fault type "
+            "'test-opaque' has no Chaos Mesh mapping; nearest: none"]
+        partial = export_scenario(scenario, "plugin.yaml", Target(), allow_partial=True)
+        validate_workflow(partial.workflow)
+        (node,) = [t for t in partial.workflow["spec"]["templates"] if "networkChaos" in t]
+        assert node["networkChaos"]["corrupt"] == {"corrupt": "30"}
+    finally:
+        unregister("test-corrupt")
+        unregister("test-opaque")
+
+
+def test_an_invalid_scenario_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nfaults:\n  - type: dns\n    names: [registry.test]\n    answer: nope\n")
+    done = chaos_cli("export", "--to", "chaos-mesh", str(path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"{path}:5:")
