@@ -208,10 +208,11 @@ class _Checks:
         return None
 
     def _template(self, name: str, probe, phase: str) -> dict:
-        timeout = max(1, math.ceil(probe.within or probe.timeout or 5))
+        bound = probe.within or probe.timeout or 5
+        timeout = max(1, min(5, math.ceil(bound)))
         # Before: the steady state holds at once. During and after: the symptom (or the
-        # recovery) may take until `within` to show.
-        failures = 1 if phase == "before" else max(1, math.ceil(probe.within or 5))
+        # recovery) may take until `within` to show: one try a second until then.
+        failures = 1 if phase == "before" else max(1, math.ceil(bound / (timeout + 1)))
         http: dict[str, Any] = {"url": probe.http, "method": probe.method,
                                 "criteria": {"statusCode": _status_code(probe.status)}}
         if probe.headers:
