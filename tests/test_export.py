@@ -114,7 +114,10 @@ def exported(path: Path, **kw):
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_every_shipped_scenario_that_maps_validates(path):
     result = exported(path)
-    assert (result.workflow is not None) == (path.stem in MAPS), [str(r) for r in result.refused]
+    assert (result.workflow is not None) == (path.stem in MAPS), (
+        "a shipped scenario that maps goes in MAPS and its export in examples/kubernetes/ "
+        "(`chaos export --to chaos-mesh -o examples/kubernetes FILE`); one that does not map "
+        "leaves MAPS: " + "; ".join(str(r) for r in result.refused))
     if result.workflow is None:
         assert result.refused  # never dropped silently
         partial = exported(path, allow_partial=True)
