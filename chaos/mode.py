@@ -48,6 +48,10 @@ class Mode:
     def __init__(self) -> None:
         self.zone: dict[str, str] = {}
         """Names the run knows (served names, lab services, `hosts:`) -> addresses."""
+        self.zone6: dict[str, str] = {}
+        """Names of a dual-stack run -> their IPv6 address, beside the one in ``zone``."""
+        self.dual_stack = False
+        """Clients and servers have IPv6 addresses too (a dual-stack sandbox)."""
 
     # -- where: read at plan time -----------------------------------------------------------
     @property
@@ -63,6 +67,15 @@ class Mode:
     def region_ranges(self) -> dict[str, Net]:
         """Region -> its clients' source range."""
         return {}
+
+    def region_ranges6(self) -> dict[str, Net]:
+        """Region -> its clients' IPv6 source range (a dual-stack run)."""
+        return {}
+
+    def dns_zone(self) -> dict[str, list[str]]:
+        """The zone as the fake DNS server reads it: name -> its addresses (A and AAAA)."""
+        return {name: [addr, *([self.zone6[name]] if name in self.zone6 else [])]
+                for name, addr in {**self.zone6, **self.zone}.items()}
 
     def offers(self, service: str) -> bool:
         """Whether a fault or probe may ask for ``service`` (one of SERVICES)."""
@@ -116,10 +129,27 @@ class HostMode(Mode):
 
     def __init__(self, hosts: dict | None = None) -> None:
         super().__init__()
-        self.zone = {name: str(addr) for name, addr in (hosts or {}).items()}
+        self.zone, self.zone6 = split_hosts(hosts)
 
     def clients(self) -> dict[str, tuple[str | None, Path]]:
         return {"host": (None, Path("/etc/hosts"))}
+
+
+def split_hosts(hosts) -> tuple[dict[str, str], dict[str, str]]:
+    """`hosts:` (name -> an address or a list of one per family) -> (zone, zone6): the
+    IPv4 address (else the only one) in the zone, the IPv6 one of a name with both in
+    zone6."""
+    import ipaddress
+
+    zone: dict[str, str] = {}
+    zone6: dict[str, str] = {}
+    for name, value in (hosts or {}).items():
+        addrs = [ipaddress.ip_address(str(a)) for a in (value if isinstance(value, list) else [value])]
+        addrs.sort(key=lambda a: a.version)
+        zone[name] = str(addrs[0])
+        if len(addrs) > 1:
+            zone6[name] = str(addrs[1])
+    return zone, zone6
 
 
 def mode_name(host_mode: bool, lab) -> str:
@@ -127,7 +157,7 @@ def mode_name(host_mode: bool, lab) -> str:
 
 
 def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, regions=None,
-              lab=None) -> Mode:
+              lab=None, ipv6: bool = False) -> Mode:
     """The mode a run asks for; what the host cannot give is refused here."""
     if host_mode:
         for key, value in (("serve", serve), ("regions", regions), ("lab", lab)):
@@ -141,4 +171,4 @@ def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, reg
         return LabMode(run_id, lab, hosts)
     from chaos.sandbox.mode import SandboxMode
 
-    return SandboxMode(run_id, serve, hosts, regions)
+    return SandboxMode(run_id, serve, hosts, regions, ipv6=ipv6)

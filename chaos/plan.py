@@ -172,6 +172,12 @@ class PlanContext:
     """Injectors the planned fault needs applied before its own (a container's netns handle)."""
     state_dir: str | os.PathLike | None = None
     """The run's state dir (to say whether another run named in /etc/hosts still runs)."""
+    zone6: dict[str, str] = field(default_factory=dict)
+    """Names of a dual-stack run -> their IPv6 address, beside the one in ``zone``."""
+    dual_stack: bool = False
+    """The sandbox's clients and servers have IPv6 addresses too."""
+    region_ranges6: Mapping[str, Net] = field(default_factory=dict)
+    """Region -> its clients' IPv6 source range (a dual-stack run)."""
 
     @property
     def tag(self) -> str:
@@ -222,6 +228,11 @@ class PlanContext:
         self.dns.wanted = True
         return self.dns
 
+    @property
+    def edge_families(self) -> list[str]:
+        """The families an edge redirect acts in: IPv6 too in a dual-stack run."""
+        return ["ipv4", "ipv6"] if self.dual_stack else ["ipv4"]
+
     def use_http(self, rel: tuple = ()) -> HttpService:
         """The run's HTTP fault proxy at the world's edge (started because a fault asked)."""
         if self.http is None:
@@ -236,9 +247,20 @@ class PlanContext:
         self.tcp.wanted = True
         return self.tcp
 
-    def destinations(self, target: str, rel: tuple) -> list[Net]:
-        """A CIDR, an address or a name -> networks, each checked against the guardrails."""
+    def destinations(self, target: str, rel: tuple, family: str = "both") -> list[Net]:
+        """A CIDR, an address or a name -> networks, each checked against the guardrails;
+        only those of ``family`` (v4, v6, both): a name gives its address in that family,
+        an address of the other family is refused."""
         nets = self._resolve(target, rel)
+        if family != "both":
+            version = 4 if family == "v4" else 6
+            kept = [n for n in nets if n.version == version]
+            if not kept:
+                what = "IPv4" if version == 4 else "IPv6"
+                self.fail(rel, f"{target} has no {what} address, and the fault is for family "
+                               f"{family}" + ("" if self.dual_stack or self.host_mode else
+                                              " (the sandbox is IPv4-only: set ipv6: true)"))
+            nets = kept
         for net in nets:
             self.guard(net, rel)
         return nets
@@ -250,7 +272,8 @@ class PlanContext:
             pass
         name = target.lower().rstrip(".")
         if name in self.zone:
-            return [ipaddress.ip_network(self.zone[name])]
+            return [ipaddress.ip_network(self.zone[name]),
+                    *([ipaddress.ip_network(self.zone6[name])] if name in self.zone6 else [])]
         if not self.host_mode:
             self.fail(rel, f"cannot resolve {target!r}: the sandbox knows only "
                            f"{', '.join(sorted(self.zone)) or 'no names'} (add it to serve: or hosts:)")

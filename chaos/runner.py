@@ -209,7 +209,8 @@ class Run:
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id, lab=s.lab,
-                               seed=s.seed, docker_host=self.options.docker_host or s.docker)
+                               seed=s.seed, docker_host=self.options.docker_host or s.docker,
+                               ipv6=s.dual_stack)
         errors: list[PlanError] = []  # every fault's refusal, not only the first one's
         for i, fault in enumerate(s.faults):
             try:

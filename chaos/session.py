@@ -82,16 +82,22 @@ class FaultSwitch:
         return self.on or any(i.entries for i in self.injectors)
 
 
+def edge_families(dual_stack: bool) -> list[str]:
+    """The families the edge's redirects and connection tracking act in."""
+    return ["ipv4", "ipv6"] if dual_stack else ["ipv4"]
+
+
 class Session:
     def __init__(self, *, host_mode: bool = False, state_dir=None, serve=(), hosts=None,
                  regions=None, variables=None, run_id: str | None = None, lab=None,
-                 seed: int | None = None, docker_host: str | None = None) -> None:
+                 seed: int | None = None, docker_host: str | None = None,
+                 ipv6: bool = False) -> None:
         from chaos.sandbox.container import Containers
 
         self.run_id = run_id or new_run_id()
         self.state_dir, self.seed = state_dir, seed
         self.mode: Mode = make_mode(run_id=self.run_id, host_mode=host_mode, serve=serve,
-                                    hosts=hosts, regions=regions, lab=lab)
+                                    hosts=hosts, regions=regions, lab=lab, ipv6=ipv6)
         self.place = Place(variables=dict(variables or {}), servers=self.mode.zone)
         self.journal: Journal | None = None
         self.dns, self.http, self.tcp = DnsService(), HttpService(), TcpService()
@@ -127,6 +133,8 @@ class Session:
         mode = self.mode
         return PlanContext(self.run_id, mode.host_mode, mode.clients(), mode.zone, path=path,
                            world=mode.edge, region_ranges=mode.region_ranges(),
+                           zone6=mode.zone6, dual_stack=mode.dual_stack,
+                           region_ranges6=mode.region_ranges6(),
                            containers=self.containers, state_dir=self.state_dir,
                            dns=self.dns if mode.offers("dns") else None,
                            http=self.http if mode.offers("http") else None,
@@ -198,7 +206,8 @@ class Session:
         from chaos.injectors.redirect import TrackConnections
 
         assert self.edge is not None  # wanted only where the mode offers an edge
-        self.edge_tracking = TrackConnections(self.edge, tag=self.run_id)
+        self.edge_tracking = TrackConnections(self.edge, tag=self.run_id,
+                                              families=edge_families(self.mode.dual_stack))
         self.edge_tracking.apply(self.opened)
 
     def start_tcp(self, step) -> None:
@@ -207,8 +216,11 @@ class Session:
         step(f"tcp: fault proxy at the world's edge, port {self.tcp.PORT}")
         run_dir = self.logs / "tcp-proxy"
         run_dir.mkdir(exist_ok=True)
-        config = {"listeners": [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}",
-                                 "transparent": True}], "seed": self.seed}
+        listeners = [{"name": "edge", "listen": f"0.0.0.0:{self.tcp.PORT}", "transparent": True}]
+        if self.mode.dual_stack:  # the edge's IPv6 redirects land here
+            listeners.append({"name": "edge6", "listen": f"[::]:{self.tcp.PORT}",
+                              "transparent": True, "v6only": True})
+        config = {"listeners": listeners, "seed": self.seed}
         self.tcp.proxy = start_tcp_proxy(self.opened, netns=self.edge, config=config, run_dir=run_dir)
 
     @property
@@ -239,8 +251,10 @@ class Session:
         with open(key, "wb") as f:
             f.write(ca.key.read_bytes() + ca.cert.read_bytes())
         (confdir / "mitmproxy-ca-cert.pem").write_bytes(ca.cert.read_bytes())
+        # "": every address of both families (a dual-stack sandbox redirects IPv6 here too)
+        host = "" if self.mode.dual_stack else "0.0.0.0"
         self.http.proxy = start_http_proxy(self.opened, netns=self.edge,
-                                           listen=f"0.0.0.0:{self.http.PORT}", mode="transparent",
+                                           listen=(host, self.http.PORT), mode="transparent",
                                            run_dir=run_dir, confdir=confdir, upstream_ca=ca.cert)
         if not self.mode.clients_trust_ca:
             self.trust_ca()

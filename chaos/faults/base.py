@@ -128,6 +128,18 @@ class Fault(Strict):
         return self.window is None or (self.window.after == 0 and self.window.for_ is None)
 
 
+class ByFamily(Strict):
+    """The `family:` of the faults that act on one address family or both."""
+
+    family: Literal["v4", "v6", "both"] = "both"
+    """Act on IPv4 only, IPv6 only, or both (a dual-stack run's names have an address in
+    each: `v6` breaks the IPv6 path while IPv4 works)."""
+
+    def iptables_families(self) -> list[str] | None:
+        """The packet filter's families (None: both)."""
+        return None if self.family == "both" else ["ipv4" if self.family == "v4" else "ipv6"]
+
+
 class InContainer(Strict):
     """The `container:` target of the client-side faults (hosts, routes, filters)."""
 

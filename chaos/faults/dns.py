@@ -62,6 +62,9 @@ class Dns(Fault):
     """`delay`: how late the right answer comes."""
     types: list[Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "SOA", "PTR", "ANY"]] = []
     """Only these query types (e.g. [AAAA]: IPv6 lookups stall, IPv4 ones work)."""
+    family: Literal["v4", "v6", "both"] = "both"
+    """`v4`: only A queries, `v6`: only AAAA queries (the same as `types: [A]` or
+    `[AAAA]`); `both`: as `types` says."""
     probability: float | None = Field(None, gt=0, le=1)
     """Answer this way for that share of queries; the others get the normal answer."""
     protocol: Literal["udp", "tcp"] | None = None
@@ -79,10 +82,16 @@ class Dns(Fault):
             raise ValueError(f"answer {self.answer} needs `{need}`")
         if self.answer == "truncate" and self.protocol == "tcp":
             raise ValueError("protocol: truncate sets TC over UDP; over tcp it never applies")
+        if self.family != "both":
+            qtype: Literal["A", "AAAA"] = "A" if self.family == "v4" else "AAAA"
+            if self.types and self.types != [qtype]:
+                raise ValueError(f"family {self.family} means types [{qtype}]; give one of the two")
+            self.types = [qtype]  # the rule file says it so: `family` stays with the plan
         return self
 
     # Fields only the run uses: never in a rule file. Every other field is.
-    PLAN_ONLY: ClassVar[frozenset[str]] = frozenset({"type", "name", "window", "flap", "container"})
+    PLAN_ONLY: ClassVar[frozenset[str]] = frozenset({"type", "name", "window", "flap", "container",
+                                                     "family"})
 
     def rule(self, rule_id: str) -> dict:
         """The DNS server's rule file: this model's JSON form, and the rule's id."""

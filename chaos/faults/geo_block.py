@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from chaos.faults.base import ByFamily
 from chaos.faults.http_rule import HttpFault
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
@@ -22,7 +23,7 @@ def _port(value: int | str) -> str:
 Port = Annotated[int | str, AfterValidator(_port)]
 
 
-class GeoBlock(HttpFault):
+class GeoBlock(HttpFault, ByFamily):
     """Block destinations for the clients of one region only.
 
     During football matches Spanish ISPs blocked a CDN's IP ranges: `docker pull` failed
@@ -69,7 +70,8 @@ class GeoBlock(HttpFault):
         if self.region not in ctx.region_ranges:
             known = ", ".join(ctx.region_ranges) or "none declared"
             ctx.fail(("region",), f"unknown region {self.region!r} (regions: {known})")
-        nets = [str(n) for i, d in enumerate(self.block) for n in ctx.destinations(d, ("block", i))]
+        nets = [str(n) for i, d in enumerate(self.block)
+                for n in ctx.destinations(d, ("block", i), self.family)]
         if self.action == "http-451":
             from chaos.faults.http_rule import http_injectors
 
@@ -80,17 +82,24 @@ class GeoBlock(HttpFault):
             match = {"servers": nets, "ports": ports}
             if not any(_is_address(b) for b in self.block):
                 match["host"] = [b.lower().rstrip(".") for b in self.block]
+            clients = [str(ctx.region_ranges[self.region])]
+            if self.region in ctx.region_ranges6:
+                clients.append(str(ctx.region_ranges6[self.region]))
             return http_injectors(ctx, self, ports, match=match, destinations=nets,
-                                  clients=[str(ctx.region_ranges[self.region])])
+                                  clients=clients)
+        sources = [str(ctx.region_ranges[self.region])]
+        if self.region in ctx.region_ranges6:  # a dual-stack run: the region's IPv6 range too
+            sources.append(str(ctx.region_ranges6[self.region]))
         rule = {"action": "drop" if self.action == "drop" else "reject-reset",
-                "sources": [str(ctx.region_ranges[self.region])], "destinations": nets,
-                "protocol": "tcp", "ports": list(self.ports)}
+                "sources": sources, "destinations": nets, "protocol": "tcp",
+                "ports": list(self.ports), "only_families": self.iptables_families()}
         return [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
                              name=f"g{ctx.path[-1]}" if ctx.path else None,
                              scratch=ctx.owns(ctx.world))]
 
     def label(self) -> str:
-        return self.name or f"geo-block {self.region}: {', '.join(self.block)} ({self.action})"
+        family = "" if self.family == "both" else f", {self.family}"
+        return self.name or f"geo-block {self.region}: {', '.join(self.block)} ({self.action}{family})"
 
 
 def _is_address(text: str) -> bool:

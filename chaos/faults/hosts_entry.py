@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from chaos.faults.base import Fault, InContainer
+from chaos.faults.base import ByFamily, Fault, InContainer
 from chaos.scenario.model import HostName
 
 
-class HostsEntry(Fault, InContainer):
+class HostsEntry(Fault, InContainer, ByFamily):
     """Map host names to an address in the hosts file, as in `127.0.0.1 registry-1.docker.io`.
 
     In the sandbox it edits the sandbox's own hosts file; with --host, a marked block at the
@@ -23,11 +23,22 @@ class HostsEntry(Fault, InContainer):
     """The fault type."""
     names: list[HostName] = Field(min_length=1)
     """Host names to redirect (exact names)."""
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
-    """Where they point: 127.0.0.1 makes connections fail at once (nothing listens there)."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    """Where they point (default 127.0.0.1, or ::1 with `family: v6`): loopback makes
+    connections fail at once (nothing listens there). With `family: v4` or `v6` only the
+    names' lines of that family are replaced (a dual-stack name keeps its other address)."""
     region: str | None = None
     """Only the clients of this region (in the lab: `default` the docker host, `cache` the
     cache); default: every client."""
+
+    @model_validator(mode="after")
+    def _address_family(self):
+        if self.address is None:
+            self.address = ipaddress.ip_address("::1" if self.family == "v6" else "127.0.0.1")
+        wanted = {"v4": 4, "v6": 6}.get(self.family)
+        if wanted is not None and self.address.version != wanted:
+            raise ValueError(f"address {self.address} is not IPv{wanted} (family {self.family})")
+        return self
 
     def renamed(self):
         if self.container is not None:
@@ -35,6 +46,7 @@ class HostsEntry(Fault, InContainer):
         from chaos.faults.base import Renamed
 
         # To loopback (the classic 127.0.0.1) a request reaches no server at all.
+        assert self.address is not None  # the validator sets it
         return Renamed(tuple(self.names), elsewhere=not self.address.is_loopback, hosts_file=True)
 
     def injectors(self, ctx):
@@ -49,7 +61,8 @@ class HostsEntry(Fault, InContainer):
         # hosts-entry found "its" block already there and did nothing, and reverting either
         # fault (a window ending) removed both.
         tag = f"{ctx.tag}-e{ctx.path[-1]}" if ctx.path else ctx.tag
-        return [HostsBlock(hosts, entries, tag)
+        family = {"v4": 4, "v6": 6}.get(self.family)
+        return [HostsBlock(hosts, entries, tag, family=family)
                 for _, hosts in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:

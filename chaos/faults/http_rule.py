@@ -100,12 +100,13 @@ def http_injectors(ctx, fault: HttpFault, ports: Sequence[int | str], clients: S
     hosts = match.get("host")
     hosts = [hosts] if isinstance(hosts, str) else hosts or []
     if destinations is None:
-        destinations = [ctx.zone[h] for h in hosts] if hosts and all(
-            h in ctx.zone for h in hosts) else []
+        destinations = [a for h in hosts for a in (ctx.zone[h], ctx.zone6.get(h)) if a] \
+            if hosts and all(h in ctx.zone for h in hosts) else []
     rule = {"id": f"fault-{index}", "fault": fault.type, "match": match, **fault.rule_params()}
     try:
         redirect = EdgeRedirect(ctx.world, ports, http.PORT, tag=ctx.tag, name=f"h{index}",
-                                destinations=destinations, proxy="HTTP")
+                                destinations=destinations, proxy="HTTP",
+                                families=ctx.edge_families)
     except ValueError as exc:  # a port range that takes in the proxy's own port
         ctx.fail(("ports",), str(exc))
     return [redirect, LateRule("http-rule", http, f"http {fault.type} rule {rule['id']}",

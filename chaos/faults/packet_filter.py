@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chaos.faults.base import Fault, InContainer
+from chaos.faults.base import ByFamily, Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
 from chaos.scenario.model import Destination
 
 
-class PacketFilter(Fault, InContainer):
+class PacketFilter(Fault, InContainer, ByFamily):
     """Drop or reject packets the clients send to the destinations.
 
     `drop`: nothing comes back and the client waits for its own timeout. `reject-reset`: a
@@ -56,14 +56,14 @@ class PacketFilter(Fault, InContainer):
 
     def rule(self, ctx, sources=()) -> dict:
         nets = [str(n) for i, d in enumerate(self.destinations)
-                for n in ctx.destinations(d, ("destinations", i))]
+                for n in ctx.destinations(d, ("destinations", i), self.family)]
         if not nets and ctx.host_mode:
             ctx.fail(("destinations",), "in host mode a filter needs destinations (it would "
                                         "cut the whole machine off)")
         rule = {"action": self.action, "destinations": nets, "sources": list(sources),
                 "protocol": self.protocol, "ports": list(self.ports),
                 "reject_with": self.reject_with, "probability": self.probability,
-                "after_bytes": self.after_bytes}
+                "after_bytes": self.after_bytes, "only_families": self.iptables_families()}
         return {**rule, **(self.match.rule_fields() if self.match else {})}
 
     def injectors(self, ctx):
@@ -76,4 +76,6 @@ class PacketFilter(Fault, InContainer):
                 for netns, _ in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
-        return self.name or f"packet-filter {self.action} {', '.join(self.destinations) or 'all'}"
+        family = "" if self.family == "both" else f" ({self.family})"
+        return self.name or (f"packet-filter {self.action} "
+                             f"{', '.join(self.destinations) or 'all'}{family}")

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.base import Fault, InContainer
+from chaos.faults.base import ByFamily, Fault, InContainer
 from chaos.scenario.model import Destination
 
 
-class RouteBlackhole(Fault, InContainer):
+class RouteBlackhole(Fault, InContainer, ByFamily):
     """Add routes that drop traffic to the destinations, through netlink.
 
     `blackhole` discards silently (connect fails with EINVAL at once for local senders),
@@ -32,9 +32,10 @@ class RouteBlackhole(Fault, InContainer):
 
         nets = []
         for index, dest in enumerate(self.destinations):
-            nets += ctx.destinations(dest, ("destinations", index))
+            nets += ctx.destinations(dest, ("destinations", index), self.family)
         return [RouteInjector([str(n) for n in nets], self.kind, netns)
                 for netns, _ in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
-        return self.name or f"{self.kind} route {', '.join(self.destinations)}"
+        family = "" if self.family == "both" else f" ({self.family})"
+        return self.name or f"{self.kind} route {', '.join(self.destinations)}{family}"

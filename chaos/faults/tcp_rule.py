@@ -69,7 +69,7 @@ class TcpFault(Fault):
         # connections the other faults redirect too.
         rule["match"] = {"port": sorted(set(self.ports)), **({"addr": nets} if nets else {})}
         return [EdgeRedirect(ctx.world, self.ports, tcp.PORT, tag=ctx.tag, name=f"t{index}",
-                             destinations=nets, proxy="TCP"),
+                             destinations=nets, proxy="TCP", families=ctx.edge_families),
                 LateRule("tcp-toxic", tcp, f"tcp {self.toxic_name} rule {rule['id']}",
                          lambda tcp: _toxic(tcp, rule))]
 

@@ -102,9 +102,12 @@ class HostsBlock(Injector):
 
     kind = "hosts-block"
 
-    def __init__(self, path: str | os.PathLike, entries: list[tuple[str, str]], tag: str) -> None:
+    def __init__(self, path: str | os.PathLike, entries: list[tuple[str, str]], tag: str,
+                 family: int | None = None) -> None:
         super().__init__()
         self.path, self.entries_to_add, self.tag = Path(path), entries, tag
+        self.family = family
+        """4 or 6: only the names' lines of that family are disabled (None: every line)."""
 
     def describe(self) -> str:
         names = ", ".join(f"{name} -> {addr}" for addr, name in self.entries_to_add)
@@ -128,7 +131,8 @@ class HostsBlock(Injector):
         body = []
         for line in old.splitlines(keepends=True):
             listed = _names(line)
-            if names.intersection(listed) and not line.startswith(b"#"):
+            if names.intersection(listed) and not line.startswith(b"#") \
+                    and _of_family(line, self.family):
                 body.append(disabled + line)
                 rest = [n for n in listed if n not in names]
                 if rest:  # the line's other names keep their address
@@ -136,6 +140,18 @@ class HostsBlock(Injector):
             else:
                 body.append(line)
         _replace(self.path, old, begin + b"".join(block) + end + b"".join(body), spare)
+
+
+def _of_family(line: bytes, family: int | None) -> bool:
+    """Whether the line's address is of ``family`` (None: any family)."""
+    if family is None:
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(line.split()[0].decode().split("%")[0]).version == family
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False
 
 
 def remove_block(path: Path, tag: str, spare: Path | None = None) -> bool:

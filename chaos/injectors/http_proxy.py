@@ -335,7 +335,7 @@ class HttpRedirect(Redirect):
         return (f"redirect tcp ports {','.join(self.ports)}{to} -> "
                 f"127.0.0.1:{self.to_port} in {self.netns}")
 
-    def lines(self) -> list[str]:
+    def lines(self, family: str = "ipv4") -> list[str]:
         tail = (f"-m owner ! --gid-owner {self.exempt_gid} -m comment --comment {self.tag} "
                 f"-j REDIRECT --to-ports {self.to_port}")
         dests: list[str | None] = [*self.destinations] or [None]

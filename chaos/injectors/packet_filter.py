@@ -71,6 +71,8 @@ class FilterRule:
     dscp: int | None = None
     probability: float | None = None
     after_bytes: int | None = None
+    only_families: list[str] | None = None
+    """Only these address families ("ipv4", "ipv6"; None: each that has addresses)."""
 
     @classmethod
     def from_dict(cls, data: dict) -> FilterRule:
@@ -116,6 +118,8 @@ class FilterRule:
             raise ValueError(f"dscp {self.dscp}: expected 0..63")
         if self.probability is not None and not 0 < self.probability <= 1:
             raise ValueError(f"probability {self.probability}: expected 0 < p <= 1")
+        if self.only_families is not None and not set(self.only_families) <= set(iptables.FAMILIES):
+            raise ValueError(f"only_families {self.only_families!r}: expected ipv4 and/or ipv6")
         if self.after_bytes is not None and self.after_bytes < 0:
             raise ValueError("after_bytes must be >= 0")
         self.families()  # mixed-family sources/destinations fail here, not at apply time
@@ -124,9 +128,12 @@ class FilterRule:
         """The address families this rule has anything to match in."""
         src, dst = _split(self.sources), _split(self.destinations)
         found = [f for f in iptables.FAMILIES
-                 if (not self.sources or src[f]) and (not self.destinations or dst[f])]
+                 if (not self.sources or src[f]) and (not self.destinations or dst[f])
+                 and (self.only_families is None or f in self.only_families)]
         if not found:
-            raise ValueError("sources and destinations share no address family")
+            raise ValueError("sources and destinations share no address family"
+                             + (f" within {', '.join(self.only_families)}"
+                                if self.only_families else ""))
         return found
 
 

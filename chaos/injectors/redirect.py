@@ -51,23 +51,26 @@ class NatChain(Injector):
     kind: ClassVar[str] = "iptables"
     hook: ClassVar[str]
 
-    def __init__(self, netns: str, *, chain: str, tag: str) -> None:
+    def __init__(self, netns: str, *, chain: str, tag: str,
+                 families: Sequence[str] = ("ipv4",)) -> None:
         super().__init__()
         if not netns:
             raise ValueError(f"{type(self).__name__} acts in a network namespace, never the host's")
         self.netns, self.chain, self.tag = netns, chain, tag
+        self.families = list(families)
+        """ipv4, and ipv6 in a dual-stack sandbox (whose IPv6 connections it takes too)."""
 
-    def lines(self) -> list[str]:
+    def lines(self, family: str = "ipv4") -> list[str]:
         raise NotImplementedError
 
     def apply(self, journal: Journal) -> None:
         if self.applied:
             return
-        before = iptables.snapshot(self.netns, ["ipv4"])
+        by_family = {f: lines for f in self.families if (lines := self.lines(f))}
+        before = iptables.snapshot(self.netns, list(by_family))
         self.record(journal, iptables.undo_record(self.netns, "nat", self.hook, self.chain,
                                                   self.tag, before))
-        iptables.install(self.netns, "nat", self.hook, self.chain, self.tag,
-                         {"ipv4": self.lines()}, before)
+        iptables.install(self.netns, "nat", self.hook, self.chain, self.tag, by_family, before)
 
 
 class TrackConnections(NatChain):
@@ -82,13 +85,13 @@ class TrackConnections(NatChain):
 
     hook = "PREROUTING"
 
-    def __init__(self, netns: str, *, tag: str) -> None:
-        super().__init__(netns, chain=iptables.chain_name(tag, "track"), tag=tag)
+    def __init__(self, netns: str, *, tag: str, families: Sequence[str] = ("ipv4",)) -> None:
+        super().__init__(netns, chain=iptables.chain_name(tag, "track"), tag=tag, families=families)
 
     def describe(self) -> str:
         return f"connection tracking at the edge in {self.netns}"
 
-    def lines(self) -> list[str]:
+    def lines(self, family: str = "ipv4") -> list[str]:
         return [f'-A {self.chain} -m conntrack --ctstate INVALID -m comment --comment "{self.tag}" '
                 f"-j RETURN"]
 
@@ -96,8 +99,9 @@ class TrackConnections(NatChain):
 class Redirect(NatChain):
     """A nat chain whose rules REDIRECT to ``to_port``."""
 
-    def __init__(self, netns: str, to_port: int, *, chain: str, tag: str) -> None:
-        super().__init__(netns, chain=chain, tag=tag)
+    def __init__(self, netns: str, to_port: int, *, chain: str, tag: str,
+                 families: Sequence[str] = ("ipv4",)) -> None:
+        super().__init__(netns, chain=chain, tag=tag, families=families)
         self.to_port = int(to_port)
 
 
@@ -105,8 +109,10 @@ class EdgeRedirect(Redirect):
     hook = "PREROUTING"
 
     def __init__(self, netns: str, ports: Sequence[int | str], to_port: int, *, tag: str, name: str,
-                 destinations: Sequence[str] = (), proxy: str = "") -> None:
-        super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag)
+                 destinations: Sequence[str] = (), proxy: str = "",
+                 families: Sequence[str] = ("ipv4",)) -> None:
+        super().__init__(netns, to_port, chain=iptables.chain_name(tag, name), tag=tag,
+                         families=families)
         self.ports = port_texts(ports, to_port)
         self.destinations = list(destinations)
         self.proxy = proxy or f"port {to_port}"
@@ -116,8 +122,15 @@ class EdgeRedirect(Redirect):
         where = ",".join(self.destinations) or "any server"
         return f"redirect tcp {','.join(map(str, self.ports))} to {where} -> proxy :{self.to_port} in {self.netns}"
 
-    def lines(self) -> list[str]:
-        dests: list[str | None] = [*self.destinations] or [None]
+    def lines(self, family: str = "ipv4") -> list[str]:
+        import ipaddress
+
+        version = 6 if family == "ipv6" else 4
+        ours = [d for d in self.destinations
+                if ipaddress.ip_network(d, strict=False).version == version]
+        if self.destinations and not ours:
+            return []  # no server of this family to redirect
+        dests: list[str | None] = [*ours] or [None]
         return [f"-A {self.chain} -p tcp" + (f" -d {d}" if d else "")
                 + f' -m multiport --dports {",".join(chunk)} -m comment --comment "{self.tag}"'
                 + f" -j REDIRECT --to-ports {self.to_port}"
@@ -198,13 +211,13 @@ def forget_open_connections(netns: str, ports: list[str], destinations: list[str
 
 
 def _tracked_tcp() -> list[tuple[str, str, int, int]]:
-    """(saddr, daddr, sport, dport) of the calling thread's namespace's tracked IPv4 TCP
-    connections, original direction, from /proc (cheap: no netlink socket)."""
+    """(saddr, daddr, sport, dport) of the calling thread's namespace's tracked TCP
+    connections (IPv4 and IPv6), original direction, from /proc (cheap: no netlink socket)."""
     found = []
     with open("/proc/thread-self/net/nf_conntrack", encoding="ascii") as table:
         for line in table:
             fields = line.split()
-            if fields[0] != "ipv4" or fields[2] != "tcp":
+            if fields[0] not in ("ipv4", "ipv6") or fields[2] != "tcp":
                 continue
             orig: dict[str, str] = {}
             for field in fields:  # the first src=, dst=, sport=, dport= are the original's
@@ -221,20 +234,28 @@ def _tracked_tcp_netlink() -> list[tuple[str, str, int, int]]:
     with Conntrack() as ct:
         return [(e.tuple_orig.saddr, e.tuple_orig.daddr, e.tuple_orig.sport, e.tuple_orig.dport)
                 for e in ct.dump_entries()
-                if e.tuple_orig.proto == 6 and e.tuple_orig.family == 2]
+                if e.tuple_orig.proto == 6 and e.tuple_orig.family in (2, 10)]
 
 
 def _untrack(tuples) -> None:
+    for family in (2, 10):  # AF_INET, AF_INET6: a netlink socket speaks for one family
+        ours = [t for t in tuples if (":" in t[0]) == (family == 10)]
+        if ours:
+            _untrack_family(family, ours)
+
+
+def _untrack_family(family: int, tuples) -> None:
     import errno
 
     from pyroute2 import Conntrack
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-    with Conntrack() as ct:
+    with Conntrack(nfgen_family=family) as ct:
         for saddr, daddr, sport, dport in tuples:
             try:
-                ct.delete(NFCTAttrTuple(saddr=saddr, daddr=daddr, proto=6, sport=sport, dport=dport))
+                ct.delete(NFCTAttrTuple(family=family, saddr=saddr, daddr=daddr, proto=6,
+                                        sport=sport, dport=dport))
             except NetlinkError as exc:  # it ended meanwhile
                 if exc.code != errno.ENOENT:
                     raise

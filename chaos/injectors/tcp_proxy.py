@@ -189,7 +189,7 @@ class NatRedirect(Redirect):
         dests = ", ".join(f"{a}:{p}" for a, p in self.destinations)
         return f"redirect {dests} to tcp proxy :{self.to_port} in {self.netns} ({self.chain})"
 
-    def lines(self) -> list[str]:
+    def lines(self, family: str = "ipv4") -> list[str]:
         return [f"-A {self.chain} -p tcp -d {addr} --dport {port} -m mark ! --mark {self.mark}"
                 f" -m comment --comment {self.chain} -j REDIRECT --to-ports {self.to_port}"
                 for addr, port in self.destinations]

@@ -6,7 +6,8 @@ Config::
 
     {"listeners": [
         {"name": "registry", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:5000"},
-        {"name": "redirected", "listen": "127.0.0.1:15001", "transparent": true}],
+        {"name": "redirected", "listen": "127.0.0.1:15001", "transparent": true},
+        {"name": "redirected6", "listen": "[::]:15001", "transparent": true, "v6only": true}],
      "mark": 1667785075, "seed": null}
 
 A plain listener relays to its fixed upstream. A transparent one takes connections an
@@ -75,12 +76,15 @@ class Listener:
         if self.transparent == ("upstream" in spec):
             raise ValueError(f"listener {self.name!r}: give either upstream or transparent: true")
         self.upstream = None if self.transparent else parse_addr(spec["upstream"])
+        self.v6only = bool(spec.get("v6only"))
         self.sock: socket.socket | None = None
 
     def bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.v6only:  # beside an IPv4 listener on the same port
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(self.listen)
         sock.listen(4096)
         sock.setblocking(False)

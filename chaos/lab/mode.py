@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chaos.errors import PlanError
-from chaos.mode import Mode
+from chaos.mode import Mode, split_hosts
 
 if TYPE_CHECKING:
     from chaos.session import Session
@@ -35,7 +35,7 @@ class LabMode(Mode):
         self.topology = Topology(tag=run_id.removeprefix("chaos-"),
                                  resolver=self.DNS_ADDRESS if spec.dns else None)
         self.zone = {s.host: s.address for s in self.topology.services}
-        self.zone.update({name: str(addr) for name, addr in (hosts or {}).items()})
+        self.zone.update(split_hosts(hosts)[0])  # the lab is IPv4-only (the model says so)
 
     def _sides(self) -> dict[str, tuple[str, str]]:
         topo = self.topology

@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -130,7 +131,9 @@ def handler(status: int, body: bytes, log, records: Events | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--listen", required=True, help="address:port")
+    parser.add_argument("--listen", required=True, action="append",
+                        help="address:port, [IPv6 address]:port; once per address (a "
+                             "dual-stack server listens on both)")
     parser.add_argument("--status", type=int, default=200)
     parser.add_argument("--body", default="ok\n")
     parser.add_argument("--size", type=int, default=0, help="serve this many bytes instead of --body")
@@ -139,24 +142,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cert", help="answer HTTPS with this certificate (PEM) ...")
     parser.add_argument("--key", help="... and this private key (PEM)")
     args = parser.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
     body = (b"x" * args.size) if args.size else args.body.encode()
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
     log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler(args.status, body, log,
-                                                                       Events(args.events)))
-    if args.cert:
+    answer = handler(args.status, body, log, Events(args.events))  # one log, one id count
+    servers = [_server(listen, answer, args.cert, args.key) for listen in args.listen]
+    print("ready", flush=True)
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _server(listen: str, answer, cert: str | None, key: str | None) -> ThreadingHTTPServer:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    server = (_Server6 if ":" in host else _Server)((host, int(port)), answer)
+    if cert:
         import ssl
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.cert, args.key)
+        context.load_cert_chain(cert, key)
         # The handshake runs in each request's thread (not in accept): a client that
         # connects and says nothing holds up only itself.
         server.socket = context.wrap_socket(server.socket, server_side=True,
                                             do_handshake_on_connect=False)
-    print("ready", flush=True)
-    server.serve_forever()
+    return server
 
 
 if __name__ == "__main__":

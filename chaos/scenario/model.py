@@ -84,6 +84,28 @@ Destination = Annotated[
 """A fault's destination: a host name the run knows, an address or a CIDR."""
 
 
+SANDBOX_NETS = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:2::/48"))
+"""The sandbox's address space: IPv4 and IPv6 ranges set aside for test beds."""
+
+
+def _host_addresses(value):
+    """`hosts:` values: one address or a list of at most one per family."""
+    values = value if isinstance(value, list) else [value]
+    addrs = [v if isinstance(v, ipaddress._BaseAddress) else ipaddress.ip_address(str(v))
+             for v in values]
+    if not addrs or len({a.version for a in addrs}) != len(addrs):
+        raise ValueError("give one address, or one IPv4 and one IPv6 address")
+    return sorted(addrs, key=lambda a: a.version)
+
+
+HostAddresses = Annotated[
+    list[ipaddress.IPv4Address | ipaddress.IPv6Address], BeforeValidator(_host_addresses),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                   "maxItems": 2}],
+                    "description": "an address, or [IPv4 address, IPv6 address]"})]
+"""A `hosts:` entry's addresses, IPv4 first."""
+
+
 class Strict(BaseModel):
     """Base of every model: unknown keys are errors. Attribute docstrings are the fields'
     descriptions in `chaos schema` and `chaos list` (read there: chaos.scenario.schema)."""
@@ -160,6 +182,9 @@ class Region(Strict):
 
     range: ipaddress.IPv4Network
     """Source addresses, a /30 or larger inside 198.18.0.0/15 (the client gets the .2)."""
+    range6: ipaddress.IPv6Network | None = None
+    """IPv6 source addresses of a dual-stack run, a /126 or larger inside 2001:2::/48 (the
+    client gets the ::2; default: 2001:2:0:<256 + the region's index, in hex>::/64)."""
     os: Literal["linux", "macos", "windows", "network-device"] | None = None
     """Make the clients' kernel send what that OS family sends (initial TTL, TCP options)."""
     ttl: int | None = Field(None, ge=1, le=255)
@@ -245,10 +270,27 @@ class Serve(Strict):
 
     name: HostName
     """Host name the sandbox resolves to this server."""
-    address: ipaddress.IPv4Address | None = None
-    """Its address (default: the next free one in 198.18.1.0/24)."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    """Its address (default: the next free one in 198.18.1.0/24). An IPv6 address (inside
+    2001:2::/48) is taken as `address6` and makes the run dual-stack."""
+    address6: ipaddress.IPv6Address | None = None
+    """Its IPv6 address in a dual-stack run (default: the next free one in 2001:2:0:1::/64).
+    A server of a dual-stack run listens on both; its name resolves to both."""
     http: HttpServe = HttpServe()
     """What it answers: port, status, body (default: 200 `ok` on port 80)."""
+
+    @model_validator(mode="after")
+    def _v6_address(self):
+        if isinstance(self.address, ipaddress.IPv6Address):
+            if self.address6 is not None:
+                raise ValueError("address is IPv6 and address6 is given too: give the IPv4 "
+                                 "address as `address`")
+            self.address, self.address6 = None, self.address
+        for addr in (self.address, self.address6):
+            if addr is not None and not any(addr in net for net in SANDBOX_NETS):
+                raise ValueError(f"{addr} is outside the sandbox's ranges (198.18.0.0/15, "
+                                 "2001:2::/48)")
+        return self
 
 
 def fault_union(types: tuple[type, ...]) -> Any:
@@ -285,8 +327,14 @@ class ScenarioBase(Strict):
     """What happened in the real incident, what a client saw, what a good setup must do."""
     serve: list[Serve] = []
     """Servers started in the sandbox world for this run."""
-    hosts: dict[HostName, ipaddress.IPv4Address] = {}
-    """Extra names in the sandbox's hosts file (name: address)."""
+    hosts: dict[HostName, HostAddresses] = {}
+    """Extra names in the sandbox's hosts file (name: address, or [IPv4, IPv6 address]; an
+    IPv6 address makes the run dual-stack)."""
+    ipv6: bool | None = None
+    """Dual-stack sandbox: clients, regions and servers get IPv6 addresses from 2001:2::/48
+    beside their IPv4 ones, served names resolve to both (clients try IPv6 first), and
+    faults act on both families unless their `family:` says otherwise. Default: on when
+    `serve:`, `hosts:` or `regions:` give an IPv6 address or range, else off (IPv4 only)."""
     regions: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")], Region] = {}
     """Client regions (e.g. `ES: 198.18.64.0/24`, or `win: {range: ..., os: windows}`): each
     gets its own client namespace with a source address from its range."""
@@ -317,7 +365,42 @@ class ScenarioBase(Strict):
                 if net.overlaps(used):
                     raise ValueError(f"region {name}: {net} overlaps {other} ({used})")
             taken[f"region {name}"] = net
+        taken6 = {"default client": ipaddress.ip_network("2001:2::/64"),
+                  "servers": ipaddress.ip_network("2001:2:0:1::/64")}
+        for name, region in regions.items():
+            net6 = region.range6
+            if net6 is None:
+                continue
+            if not net6.subnet_of(ipaddress.ip_network("2001:2::/48")) or net6.prefixlen > 126:
+                raise ValueError(f"region {name}: {net6} must be a /126 or larger inside 2001:2::/48")
+            for other, used in taken6.items():
+                if net6.overlaps(used):
+                    raise ValueError(f"region {name}: {net6} overlaps {other} ({used})")
+            taken6[f"region {name}"] = net6
         return regions
+
+    def v6_given(self) -> list[str]:
+        """Where the scenario gives an IPv6 address or range (which makes it dual-stack)."""
+        found = [f"serve[{i}].address" for i, s in enumerate(self.serve) if s.address6]
+        found += [f"hosts.{n}" for n, addrs in self.hosts.items() if any(a.version == 6 for a in addrs)]
+        found += [f"regions.{n}.range6" for n, r in self.regions.items() if r.range6]
+        return found
+
+    @property
+    def dual_stack(self) -> bool:
+        """IPv6 beside IPv4 in the sandbox (`ipv6:`, or an IPv6 address given)."""
+        return self.ipv6 if self.ipv6 is not None else bool(self.v6_given())
+
+    @model_validator(mode="after")
+    def _ipv6_consistent(self):
+        given = self.v6_given()
+        if self.ipv6 is False and given:
+            raise ValueError(f"ipv6: false, but {given[0]} is IPv6 (drop ipv6: false to make "
+                             "the sandbox dual-stack)")
+        if self.lab and (self.ipv6 or given):
+            raise ValueError("the registry lab is IPv4-only: ipv6 and IPv6 addresses need the "
+                             "sandbox (serve:)")
+        return self
 
     @model_validator(mode="after")
     def _probe_regions_exist(self):
