@@ -295,3 +295,12 @@ def test_a_killed_dual_stack_run_is_recovered_ipv6_changes_included(chaos, tmp_p
     assert not os.path.exists(f"/run/netns/{client}") and not os.path.exists(f"/run/netns/{world}")
     assert not list(state_dir.glob("runs/*"))
     assert_same(before, snapshot())
+
+
+def test_a_fault_of_one_family_is_refused_by_the_chaos_mesh_export(chaos, tmp_path):
+    """Exported as a partition of both families it would be another incident: refused."""
+    path = write(tmp_path, "name: one-family\nipv6: true\nserve: [{name: a.test}]\nfaults:\n"
+                           "  - {type: packet-filter, destinations: [a.test], family: v6}\n")
+    result = chaos("export", "--to", "chaos-mesh", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "family v6: Chaos Mesh acts on" in result.stdout + result.stderr

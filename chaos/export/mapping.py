@@ -77,6 +77,10 @@ def map_fault(fault, target: Target) -> list[MeshChaos]:
     mapper = MAPPERS.get(fault.type)
     if mapper is None:
         raise Unmappable(f"fault type {fault.type!r} has no Chaos Mesh mapping", "none")
+    family = getattr(fault, "family", "both")
+    if family != "both":  # acting on both would be another incident (no fallback left)
+        raise Unmappable(f"family {family}: Chaos Mesh acts on a destination's addresses (or "
+                         "DNS queries) of both families", f"{fault.type} with family: both")
     return mapper(fault, target)
 
 
