@@ -115,7 +115,8 @@ def redirected_names(hosts: str = "/etc/hosts") -> dict[str, str]:
     out: dict[str, str] = {}
     for block, _, entry in _hosts_lines(hosts):
         if block is not None:
-            run_id = re.sub(r"-e\d+$", "", block)  # hosts-entry tags its block run id + fault index
+            # hosts-entry tags its block run id + fault index (+ v4/v6 for one family)
+            run_id = re.sub(r"-e\d+(v[46])?$", "", block)
             out.update(dict.fromkeys(entry, run_id))
     return out
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from chaos.faults.hosts_entry import HostsEntry
-from chaos.injectors.hosts_file import HostsBlock, remove_block
+from chaos.injectors.hosts_file import HostsBlock, remove_block, rewrite_keeping_blocks
+from chaos.plan import redirected_names
 from chaos.scenario.load import load_text
 from conftest import ROOT, assert_same, chaos_cmd, snapshot, write
 
@@ -231,12 +232,17 @@ def test_hosts_entry_of_one_family_replaces_only_that_familys_lines(tmp_path):
     hosts.write_bytes(original)
     fault = HostsEntry(names=["reg.test"], family="v6")
     assert str(fault.address) == "::1"
-    block = HostsBlock(hosts, [(str(fault.address), "reg.test")], "chaos-t6", family=6)
-    block._apply(None)
+    tag = "chaos-t6-e0v6"  # as the fault tags a block of one family
+    HostsBlock(hosts, [(str(fault.address), "reg.test")], tag, family=6)._apply(None)
     text = hosts.read_text()
     assert "::1\treg.test" in text and "\n198.18.1.10\treg.test" in text
-    assert "#chaos-t6# 2001:2:0:1::a\treg.test" in text
-    assert remove_block(hosts, "chaos-t6") and hosts.read_bytes() == original
+    assert f"#{tag}# 2001:2:0:1::a\treg.test" in text
+    assert redirected_names(str(hosts)) == {"reg.test": "chaos-t6"}
+    # a sandbox rewrites its hosts file when a server is added: the block keeps to its family
+    rewrite_keeping_blocks(hosts, ["127.0.0.1\tlocalhost", "198.18.1.10\treg.test",
+                                   "2001:2:0:1::a\treg.test"])
+    assert hosts.read_text() == text
+    assert remove_block(hosts, tag) and hosts.read_bytes() == original
 
 
 KILLED = """

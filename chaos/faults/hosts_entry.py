@@ -62,6 +62,8 @@ class HostsEntry(Fault, InContainer, ByFamily):
         # fault (a window ending) removed both.
         tag = f"{ctx.tag}-e{ctx.path[-1]}" if ctx.path else ctx.tag
         family = {"v4": 4, "v6": 6}.get(self.family)
+        if family is not None:  # the tag says so: a rewrite of the file keeps to that family
+            tag += f"v{family}"
         return [HostsBlock(hosts, entries, tag, family=family)
                 for _, hosts in ctx.client_sides(self.region, self.container)]
 

@@ -154,6 +154,12 @@ def _of_family(line: bytes, family: int | None) -> bool:
         return False
 
 
+def _tag_family(tag: str) -> int | None:
+    """The family a hosts-entry block keeps to, from its tag (``...-e2v6``); None: both."""
+    found = re.search(r"-e\d+v([46])$", tag)
+    return int(found[1]) if found else None
+
+
 def remove_block(path: Path, tag: str, spare: Path | None = None) -> bool:
     """Cut the tagged block out and re-enable disabled lines; False when nothing was there.
 
@@ -207,7 +213,8 @@ def rewrite_keeping_blocks(path: Path, lines: list[str]) -> None:
         body = []
         for line in lines:
             raw = (line + "\n").encode()
-            owners = [tag for tag, names in mapped if names.intersection(_names(raw))]
+            owners = [tag for tag, names in mapped if names.intersection(_names(raw))
+                      and _of_family(raw, _tag_family(tag))]
             body.append(_markers(owners[-1])[2] + raw if owners else raw)
         new = b"".join(block for _, block in blocks) + b"".join(body)
         if old is None:
