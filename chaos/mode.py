@@ -168,7 +168,7 @@ def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, reg
     if lab is not None:
         from chaos.lab.mode import LabMode
 
-        return LabMode(run_id, lab, hosts)
+        return LabMode(run_id, lab, hosts, ipv6=ipv6)
     from chaos.sandbox.mode import SandboxMode
 
     return SandboxMode(run_id, serve, hosts, regions, ipv6=ipv6)

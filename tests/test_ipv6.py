@@ -17,7 +17,7 @@ from chaos.faults.hosts_entry import HostsEntry
 from chaos.injectors.hosts_file import HostsBlock, remove_block, rewrite_keeping_blocks
 from chaos.plan import redirected_names
 from chaos.scenario.load import load_text
-from conftest import ROOT, assert_same, chaos_cmd, snapshot, write
+from conftest import LAB_BINARIES, ROOT, SCENARIOS, assert_same, chaos_cmd, require_binaries, snapshot, write
 
 CURL = "curl -sS --noproxy '*' --connect-timeout 1 -m 3 -o /dev/null -w '%{remote_ip}\\n'"
 OTHER = {"v4": "v6", "v6": "v4"}
@@ -190,7 +190,7 @@ expect:
 
 @pytest.mark.parametrize("text, message", [
     ("ipv6: false\nserve: [{name: a.test, address: '2001:2:0:1::5'}]", "ipv6: false, but serve[0].address"),
-    ("lab: registry\nhosts: {a.test: '2001:2:0:1::5'}", "the registry lab is IPv4-only"),
+    ("lab: registry\nhosts: {a.test: '2001:2:0:1::5'}", "the registry lab takes `ipv6: true`"),
     ("serve: [{name: a.test, address: '2001:db8::5'}]", "outside the sandbox's ranges"),
     ("hosts: {a.test: ['2001:2::5', '2001:2::6']}", "one IPv4 and one IPv6 address"),
     ("regions: {ES: {range: 198.18.64.0/24, range6: '2001:2:0:1::/64'}}", "overlaps servers"),
@@ -310,3 +310,16 @@ def test_a_fault_of_one_family_is_refused_by_the_chaos_mesh_export(chaos, tmp_pa
     result = chaos("export", "--to", "chaos-mesh", str(path))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "family v6: Chaos Mesh acts on" in result.stdout + result.stderr
+
+
+def test_lab_mirror_over_ipv6_falls_back_to_ipv4_for_dockerd_and_skopeo(chaos, tmp_path):
+    """The lab with `ipv6: true`: the docker host reaches the mirror over IPv6; with that
+    path dropped, dockerd and skopeo still pull from it, over IPv4 (the shipped scenario)."""
+    require_binaries(*LAB_BINARIES)
+    before = snapshot()
+    report = tmp_path / "r.json"
+    result = chaos("run", str(SCENARIOS / "lab-ipv6-mirror-path-dropped.yaml"), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 9
+    assert_same(before, snapshot())

@@ -113,7 +113,8 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     ca = create_ca(root / "ca")
     signer = ca.issue("token-signer")
     tls = {"registry": ca.issue("registry", *mutant.upstream_names(topo)),
-           "cache": ca.issue("cache", [topo.cache.host], [topo.cache.address])}
+           "cache": ca.issue("cache", [topo.cache.host],
+                             [topo.cache.address, *filter(None, [topo.cache_address6])])}
     lap("certificates")
 
     # Start everything that does not depend on anything else, then wait for each.
@@ -140,7 +141,8 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     # Only now: distribution's proxy asks the upstream for its auth challenge when it starts
     # and exits (panics) if the upstream does not answer.
     config = mutant.cache_config(registry.cache_config(
-        topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url))
+        topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url,
+        dual_stack=topo.ipv6))
     cache = mutant.start_cache(journal, topo, config, root / "cache", ca) or \
         registry.spawn_registry(journal, "cache", topo.cache, config, root / "cache", ca_file=ca.cert)
     registry.wait_registry(cache, ca.cert, timeout)

@@ -27,15 +27,18 @@ class LabMode(Mode):
     own_docker = True
     DNS_ADDRESS = "198.18.0.53"  # on the lab hub's bridge
 
-    def __init__(self, run_id: str, spec, hosts=None) -> None:
+    def __init__(self, run_id: str, spec, hosts=None, ipv6: bool = False) -> None:
         from chaos.lab.topology import Topology
 
         super().__init__()
         self.spec = spec
+        self.dual_stack = ipv6
         self.topology = Topology(tag=run_id.removeprefix("chaos-"),
-                                 resolver=self.DNS_ADDRESS if spec.dns else None)
+                                 resolver=self.DNS_ADDRESS if spec.dns else None, ipv6=ipv6)
         self.zone = {s.host: s.address for s in self.topology.services}
-        self.zone.update(split_hosts(hosts)[0])  # the lab is IPv4-only (the model says so)
+        self.zone.update(split_hosts(hosts)[0])  # `hosts:` of a lab are IPv4 (the model says so)
+        if self.topology.cache_address6:
+            self.zone6 = {self.topology.cache_host: self.topology.cache_address6}
 
     def _sides(self) -> dict[str, tuple[str, str]]:
         topo = self.topology
@@ -53,6 +56,11 @@ class LabMode(Mode):
 
     def region_ranges(self):
         return {r: ipaddress.ip_network(addr) for r, (_, addr) in self._sides().items()}
+
+    def region_ranges6(self):
+        topo = self.topology
+        sides = {"default": topo.client_address6, "cache": topo.cache_address6}
+        return {r: ipaddress.ip_network(addr) for r, addr in sides.items() if addr}
 
     def offers(self, service: str) -> bool:
         if service == "dns":  # before the lab starts it can still be given one
@@ -103,7 +111,7 @@ class LabMode(Mode):
         from chaos.injectors.dns_rules import start_dns_server
 
         session.dns.server = start_dns_server(journal, netns=self.topology.hub_ns,
-                                              listen=self.DNS_ADDRESS, zone=self.zone,
+                                              listen=self.DNS_ADDRESS, zone=self.dns_zone(),
                                               run_dir=journal.run_dir / "dns", seed=session.seed)
 
     def start_dns(self, session: Session, step) -> None:

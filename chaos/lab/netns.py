@@ -61,12 +61,16 @@ def build(journal: Journal, topo: Topology) -> None:
     for svc in topo.services:
         if svc.netns == hub:
             _ip("-n", hub, "addr", "add", f"{svc.address}/{plen}", "dev", topo.bridge)
+    if topo.bridge_address6:
+        _ip("-n", hub, "addr", "add", f"{topo.bridge_address6}/64", "dev", topo.bridge, "nodad")
     _ip("-n", hub, "link", "set", topo.bridge, "up")
     for link in topo.links:
         _ip("-n", hub, "link", "add", link.hub_if, "type", "veth",
             "peer", "name", link.peer_if, "netns", link.netns)
         _ip("-n", hub, "link", "set", link.hub_if, "master", topo.bridge, "up")
         _ip("-n", link.netns, "addr", "add", f"{link.address}/{plen}", "dev", link.peer_if)
+        if link.address6:  # nodad: usable at once, not "tentative" for a second or two
+            _ip("-n", link.netns, "addr", "add", f"{link.address6}/64", "dev", link.peer_if, "nodad")
         _ip("-n", link.netns, "link", "set", link.peer_if, "up")
     # The client's own address goes on its veth (above); the cache's service address is the
     # cache namespace's veth address, so nothing else to add there.

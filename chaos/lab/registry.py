@@ -75,10 +75,14 @@ def upstream_config(service: Service, tls: KeyPair, storage: Path, *, ca_file: P
     return cfg
 
 
-def cache_config(service: Service, tls: KeyPair, storage: Path, remote_url: str) -> dict:
-    """Config for a pull-through cache of ``remote_url``."""
+def cache_config(service: Service, tls: KeyPair, storage: Path, remote_url: str,
+                 dual_stack: bool = False) -> dict:
+    """Config for a pull-through cache of ``remote_url``; ``dual_stack``: it listens on
+    every address of its namespace (its IPv4 and IPv6 one)."""
     cfg = _base(service, tls, storage)
     cfg["proxy"] = {"remoteurl": remote_url}
+    if dual_stack:  # Go's "[::]:port" takes both families
+        cfg["http"]["addr"] = f"[::]:{service.port}"
     return cfg
 
 

@@ -8,6 +8,10 @@ changes the system (chaos.lab.netns builds it).
     cache ns  cache.chaos.test                  198.18.0.20:443  pull-through cache
     client ns (dockerd, skopeo)                 198.18.0.30
 
+With ``ipv6`` (a dual-stack scenario) the bridge, the cache and the client also get IPv6
+addresses from 2001:2::/64 (bridge ::1, cache ::20, client ::30) and the cache's name
+resolves to both; the upstream, token server and CDN stay IPv4-only.
+
 The cache and the client each sit in their own namespace, joined to the hub's bridge by a
 veth pair, so a fault can be applied from one point of view (inside the client or inside
 the cache) without touching the other.
@@ -48,6 +52,7 @@ class Link:
     hub_if: str
     peer_if: str
     address: str
+    address6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class Topology:
     resolver: str | None = None
     """Address of a DNS server the lab's namespaces resolve through (a run's fake DNS, for
     DNS faults); None: the service names are in every namespace's hosts file instead."""
+    ipv6: bool = False
+    """The cache and the client are dual-stack (IPv6 from ``subnet6``)."""
+    subnet6: str = "2001:2::/64"
 
     @classmethod
     def new(cls, **kw) -> Topology:
@@ -77,6 +85,22 @@ class Topology:
 
     def _ip(self, n: int) -> str:
         return str(ipaddress.ip_network(self.subnet)[n])
+
+    def _ip6(self, n: int) -> str | None:
+        return str(ipaddress.ip_network(self.subnet6)[n]) if self.ipv6 else None
+
+    @property
+    def bridge_address6(self) -> str | None:
+        return self._ip6(1)
+
+    @property
+    def cache_address6(self) -> str | None:
+        """The cache's IPv6 address (None: IPv4 only)."""
+        return self._ip6(0x20)
+
+    @property
+    def client_address6(self) -> str | None:
+        return self._ip6(0x30)
 
     @property
     def prefixlen(self) -> int:
@@ -111,8 +135,8 @@ class Topology:
     @property
     def links(self) -> list[Link]:
         return [
-            Link(self.cache_ns, f"ch{self.tag}c", f"ch{self.tag}c0", self._ip(20)),
-            Link(self.client_ns, f"ch{self.tag}k", f"ch{self.tag}k0", self._ip(30)),
+            Link(self.cache_ns, f"ch{self.tag}c", f"ch{self.tag}c0", self._ip(20), self._ip6(0x20)),
+            Link(self.client_ns, f"ch{self.tag}k", f"ch{self.tag}k0", self._ip(30), self._ip6(0x30)),
         ]
 
     @property
@@ -151,6 +175,8 @@ class Topology:
         lines = ["127.0.0.1 localhost", "::1 localhost"]
         if self.resolver is None:
             lines += [f"{s.address} {s.host}" for s in self.services]
+            if self.cache_address6:
+                lines.append(f"{self.cache_address6} {self.cache_host}")
         lines += [f"{addr} {name}" for name, addr in self.extra_hosts.items()]
         return "\n".join(lines) + "\n"
 

@@ -334,7 +334,9 @@ class ScenarioBase(Strict):
     """Dual-stack sandbox: clients, regions and servers get IPv6 addresses from 2001:2::/48
     beside their IPv4 ones, served names resolve to both (clients try IPv6 first), and
     faults act on both families unless their `family:` says otherwise. Default: on when
-    `serve:`, `hosts:` or `regions:` give an IPv6 address or range, else off (IPv4 only)."""
+    `serve:`, `hosts:` or `regions:` give an IPv6 address or range, else off (IPv4 only).
+    With `lab:`, the lab's cache and client (dockerd, skopeo) are dual-stack (2001:2::20,
+    2001:2::30); its upstream, token server and CDN stay IPv4-only."""
     regions: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,5}$")], Region] = {}
     """Client regions (e.g. `ES: 198.18.64.0/24`, or `win: {range: ..., os: windows}`): each
     gets its own client namespace with a source address from its range."""
@@ -397,9 +399,9 @@ class ScenarioBase(Strict):
         if self.ipv6 is False and given:
             raise ValueError(f"ipv6: false, but {given[0]} is IPv6 (drop ipv6: false to make "
                              "the sandbox dual-stack)")
-        if self.lab and (self.ipv6 or given):
-            raise ValueError("the registry lab is IPv4-only: ipv6 and IPv6 addresses need the "
-                             "sandbox (serve:)")
+        if self.lab and given:
+            raise ValueError(f"{given[0]}: the registry lab takes `ipv6: true` (its cache and "
+                             "client dual-stack), not IPv6 addresses of its own")
         return self
 
     @model_validator(mode="after")
