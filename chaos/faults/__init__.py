@@ -29,6 +29,7 @@ FAULTS = {  # type -> "module:Class" in this package
     "slow": "slow:Slow",
     "reset": "reset:Reset",
     "garbage": "garbage:Garbage",
+    "discard": "discard:Discard",
 }
 
 
