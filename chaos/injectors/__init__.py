@@ -17,6 +17,7 @@ UNDO = {
     "route": "chaos.injectors.routes:undo",
     "http-rule": "chaos.injectors.http_proxy:undo_rule",
     "tcp-toxic": "chaos.injectors.tcp_proxy:undo_toxic",
+    "tcp-listener": "chaos.injectors.tcp_proxy:undo_listener",
     "lab-netns": "chaos.lab.netns:undo",
     "lab-path": "chaos.lab.paths:undo",
     "dns-rule": "chaos.injectors.dns_rules:undo",

@@ -63,6 +63,10 @@ class TcpProxy:
         return self.dir / "rules"
 
     @property
+    def listeners_dir(self) -> Path:
+        return self.dir / "listeners"
+
+    @property
     def log_path(self) -> Path:
         return self.dir / "connections.jsonl"
 
@@ -88,6 +92,8 @@ def start_tcp_proxy(journal: Journal, *, netns: str | None, config: dict | str |
         config = dict(json.loads(Path(config).read_text(encoding="utf-8")))
     home = Path(tempfile.mkdtemp(prefix="tcp-proxy-", dir=run_dir))
     (home / "rules").mkdir()
+    (home / "listeners").mkdir()
+    config = {"listeners_dir": str(home / "listeners"), **config}
     (home / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     argv = [sys.executable, "-m", "chaos.injectors.tcp_proxy", "--config", str(home / "config.json"),
             "--rules-dir", str(home / "rules"), "--log", str(home / "connections.jsonl")]
@@ -162,6 +168,55 @@ def undo_toxic(record: dict) -> None:
     if "file" in record:  # a journal written before the rule service named it "path"
         record = {**record, "path": record["file"]}
     rule_service.drop_rule(record, "tcp proxy")
+
+
+# -- listeners added while the proxy runs ---------------------------------------------------------
+class ListenError(RuntimeError):
+    """The proxy could not open a listener (address in use, bad address): its words."""
+
+
+class TcpListener(Injector):
+    """One plain listener (``listen`` -> ``upstream``) opened in a running proxy: a spec file
+    in its listeners directory plus SIGHUP, confirmed by the proxy's ``.status``. Its undo
+    removes the file: the proxy closes the listener and ends the connections it accepted."""
+
+    kind = "tcp-listener"
+
+    def __init__(self, proxy: TcpProxy, name: str, listen: str, upstream: str) -> None:
+        super().__init__()
+        rule_service.check_id(name)
+        self.proxy, self.spec = proxy, {"name": name, "listen": listen, "upstream": upstream}
+        self.address: str | None = None
+
+    def describe(self) -> str:
+        return f"tcp proxy listener {self.spec['name']}: {self.spec['listen']} -> {self.spec['upstream']}"
+
+    def apply(self, journal: Journal) -> None:
+        """Open it; ``address`` is then where it listens. ListenError if the proxy refused."""
+        name = self.spec["name"]
+        path = self.proxy.listeners_dir / f"{name}.json"
+        self.record(journal, {"path": str(path), "name": name, "rules_dir": str(self.proxy.rules_dir),
+                              "pid": self.proxy.pid, "start": self.proxy.start})
+        rule_service.write_atomic(path, json.dumps(self.spec))
+        status = rule_service.reload(
+            self.proxy.pid, self.proxy.start, self.proxy.rules_dir,
+            lambda s: name in s.get("listener_errors", {}) or name in s.get("listeners", {}),
+            RELOAD_TIMEOUT, "tcp proxy")
+        if status is None:
+            raise RuntimeError(f"tcp proxy {self.proxy.pid} is not running")
+        if name in status.get("listener_errors", {}):
+            journal.undo(self.entries.pop())
+            raise ListenError(status["listener_errors"][name])
+        self.address = status["listeners"][name]
+
+
+def undo_listener(record: dict) -> None:
+    """Remove the listener's file; wait until the proxy has closed it (nothing to wait for
+    if the proxy is gone)."""
+    Path(record["path"]).unlink(missing_ok=True)
+    rule_service.reload(record["pid"], record.get("start"), Path(record["rules_dir"]),
+                        lambda s: record["name"] not in s.get("listeners", {}), RELOAD_TIMEOUT,
+                        "tcp proxy")
 
 
 # -- transparent redirect ------------------------------------------------------------------------

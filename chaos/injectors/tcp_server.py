@@ -164,7 +164,7 @@ class Conn:
     """One client connection: its toxics, its upstream socket, how bytes move, how it ends."""
 
     __slots__ = ("proxy", "listener", "client", "peer", "dest", "toxics", "up", "started",
-                 "movers", "open", "extra", "ended")
+                 "movers", "open", "extra", "ended", "task")
 
     def __init__(self, proxy: Proxy, listener: Listener, client: socket.socket, peer,
                  dest: tuple[str, int], toxics: list) -> None:
@@ -176,6 +176,7 @@ class Conn:
         self.open = 0
         self.extra = 0  # downstream bytes a toxic wrote before any upstream existed
         self.ended = False
+        self.task: asyncio.Task | None = None  # run_toxic, on the toxic path
 
     # -- fast path: no toxic, callbacks only (no Task) ----------------------------------------
     def start_plain(self) -> None:
@@ -367,6 +368,11 @@ class Proxy:
 
     def __init__(self, config: dict, rules_dir: Path, log_path: Path) -> None:
         self.listeners = [Listener(spec) for spec in config["listeners"]]
+        # Listeners added and removed while running (one JSON spec per file, read on SIGHUP
+        # with the rules): what the Toxiproxy API's proxies are.
+        self.listeners_dir = Path(config["listeners_dir"]) if config.get("listeners_dir") else None
+        self.dynamic: dict[str, tuple[str, Listener]] = {}  # name -> (spec digest, listener)
+        self.listener_errors: dict[str, str] = {}
         self.mark = int(config.get("mark", PROXY_MARK))
         self.rng = random.Random(config.get("seed"))
         self.rules_dir = rules_dir
@@ -380,13 +386,13 @@ class Proxy:
         self.loop = asyncio.get_running_loop()
         self.park = Park(self.loop)
         self._check_mark()
-        self.reload()
         stopped = self.loop.create_future()
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, _resolve, stopped, "stop")
         for listener in self.listeners:
             self.loop.add_reader(listener.bind().fileno(), self._accept, listener)
+        self.reload()  # after the fixed listeners: a dynamic one never takes their names
         bound = {ls.name: format_addr(ls.bound.getsockname()) for ls in self.listeners}
         # A full collection walks every live object: with 10,000 held connections that is a
         # long pause, which would make scheduled hang ends late. Connections make no
@@ -443,7 +449,7 @@ class Proxy:
             conn = Conn(self, listener, client, peer, dest, toxics)
             self.conns.add(conn)
             if toxics:
-                self.loop.create_task(conn.run_toxic())
+                conn.task = self.loop.create_task(conn.run_toxic())
             else:
                 conn.start_plain()
 
@@ -467,9 +473,64 @@ class Proxy:
         for gone in current.values():
             gone.revoke()
         self.rules = rules
+        self.reload_listeners()
         self.generation += 1
-        rule_service.write_status(self.rules_dir, self.generation,
-                                  {r.id: rule_service.digest(r.spec) for r in rules}, errors)
+        rule_service.write_status(
+            self.rules_dir, self.generation, {r.id: rule_service.digest(r.spec) for r in rules},
+            errors, listeners={name: format_addr(ls.bound.getsockname())
+                               for name, (_, ls) in self.dynamic.items()},
+            listener_errors=self.listener_errors)
+
+    def reload_listeners(self) -> None:
+        """Open the listeners whose files appeared, close those whose files went away or
+        changed. Closing one ends its open connections, as a Toxiproxy proxy that is
+        disabled or deleted does."""
+        if self.listeners_dir is None:
+            return
+        wanted: dict[str, tuple[str, dict]] = {}
+        self.listener_errors = {}
+        fixed = {ls.name for ls in self.listeners}
+        for path in sorted(self.listeners_dir.glob("*.json")):
+            try:
+                spec = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(spec, dict) or spec.get("name") != path.stem or spec["name"] in fixed:
+                    raise ValueError(f"{path.name}: a listener spec whose name is the file's")
+                wanted[path.stem] = (rule_service.digest(spec), spec)
+            except (OSError, ValueError) as exc:
+                self.listener_errors[path.stem] = str(exc)
+        for name, (key, listener) in list(self.dynamic.items()):
+            if wanted.get(name, (None,))[0] != key:
+                self.close_listener(listener)
+                del self.dynamic[name]
+        for name, (key, spec) in wanted.items():
+            if name in self.dynamic:
+                continue
+            try:
+                listener = Listener(spec)
+                sock = listener.bind()
+            except (OSError, ValueError, KeyError) as exc:
+                self.listener_errors[name] = str(exc)
+                continue
+            self.loop.add_reader(sock.fileno(), self._accept, listener)
+            self.dynamic[name] = (key, listener)
+
+    def close_listener(self, listener: Listener) -> None:
+        sock = listener.bound
+        self.loop.remove_reader(sock.fileno())
+        sock.close()
+        for conn in [c for c in self.conns if c.listener is listener]:
+            task = conn.task
+            if task is None or task.done():
+                conn.end("listener-closed", None)
+                continue
+            # Its pumps must unwind before the sockets close (see Conn._stop_movers): cancel
+            # the task, and end the connection once it has.
+            task.add_done_callback(_ender(conn, "listener-closed"))
+            task.cancel()
+
+
+def _ender(conn: Conn, reason: str) -> Callable[[asyncio.Task], None]:
+    return lambda task: conn.end(reason, None)
 
 
 def raise_nofile(want: int = 1 << 17) -> None:
