@@ -388,6 +388,49 @@ def import_(paths, output, name) -> None:
     sys.exit(import_files(paths, output, name))
 
 
+class ListenType(click.ParamType):
+    """HOST:PORT (an IP address or localhost; IPv6 in brackets)."""
+
+    name = "HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        import ipaddress
+
+        host, sep, port = str(value).rpartition(":")
+        host = host.strip("[]")
+        try:
+            if host != "localhost":
+                ipaddress.ip_address(host)
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError
+        except ValueError:
+            self.fail(f"{value!r}: expected IP:PORT, e.g. 127.0.0.1:8474 or [::1]:8474", param, ctx)
+        return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:8474", show_default=True, type=ListenType(),
+              help="Where the API listens.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a --listen address that is not loopback. The API is unauthenticated: "
+                   "whoever reaches it can cut and slow this machine's proxied connections.")
+@click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
+def serve(listen, allow_remote, state_dir) -> None:
+    """Serve a Toxiproxy-compatible HTTP API (docs/api.md) until SIGTERM or Ctrl-C, then
+    revert everything it changed."""
+    from chaos.api.server import is_loopback, serve as run_server
+
+    host, port = listen
+    if not is_loopback(host) and not allow_remote:
+        raise click.BadParameter(f"{host} is not a loopback address: the API is unauthenticated;"
+                                 " add --allow-remote to listen there anyway", param_hint="--listen")
+    try:
+        sys.exit(run_server(host, port, state_dir, echo=click.echo))
+    except OSError as exc:
+        click.echo(f"chaos serve: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+
+
 class FaultSpec(click.ParamType):
     """--fault 'NAMES=ANSWER' or a YAML mapping of a dns fault's parameters."""
 

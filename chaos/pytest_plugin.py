@@ -10,6 +10,9 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
   demand, with their logs (``fake_dns.queries``, ``tcp_faults.connections``, ``http_faults.requests``).
 - ``registry_lab``: the registry lab, started once per session (``make_registry_lab``) and
   reset for each test: its log marks, and the faults the test injected through it reverted.
+- ``toxiproxy_server``: a `chaos serve` Toxiproxy API, started once per session (loopback,
+  a free port: ``.host``, ``.port``, ``.url``); ``toxiproxy`` is the same server with every
+  proxy deleted after the test. Point a Toxiproxy client library at it (docs/api.md).
 - ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
   text) and returns its ScenarioResult.
 A failed test that used one of these fixtures shows the last lines of the run's logs (proxy,
@@ -210,6 +213,50 @@ def _close(session) -> None:
     failures = session.close()
     if failures:
         pytest.fail("chaos could not revert: " + "; ".join(map(str, failures)), pytrace=False)
+
+
+class ToxiproxyServer:
+    """A running `chaos serve` (in this process, on a thread): where its API listens."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.host, self.port = server.http.server_address[:2]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def clear(self) -> None:
+        """Delete every proxy (their toxics, listeners and connections go with them)."""
+        for name in list(self.server.proxies.proxies):
+            self.server.proxies.delete(name)
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_server(request):
+    import threading
+
+    from chaos.api.server import Server
+
+    server = Server("127.0.0.1", 0, _state_dir(request.config))
+    thread = threading.Thread(target=server.serve_forever, name="chaos-serve", daemon=True)
+    thread.start()
+    try:
+        yield ToxiproxyServer(server)
+    finally:
+        server.http.shutdown()
+        thread.join()
+        failures = server.close()
+        if failures:
+            pytest.fail("chaos serve could not revert: " + "; ".join(map(str, failures)), pytrace=False)
+
+
+@pytest.fixture
+def toxiproxy(toxiproxy_server):
+    try:
+        yield toxiproxy_server
+    finally:
+        toxiproxy_server.clear()
 
 
 @pytest.fixture

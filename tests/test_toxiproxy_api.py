@@ -1,0 +1,347 @@
+"""`chaos serve` through the real toxiproxy-python client (PyPI, 0.1.1), with real loopback sockets.
+
+The client library is used as its users use it: ``Toxiproxy().create``, ``proxy.add_toxic``,
+``destroy_toxic``, ``disable``/``enable``, ``populate``, ``reset``. It has no call to update a
+toxic, so updates go through its own ``APIConsumer.post`` (what it would send). It needs no
+shim on Python 3.11 (its ``future`` dependency imports there).
+
+Each toxic's effect is checked on what a client socket sees: the backend answers a line
+``N\\n`` with N bytes, then closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import toxiproxy  # the test extra toxiproxy-python, as its users install it
+from toxiproxy.api import APIConsumer
+from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
+
+from chaos.journal import is_alive
+from conftest import ROOT, chaos_cmd
+
+
+# -- the backend -------------------------------------------------------------------------------
+class Backend:
+    """Answers ``N\\n`` with N bytes of b"x" and a close (``N+\\n``: and stays open until the
+    client closes, at most 5 s); notes when each request arrived."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.arrived: list[float] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            try:
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(100)
+                    if not chunk:
+                        return
+                    data += chunk
+                self.arrived.append(time.monotonic())
+                conn.sendall(b"x" * int(data.rstrip(b"+\n")))
+                if data.endswith(b"+\n"):
+                    conn.settimeout(5)
+                    conn.recv(1)
+            except OSError:
+                return
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = Backend()
+    yield b
+    b.sock.close()
+
+
+@pytest.fixture
+def server(toxiproxy):
+    """toxiproxy-python pointed at the session's `chaos serve` (the plugin's fixture)."""
+    APIConsumer.host, APIConsumer.port = toxiproxy.host, toxiproxy.port
+    return toxiproxy_client()
+
+
+def toxiproxy_client():
+    return toxiproxy.Toxiproxy()
+
+
+def address(proxy) -> tuple[str, int]:
+    host, _, port = proxy.listen.rpartition(":")
+    return host, int(port)
+
+
+def fetch(proxy, n: int, timeout: float = 5.0, *, stay: bool = False
+          ) -> tuple[bytes, float, list[tuple[float, int]]]:
+    """Ask for n bytes (``stay``: the backend keeps the connection open after them); (what
+    came, seconds until EOF, [(time, size) of each read])."""
+    start = time.monotonic()
+    reads = []
+    data = b""
+    with socket.create_connection(address(proxy), timeout=timeout) as s:
+        s.sendall(b"%d%s\n" % (n, b"+" if stay else b""))
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reads.append((time.monotonic() - start, len(chunk)))
+            data += chunk
+    return data, time.monotonic() - start, reads
+
+
+def api(method: str, path: str, body=None) -> tuple[int, str, str]:
+    """Raw call: (status, content type, body), for what the client library hides."""
+    url = f"http://{APIConsumer.host}:{APIConsumer.port}{path}"
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+# -- proxies -------------------------------------------------------------------------------------
+def test_proxy_lifecycle_and_json(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="shop db")  # any name
+    assert proxy.enabled is True and proxy.listen.startswith("127.0.0.1:")
+    assert address(proxy)[1] != 0  # the bound port, as Toxiproxy reports it
+    assert fetch(proxy, 1000)[0] == b"x" * 1000
+    listed = server.proxies()
+    assert set(listed) == {"shop db"} and listed["shop db"].listen == proxy.listen
+    status, ctype, body = api("GET", "/proxies/shop%20db")
+    assert status == 200 and ctype == "application/json"
+    assert json.loads(body) == {"name": "shop db", "listen": proxy.listen,
+                                "upstream": f"127.0.0.1:{backend.port}", "enabled": True, "toxics": []}
+    with pytest.raises(ProxyExists):
+        server.create(upstream=f"127.0.0.1:{backend.port}", name="shop db")
+    assert proxy.destroy()
+    assert server.proxies() == {}
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address(proxy), timeout=2).close()
+
+
+def test_errors_are_toxiproxys(server, backend):
+    assert api("GET", "/proxies/nope") == (404, "text/plain; charset=utf-8",
+                                           '{"error":"proxy not found","status":404}\n')
+    assert api("POST", "/proxies", {"name": "a"})[2] == (
+        '{"error":"missing required field: upstream","status":400}\n')
+    assert api("POST", "/proxies", b"{")[0] == 400
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="a")
+    with pytest.raises(InvalidToxic, match="stream was invalid"):
+        proxy.add_toxic(type="latency", stream="sideways")
+    with pytest.raises(InvalidToxic, match="invalid toxic type"):
+        proxy.add_toxic(type="wobble")
+    proxy.add_toxic(type="latency", attributes={"latency": 1})
+    status, _, body = api("POST", "/proxies/a/toxics", {"type": "latency"})
+    assert (status, json.loads(body)) == (409, {"error": "toxic already exists", "status": 409})
+    with pytest.raises(NotFound):
+        proxy.destroy_toxic("latency_upstream")
+    assert api("GET", "/proxies/a/toxics/nope")[0] == 404
+    assert api("PUT", "/proxies")[0] == 405
+    assert api("GET", "/nowhere")[:1] == (404,)
+    req = urllib.request.Request(f"http://{APIConsumer.host}:{APIConsumer.port}/version",
+                                 headers={"User-Agent": "Mozilla/5.0"})
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(req, timeout=5)
+    assert json.loads(server.version()) == {"version": "2.12.0"}
+
+
+def test_disable_cuts_connections_and_enable_listens_again(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="db")
+    proxy.add_toxic(type="timeout", attributes={"timeout": 0})  # holds an open connection
+    held = socket.create_connection(address(proxy), timeout=5)
+    held.sendall(b"10\n")
+    time.sleep(0.2)
+    before = proxy.listen
+    with proxy.down():
+        assert held.recv(10) == b""  # cut, as Toxiproxy's disable does
+        assert server.proxies()["db"].enabled is False
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address(proxy), timeout=2).close()
+    held.close()
+    assert server.proxies()["db"].listen == before  # the same port again
+    proxy.destroy_toxic("timeout_downstream")
+    assert fetch(proxy, 100)[0] == b"x" * 100
+
+
+def test_populate_and_reset(server, backend):
+    up = f"127.0.0.1:{backend.port}"
+    made = server.populate([{"name": "one", "upstream": up, "listen": "127.0.0.1:0"},
+                            {"name": "two", "upstream": up, "listen": "127.0.0.1:0"}])
+    assert sorted(p.name for p in made) == ["one", "two"]
+    status, _, body = api("POST", "/populate", [{"name": "three"}])
+    assert (status, json.loads(body)) == (400, {"error": "missing required field: upstream at proxy 1",
+                                               "status": 400})
+    one = server.get_proxy("one")
+    one.add_toxic(type="limit_data", attributes={"bytes": 10})
+    one.disable()
+    assert server.reset()
+    one = server.get_proxy("one")
+    assert one.enabled and one.toxics() == {}
+    assert fetch(one, 500)[0] == b"x" * 500
+
+
+# -- each toxic, with its effect -------------------------------------------------------------------
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_latency(server, backend, stream):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="lat")
+    assert fetch(proxy, 10)[1] < 0.2
+    proxy.add_toxic(type="latency", stream=stream, attributes={"latency": 300, "jitter": 50})
+    data, took, _ = fetch(proxy, 10)
+    assert data == b"x" * 10 and 0.25 <= took < 1.5
+    proxy.destroy_toxic(f"latency_{stream}")
+    assert fetch(proxy, 10)[1] < 0.2
+
+
+def test_update_toxic_changes_it(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="upd")
+    proxy.add_toxic(type="latency", name="slow", attributes={"latency": 100})
+    assert 0.08 <= fetch(proxy, 10)[1] < 0.6
+    reply = APIConsumer.post("/proxies/upd/toxics/slow", json={"attributes": {"latency": 700}}).json()
+    assert reply == {"attributes": {"latency": 700, "jitter": 0}, "name": "slow", "type": "latency",
+                     "stream": "downstream", "toxicity": 1.0}
+    assert fetch(proxy, 10)[1] >= 0.65
+    APIConsumer.post("/proxies/upd/toxics/slow", json={"toxicity": 0})  # never acts
+    assert fetch(proxy, 10)[1] < 0.2
+    assert proxy.get_toxic("slow").toxicity == 0
+
+
+def test_bandwidth(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="bw")
+    proxy.add_toxic(type="bandwidth", attributes={"rate": 100})  # KB/s
+    data, took, _ = fetch(proxy, 60_000)
+    assert len(data) == 60_000 and 0.5 <= took < 1.5
+
+
+def test_slow_close(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="sc")
+    proxy.add_toxic(type="slow_close", attributes={"delay": 500})
+    data, took, reads = fetch(proxy, 100)
+    assert data == b"x" * 100 and reads[0][0] < 0.2 and took >= 0.45
+
+
+def test_timeout(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="to")
+    proxy.add_toxic(type="timeout", attributes={"timeout": 400})
+    data, took, _ = fetch(proxy, 100, stay=True)
+    assert data == b"" and 0.35 <= took < 1.5  # nothing, then closed
+    proxy.destroy_toxic("timeout_downstream")
+    proxy.add_toxic(type="timeout", attributes={"timeout": 0})  # never closes
+    with socket.create_connection(address(proxy), timeout=0.6) as s:
+        s.sendall(b"100+\n")
+        with pytest.raises(TimeoutError):
+            s.recv(100)
+
+
+def test_reset_peer(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="rp")
+    proxy.add_toxic(type="reset_peer", attributes={"timeout": 300})
+    start = time.monotonic()
+    with pytest.raises(ConnectionResetError):
+        fetch(proxy, 100)
+    assert time.monotonic() - start >= 0.25
+
+
+def test_slicer(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="sl")
+    proxy.add_toxic(type="slicer", attributes={"average_size": 100, "size_variation": 20,
+                                               "delay": 20_000})  # microseconds
+    data, took, reads = fetch(proxy, 1000)
+    assert data == b"x" * 1000 and len(reads) >= 7 and took >= 0.12
+    assert all(size <= 120 for _, size in reads)
+
+
+def test_limit_data(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="ld")
+    proxy.add_toxic(type="limit_data", attributes={"bytes": 1000})
+    assert fetch(proxy, 50_000)[0] == b"x" * 1000
+
+
+def test_limit_data_upstream(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="ldu")
+    proxy.add_toxic(type="limit_data", stream="upstream", attributes={"bytes": 2})
+    count = len(backend.arrived)
+    assert fetch(proxy, 50)[0] == b""  # "50" passed, the newline never did
+    time.sleep(0.1)
+    assert len(backend.arrived) == count
+
+
+# -- journal: a killed server is recovered, a live one never touched -----------------------------------
+def test_killed_server_is_recovered_and_live_one_left_alone(tmp_path, backend):
+    env = {**os.environ, "CHAOS_STATE_DIR": str(tmp_path / "state")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(chaos_cmd("serve", "--listen", f"127.0.0.1:{port}"), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "Toxiproxy API on" in (proc.stdout.readline() if proc.stdout else "")
+        APIConsumer.host, APIConsumer.port = "127.0.0.1", port
+        proxy = toxiproxy_client().create(upstream=f"127.0.0.1:{backend.port}", name="k")
+        proxy.add_toxic(type="latency", attributes={"latency": 200})
+        recover = subprocess.run(chaos_cmd("recover"), cwd=ROOT, env=env, capture_output=True, text=True)
+        assert "still running" in recover.stdout
+        assert fetch(proxy, 10)[1] >= 0.18  # untouched
+        runs = list((tmp_path / "state" / "runs").iterdir())
+        proxy_process = next(json.loads(line)["undo"]
+                             for line in (runs[0] / "journal.jsonl").read_text().splitlines()
+                         if '"kind":"process"' in line)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert fetch(proxy, 10)[1] >= 0.18  # the orphaned TCP proxy still serves
+        recover = subprocess.run(chaos_cmd("recover"), cwd=ROOT, env=env, capture_output=True, text=True)
+        assert recover.returncode == 0, recover.stdout + recover.stderr
+        assert "recovered (3 change(s) undone)" in recover.stdout
+        assert not is_alive(proxy_process["pid"], proxy_process["start"])  # a zombie counts as gone
+        assert list((tmp_path / "state" / "runs").iterdir()) == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address(proxy), timeout=2).close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_shutdown_reverts_everything(tmp_path, backend):
+    env = {**os.environ, "CHAOS_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.Popen(chaos_cmd("serve", "--listen", "127.0.0.1:0"), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        APIConsumer.host, APIConsumer.port = "127.0.0.1", int(line.split("http://")[1].split()[0].rsplit(":", 1)[1])
+        proxy = toxiproxy_client().create(upstream=f"127.0.0.1:{backend.port}", name="s")
+        proxy.add_toxic(type="latency", attributes={"latency": 10})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert list((tmp_path / "state" / "runs").iterdir()) == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address(proxy), timeout=2).close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_non_loopback_listen_needs_the_flag(chaos):
+    result = chaos("serve", "--listen", "198.18.0.1:8474")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+    result = chaos("serve", "--listen", "nowhere")
+    assert result.returncode == 2 and "expected IP:PORT" in result.stderr
