@@ -132,6 +132,11 @@ def test_proxy_lifecycle_and_json(server, backend):
     assert status == 200 and ctype == "application/json"
     assert json.loads(body) == {"name": "shop db", "listen": proxy.listen,
                                 "upstream": f"127.0.0.1:{backend.port}", "enabled": True, "toxics": []}
+    deadline = time.monotonic() + 5  # the TCP proxy logs a connection when it has ended
+    while (seen := json.loads(api("GET", "/chaos/proxies/shop%20db/connections")[2]))["ended"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert seen["ended"] == 1 and seen["connections"][0]["bytes_down"] == 1000
     with pytest.raises(ProxyExists):
         server.create(upstream=f"127.0.0.1:{backend.port}", name="shop db")
     assert proxy.destroy()
@@ -299,10 +304,13 @@ def test_killed_server_is_recovered_and_live_one_left_alone(tmp_path, backend):
         APIConsumer.host, APIConsumer.port = "127.0.0.1", port
         proxy = toxiproxy_client().create(upstream=f"127.0.0.1:{backend.port}", name="k")
         proxy.add_toxic(type="latency", attributes={"latency": 200})
+        # and a fault of the project's own: a sandbox (namespaces, the fake DNS server)
+        assert api("POST", "/chaos/faults", {"type": "dns", "names": ["a.test"], "answer": "servfail"})[0] == 201
+        sandbox = json.loads(api("GET", "/chaos/sandbox")[2])
         recover = subprocess.run(chaos_cmd("recover"), cwd=ROOT, env=env, capture_output=True, text=True)
         assert "still running" in recover.stdout
         assert fetch(proxy, 10)[1] >= 0.18  # untouched
-        runs = list((tmp_path / "state" / "runs").iterdir())
+        runs = [r for r in (tmp_path / "state" / "runs").iterdir() if r.name.startswith("serve-")]
         proxy_process = next(json.loads(line)["undo"]
                              for line in (runs[0] / "journal.jsonl").read_text().splitlines()
                          if '"kind":"process"' in line)
@@ -311,7 +319,10 @@ def test_killed_server_is_recovered_and_live_one_left_alone(tmp_path, backend):
         assert fetch(proxy, 10)[1] >= 0.18  # the orphaned TCP proxy still serves
         recover = subprocess.run(chaos_cmd("recover"), cwd=ROOT, env=env, capture_output=True, text=True)
         assert recover.returncode == 0, recover.stdout + recover.stderr
-        assert "recovered (3 change(s) undone)" in recover.stdout
+        assert "recovered (3 change(s) undone)" in recover.stdout  # process, listener, toxic
+        assert f"{sandbox['run']}: recovered" in recover.stdout
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert sandbox["world"] not in netns and sandbox["clients"]["default"] not in netns
         assert not is_alive(proxy_process["pid"], proxy_process["start"])  # a zombie counts as gone
         assert list((tmp_path / "state" / "runs").iterdir()) == []
         with pytest.raises(ConnectionRefusedError):

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from chaos.api.faults import SandboxFaults
 from chaos.api.proxies import BAD_BODY, ApiError, Proxies
 
 VERSION = "2.12.0"  # the Toxiproxy API version spoken (clients may compare it)
@@ -40,6 +41,16 @@ ROUTES: list[Route] = [
     ("POST PATCH", re.compile(r"/proxies/([^/]+)/toxics/([^/]+)"), "toxic_update"),
     ("DELETE", re.compile(r"/proxies/([^/]+)/toxics/([^/]+)"), "toxic_delete"),
     ("GET", re.compile(r"/version"), "version"),
+    # beyond Toxiproxy (chaos/api/faults.py)
+    ("GET", re.compile(r"/chaos/sandbox"), "sandbox_show"),
+    ("POST", re.compile(r"/chaos/servers"), "server_create"),
+    ("GET", re.compile(r"/chaos/faults"), "fault_index"),
+    ("POST", re.compile(r"/chaos/faults"), "fault_create"),
+    ("GET", re.compile(r"/chaos/faults/([^/]+)"), "fault_show"),
+    ("DELETE", re.compile(r"/chaos/faults/([^/]+)"), "fault_delete"),
+    ("GET", re.compile(r"/chaos/dns/queries"), "dns_queries"),
+    ("GET", re.compile(r"/chaos/http/requests"), "http_requests"),
+    ("GET", re.compile(r"/chaos/proxies/([^/]+)/connections"), "proxy_connections"),
 ]
 
 
@@ -61,11 +72,12 @@ def error_reply(exc: ApiError) -> Reply:
 
 
 class Api:
-    """The routes over a ``Proxies``; ``extra`` maps more routes (the project's own faults)."""
+    """The routes over a ``Proxies`` (Toxiproxy's) and a ``SandboxFaults`` (the project's
+    own fault types); ``extra``: more routes."""
 
-    def __init__(self, proxies: Proxies, extra: list[tuple[str, re.Pattern, Callable[..., Reply]]] | None = None
-                 ) -> None:
-        self.proxies = proxies
+    def __init__(self, proxies: Proxies, faults: SandboxFaults,
+                 extra: list[tuple[str, re.Pattern, Callable[..., Reply]]] | None = None) -> None:
+        self.proxies, self.faults = proxies, faults
         self.extra = extra or []
 
     def handle(self, method: str, path: str, body: bytes) -> Reply:
@@ -89,6 +101,7 @@ class Api:
     # -- Toxiproxy's routes ----------------------------------------------------------------
     def reset(self, body: bytes) -> Reply:
         self.proxies.reset()
+        self.faults.reset()
         return Reply(204)
 
     def proxy_index(self) -> Reply:
@@ -143,6 +156,42 @@ class Api:
         return Reply(200, raw=f'{{"version": "{VERSION}"}}\n'.encode(),
                      content_type="application/json;charset=utf-8")
 
+    # -- beyond Toxiproxy ------------------------------------------------------------------
+    def sandbox_show(self) -> Reply:
+        return Reply(200, self.faults.describe())
+
+    def server_create(self, body: bytes) -> Reply:
+        return Reply(201, self.faults.add_server(decode(body)))
+
+    def fault_index(self) -> Reply:
+        return Reply(200, self.faults.all())
+
+    def fault_create(self, body: bytes) -> Reply:
+        return Reply(201, self.faults.add(decode(body)))
+
+    def fault_show(self, fault_id: str) -> Reply:
+        return Reply(200, self.faults.get(fault_id))
+
+    def fault_delete(self, fault_id: str) -> Reply:
+        self.faults.remove(fault_id)
+        return Reply(204)
+
+    def dns_queries(self) -> Reply:
+        queries = self.faults.dns_queries()
+        return Reply(200, {"count": len(queries), "queries": queries})
+
+    def http_requests(self) -> Reply:
+        requests = self.faults.http_requests()
+        return Reply(200, {"count": len(requests), "requests": requests})
+
+    def proxy_connections(self, name: str) -> Reply:
+        """The connections of a proxy that have ended (the TCP proxy logs each at its end:
+        one still open is not in it yet)."""
+        with self.proxies.lock:
+            key = self.proxies.get(name).key
+        ended = [c for c in self.proxies.tcp.connections() if c["listener"] == key]
+        return Reply(200, {"ended": len(ended), "connections": ended})
+
 
 def _takes_body(method: str) -> bool:
     return method in ("POST", "PATCH")
@@ -157,6 +206,9 @@ def decode(body: bytes) -> Any:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as client libraries expect
+    # headers and body leave in two writes: with Nagle on, the second waits for the
+    # client's delayed ACK, which made every call on a kept-alive connection ~40 ms
+    disable_nagle_algorithm = True
     api: Api  # set on the subclass the server makes
 
     def _serve(self) -> None:
@@ -209,7 +261,8 @@ class Server:
             self.tcp = start_tcp_proxy(self.journal, netns=None, config={"listeners": []},
                                        run_dir=self.journal.run_dir)
             self.proxies = Proxies(self.tcp, self.journal)
-            self.api = Api(self.proxies)
+            self.faults = SandboxFaults(state_dir)
+            self.api = Api(self.proxies, self.faults)
             handler = type("BoundHandler", (Handler,), {"api": self.api})
             http_class = HttpServer6 if ":" in host else ThreadingHTTPServer
             self.http = http_class((host.strip("[]"), port), handler)
@@ -236,6 +289,7 @@ class Server:
             self.proxies.close()
         except ApiError as exc:
             failures.append(exc.message)
+        failures += self.faults.close()
         failures += self.journal.rollback()
         self.journal.finish()
         return failures
