@@ -163,6 +163,9 @@ def test_errors_are_toxiproxys(server, backend):
         proxy.destroy_toxic("latency_upstream")
     assert api("GET", "/proxies/a/toxics/nope")[0] == 404
     assert api("PUT", "/proxies")[0] == 405
+    status, _, body = api("PATCH", "/proxies/a", {"enabled": False})  # PATCH, as newer clients send
+    assert status == 200 and json.loads(body)["enabled"] is False
+    assert '"toxicity":1}' in api("PATCH", "/proxies/a/toxics/latency_downstream", {"toxicity": 1})[2]
     assert api("GET", "/nowhere")[:1] == (404,)
     req = urllib.request.Request(f"http://{APIConsumer.host}:{APIConsumer.port}/version",
                                  headers={"User-Agent": "Mozilla/5.0"})
@@ -224,7 +227,7 @@ def test_update_toxic_changes_it(server, backend):
     assert 0.08 <= fetch(proxy, 10)[1] < 0.6
     reply = APIConsumer.post("/proxies/upd/toxics/slow", json={"attributes": {"latency": 700}}).json()
     assert reply == {"attributes": {"latency": 700, "jitter": 0}, "name": "slow", "type": "latency",
-                     "stream": "downstream", "toxicity": 1.0}
+                     "stream": "downstream", "toxicity": 1}
     assert fetch(proxy, 10)[1] >= 0.65
     APIConsumer.post("/proxies/upd/toxics/slow", json={"toxicity": 0})  # never acts
     assert fetch(proxy, 10)[1] < 0.2
@@ -274,6 +277,80 @@ def test_slicer(server, backend):
     data, took, reads = fetch(proxy, 1000)
     assert data == b"x" * 1000 and len(reads) >= 7 and took >= 0.12
     assert all(size <= 120 for _, size in reads)
+
+
+DEFAULTS = {"latency": {"latency": 0, "jitter": 0}, "bandwidth": {"rate": 0}, "slow_close": {"delay": 0},
+            "timeout": {"timeout": 0}, "reset_peer": {"timeout": 0},
+            "slicer": {"average_size": 0, "size_variation": 0, "delay": 0}, "limit_data": {"bytes": 0}}
+GIVEN = {"latency": {"latency": 20}, "bandwidth": {"rate": 1000}, "slow_close": {"delay": 20},
+         "timeout": {"timeout": 20}, "reset_peer": {"timeout": 20},
+         "slicer": {"average_size": 64, "size_variation": 8}, "limit_data": {"bytes": 100}}
+
+
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+@pytest.mark.parametrize("kind", list(GIVEN))
+def test_each_toxic_is_added_updated_and_removed(server, backend, kind, stream):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="each")
+    proxy.add_toxic(type=kind, stream=stream, attributes=GIVEN[kind], toxicity=0.9)
+    name = f"{kind}_{stream}"
+    toxic = proxy.get_toxic(name)
+    assert (toxic.type, toxic.stream, toxic.toxicity) == (kind, stream, 0.9)
+    assert toxic.attributes == {**DEFAULTS[kind], **GIVEN[kind]}  # every attribute, as Go writes them
+    key, value = next(iter(GIVEN[kind].items()))
+    updated = APIConsumer.post(f"/proxies/each/toxics/{name}", json={"attributes": {key: value * 2}}).json()
+    assert updated["attributes"] == {**DEFAULTS[kind], **GIVEN[kind], key: value * 2}
+    assert updated["toxicity"] == 0.9  # kept: not in the update
+    proxy.destroy_toxic(name)
+    assert proxy.toxics() == {}
+    data, took, _ = fetch(proxy, 1000)
+    assert data == b"x" * 1000 and took < 0.5
+
+
+def upload(proxy, size: int, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Send a request padded to ``size`` bytes (the backend's int() skips the spaces); (the
+    answer, seconds until EOF)."""
+    start = time.monotonic()
+    data = b""
+    with socket.create_connection(address(proxy), timeout=timeout) as s:
+        s.sendall(b" " * (size - 4) + b"10+\n")
+        while chunk := s.recv(65536):
+            data += chunk
+            if len(data) == 10:
+                break
+    return data, time.monotonic() - start
+
+
+def test_upstream_bandwidth_and_slicer(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="up")
+    assert upload(proxy, 60_000)[1] < 0.3
+    proxy.add_toxic(type="bandwidth", stream="upstream", attributes={"rate": 100})
+    data, took = upload(proxy, 60_000)
+    assert data == b"x" * 10 and 0.5 <= took < 1.5
+    proxy.destroy_toxic("bandwidth_upstream")
+    proxy.add_toxic(type="slicer", stream="upstream", attributes={"average_size": 100, "delay": 20_000})
+    data, took = upload(proxy, 1000)
+    assert data == b"x" * 10 and took >= 0.15
+
+
+def test_upstream_timeout_and_reset_peer(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="up2")
+    count = len(backend.arrived)
+    proxy.add_toxic(type="timeout", stream="upstream", attributes={"timeout": 300})
+    data, took, _ = fetch(proxy, 10)
+    assert data == b"" and 0.25 <= took < 1.5 and len(backend.arrived) == count  # the request never got there
+    proxy.destroy_toxic("timeout_upstream")
+    proxy.add_toxic(type="reset_peer", stream="upstream", attributes={"timeout": 200})
+    start = time.monotonic()
+    with pytest.raises(ConnectionResetError):
+        fetch(proxy, 10)
+    assert time.monotonic() - start >= 0.15
+
+
+def test_toxicity_is_rolled_per_connection(server, backend):
+    proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="half")
+    proxy.add_toxic(type="limit_data", attributes={"bytes": 1}, toxicity=0.5)
+    cut = sum(fetch(proxy, 10)[0] == b"x" for _ in range(60))
+    assert 10 <= cut <= 50  # binomial(60, 0.5): outside this once in ~10^6 runs
 
 
 def test_limit_data(server, backend):

@@ -91,8 +91,10 @@ class Toxic:
     injector: TcpToxic | None = None
 
     def json(self) -> dict:
+        # Go writes a float32 1 as 1, not 1.0
+        toxicity = int(self.toxicity) if self.toxicity.is_integer() else self.toxicity
         return {"attributes": self.attributes, "name": self.name, "type": self.type,
-                "stream": self.stream, "toxicity": self.toxicity}
+                "stream": self.stream, "toxicity": toxicity}
 
 
 @dataclass
