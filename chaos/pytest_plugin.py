@@ -12,7 +12,7 @@ journaled like a CLI run, so `chaos recover` cleans up after a killed pytest):
   reset for each test: its log marks, and the faults the test injected through it reverted.
 - ``toxiproxy_server``: a `chaos serve` Toxiproxy API, started once per session (loopback,
   a free port: ``.host``, ``.port``, ``.url``); ``toxiproxy`` is the same server with every
-  proxy deleted after the test. Point a Toxiproxy client library at it (docs/api.md).
+  proxy deleted and every /chaos/ fault reverted after the test. Point a Toxiproxy client library at it (docs/api.md).
 - ``chaos_scenario``: ``chaos_scenario("scenarios/x.yaml")`` runs a scenario file (or YAML
   text) and returns its ScenarioResult.
 A failed test that used one of these fixtures shows the last lines of the run's logs (proxy,
@@ -227,9 +227,11 @@ class ToxiproxyServer:
         return f"http://{self.host}:{self.port}"
 
     def clear(self) -> None:
-        """Delete every proxy (their toxics, listeners and connections go with them)."""
+        """Delete every proxy (their toxics, listeners and connections go with them) and
+        revert every fault added under /chaos/ (the sandbox and its servers stay)."""
         for name in list(self.server.proxies.proxies):
             self.server.proxies.delete(name)
+        self.server.faults.reset()
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,15 @@ def test_route_and_packet_filter_in_the_sandbox(sandbox):
     assert curl(client, "http://reg.test/") == (0, "200")
 
 
+def test_the_fixture_reverts_what_a_test_left(toxiproxy_server):
+    """What `toxiproxy` does after each test: proxies deleted, /chaos/ faults reverted."""
+    status, fault = api(toxiproxy_server, "POST", "/chaos/faults",
+                        {"type": "dns", "names": ["left.test"], "answer": "refused"})
+    assert status == 201
+    toxiproxy_server.clear()
+    assert api(toxiproxy_server, "GET", "/chaos/faults") == (200, [])
+
+
 def test_faults_are_validated_by_their_models(toxiproxy):
     status, body = api(toxiproxy, "POST", "/chaos/faults", {"type": "dns", "names": ["x.test"],
                                                             "answer": "bogus"})
