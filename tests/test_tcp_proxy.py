@@ -537,6 +537,8 @@ def test_a_rule_the_proxy_rejects_is_reported_and_others_keep_working(proxy, tox
         TcpToxic(proxy, {"id": "bad", "toxic": "hang", "at": "later"})
     with pytest.raises(RuleError, match="unknown key"):
         TcpToxic(proxy, {"id": "bad", "toxic": "reset", "afterr": 3})
+    with pytest.raises(RuleError, match="at: first-byte needs after: 0"):
+        TcpToxic(proxy, {"id": "bad", "toxic": "reset", "at": "first-byte", "after": 10})
     with pytest.raises(RuleError, match="match.port: an empty list"):
         TcpToxic(proxy, {"id": "bad", "toxic": "reset", "how": "fin", "match": {"port": []}})
     broken = proxy.rules_dir / "broken.json"

@@ -264,10 +264,12 @@ def test_timeout(server, backend):
 def test_reset_peer(server, backend):
     proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="rp")
     proxy.add_toxic(type="reset_peer", attributes={"timeout": 300})
+    count = len(backend.arrived)
     start = time.monotonic()
     with pytest.raises(ConnectionResetError):
         fetch(proxy, 100)
     assert time.monotonic() - start >= 0.25
+    assert len(backend.arrived) == count + 1  # as in Toxiproxy, the request got there first
 
 
 def test_slicer(server, backend):

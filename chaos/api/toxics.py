@@ -37,9 +37,9 @@ TOXICS: dict[str, ToxicType] = {
     # nothing gets through (read and dropped); closed after timeout, never if 0
     "timeout": ToxicType({"timeout": 0},
                          lambda a: {"toxic": "discard", "for": _ms(a["timeout"]) if a["timeout"] > 0 else None}),
-    # RST after timeout
-    "reset_peer": ToxicType({"timeout": 0},
-                            lambda a: {"toxic": "reset", "how": "rst", "after": 0, "delay": _ms(a["timeout"])}),
+    # RST timeout after the first bytes of its stream (dropped)
+    "reset_peer": ToxicType({"timeout": 0}, lambda a: {"toxic": "reset", "how": "rst", "at": "first-byte",
+                                                       "delay": _ms(a["timeout"])}),
     # small segments, delay in microseconds
     "slicer": ToxicType({"average_size": 0, "size_variation": 0, "delay": 0},
                         lambda a: {"toxic": "slow", "slicer": {"size": a["average_size"],

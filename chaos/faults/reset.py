@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.tcp_toxics import End, Toxic
@@ -24,6 +24,16 @@ class Reset(TcpFault):
     """Bytes that pass first (0: right after the connection is accepted)."""
     delay: Duration = 0.0
     """Wait this long before ending it."""
+    at: Literal["accept", "first-byte"] = "accept"
+    """With `after: 0`: end it right after accept (the server is never contacted), or at
+    the first byte in `direction` (dropped: the server sees the request, the client gets
+    no answer). Toxiproxy's `reset_peer` is `first-byte`."""
+
+    @model_validator(mode="after")
+    def _first_byte_alone(self):
+        if self.at == "first-byte" and self.after:
+            raise ValueError("at: first-byte needs after: 0 (it acts on the first byte)")
+        return self
 
     @property
     def toxic_name(self) -> str:
@@ -43,15 +53,34 @@ class ResetToxic(Toxic):
     p: Reset
 
     async def on_accept(self, conn) -> None:
-        if self.p.after == 0 and await self._armed():
+        if self.p.after == 0 and self.p.at == "accept" and await self._armed():
             raise self._end()
 
     def budget(self, direction: str) -> int | None:
+        if self.p.at == "first-byte":
+            return 0 if direction in self.rule.directions else None
         return self._after(direction)
 
     async def fire(self, pump) -> None:
+        if self.p.at == "first-byte" and not await self._first_byte(pump):
+            return  # switched off meanwhile: the stream flows
         if await self._armed():
             raise self._end()
+
+    async def _first_byte(self, pump) -> bool:
+        """Take (and drop) the first byte, or its end; False if the rule is revoked first."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        revoked = loop.create_future()
+        self.rule.waiter(revoked)
+        recv = loop.create_task(loop.sock_recv(pump.src, 1))
+        await asyncio.wait({recv, revoked}, return_when=asyncio.FIRST_COMPLETED)
+        if recv.done():
+            return True
+        recv.cancel()
+        await asyncio.wait({recv})  # unwound before anything may close its socket
+        return False
 
     def _end(self) -> End:
         how = "reset" if self.p.how == "rst" else "close"
