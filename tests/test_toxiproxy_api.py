@@ -430,8 +430,12 @@ def test_shutdown_reverts_everything(tmp_path, backend):
         proc.wait()
 
 
-def test_non_loopback_listen_needs_the_flag(chaos):
+def test_bad_listen_exits_2(chaos, state_dir):
     result = chaos("serve", "--listen", "198.18.0.1:8474")
     assert result.returncode == 2 and "--allow-remote" in result.stderr
     result = chaos("serve", "--listen", "nowhere")
     assert result.returncode == 2 and "expected IP:PORT" in result.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        result = chaos("serve", "--listen", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert result.returncode == 2 and "Address already in use" in result.stderr
+    assert list((state_dir / "runs").iterdir()) == []  # its TCP proxy was stopped again
