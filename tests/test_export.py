@@ -335,3 +335,14 @@ def test_an_invalid_scenario_is_refused_at_its_line(tmp_path):
     done = chaos_cli("export", "--to", "chaos-mesh", str(path))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"{path}:5:")
+
+
+def test_discard_is_refused_with_its_nearest():
+    from chaos.scenario.load import load_text
+
+    text = "name: d\nfaults:\n  - {type: discard, destinations: [198.18.1.9], for: 1s}\n"
+    refused = export_scenario(load_text(text, "d.yaml"), "d.yaml", Target())
+    assert [str(r) for r in refused.refused] == [
+        "d.yaml:3: faults[0] (discard): no Chaos Mesh equivalent: NetworkChaos cannot read a TCP "
+        "stream's bytes and drop them, nor close it; nearest: packet-filter drop (NetworkChaos "
+        "partition): the sender then stalls instead"]

@@ -336,6 +336,11 @@ def garbage(fault, target: Target) -> list[MeshChaos]:
                      "http-error with a body (HTTPChaos replace)")
 
 
+def discard(fault, target: Target) -> list[MeshChaos]:
+    raise Unmappable("NetworkChaos cannot read a TCP stream's bytes and drop them, nor close it",
+                     "packet-filter drop (NetworkChaos partition): the sender then stalls instead")
+
+
 MAPPERS: dict[str, Callable[[Any, Target], list[MeshChaos]]] = {
     "route-blackhole": route_blackhole,
     "packet-filter": packet_filter,
@@ -349,4 +354,5 @@ MAPPERS: dict[str, Callable[[Any, Target], list[MeshChaos]]] = {
     "hosts-entry": hosts_entry,
     "reset": reset,
     "garbage": garbage,
+    "discard": discard,
 }
