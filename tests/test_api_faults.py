@@ -71,11 +71,18 @@ def test_http_fault_and_delete(sandbox):
     status, fault = api(server, "POST", "/chaos/faults",
                         {"type": "http-error", "status": 503, "match": {"host": "reg.test"}})
     assert status == 201, fault
+    status, before = api(server, "GET", "/chaos/servers/reg.test/requests")
+    assert status == 200
     assert curl(client, "http://reg.test/") == (0, "503")
     status, seen = api(server, "GET", "/chaos/http/requests")
     assert status == 200 and seen["count"] >= 1 and seen["requests"][-1]["status"] == 503
+    # the server's own records: the proxy answered, the request never reached it
+    assert api(server, "GET", "/chaos/servers/reg.test/requests")[1]["count"] == before["count"]
     assert api(server, "DELETE", f"/chaos/faults/{fault['id']}")[0] == 204
     assert curl(client, "http://reg.test/") == (0, "200")
+    after = api(server, "GET", "/chaos/servers/reg.test/requests")[1]
+    assert after["count"] == before["count"] + 1 and after["requests"][-1]["status"] == 200
+    assert api(server, "GET", "/chaos/servers/nope.test/requests")[0] == 404
     assert api(server, "DELETE", f"/chaos/faults/{fault['id']}") == (
         404, {"error": "fault not found", "status": 404})
 

@@ -134,6 +134,16 @@ class SandboxFaults:
                 self.remove(fault_id)
 
     # -- what the servers saw ------------------------------------------------------------------
+    def server_requests(self, name: str) -> list[dict]:
+        """Every request a server made through ``/chaos/servers`` received, from its own
+        records (whatever the faults did on the way; one still being answered is in flight)."""
+        from chaos import jsonl
+
+        with self.lock:
+            if name not in self.servers:
+                raise ApiError("server not found", 404)
+            return jsonl.requests(jsonl.read(self.session.server_events(name)))
+
     def dns_queries(self) -> list[dict]:
         """Every query the fake DNS server answered; refused while it does not run, since
         then it sees nothing and "0 queries" would be a lie."""

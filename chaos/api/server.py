@@ -44,6 +44,7 @@ ROUTES: list[Route] = [
     # beyond Toxiproxy (chaos/api/faults.py)
     ("GET", re.compile(r"/chaos/sandbox"), "sandbox_show"),
     ("POST", re.compile(r"/chaos/servers"), "server_create"),
+    ("GET", re.compile(r"/chaos/servers/([^/]+)/requests"), "server_requests"),
     ("GET", re.compile(r"/chaos/faults"), "fault_index"),
     ("POST", re.compile(r"/chaos/faults"), "fault_create"),
     ("GET", re.compile(r"/chaos/faults/([^/]+)"), "fault_show"),
@@ -175,6 +176,10 @@ class Api:
     def fault_delete(self, fault_id: str) -> Reply:
         self.faults.remove(fault_id)
         return Reply(204)
+
+    def server_requests(self, name: str) -> Reply:
+        requests = self.faults.server_requests(name)
+        return Reply(200, {"count": len(requests), "requests": requests})
 
     def dns_queries(self) -> Reply:
         queries = self.faults.dns_queries()
