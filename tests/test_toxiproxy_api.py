@@ -174,6 +174,22 @@ def test_errors_are_toxiproxys(server, backend):
     assert json.loads(server.version()) == {"version": "2.12.0"}
 
 
+def test_chunked_bodies_and_keep_alive(server, backend):
+    """A body sent chunked (Node's http without a length does) is read whole, and the next
+    request on the same connection is answered too."""
+    body = json.dumps({"name": "chunky", "upstream": f"127.0.0.1:{backend.port}"}).encode()
+    request = (b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"%x\r\n%s\r\n" % (10, body[:10]) + b"%x\r\n%s\r\n" % (len(body) - 10, body[10:])
+               + b"0\r\n\r\n" + b"GET /proxies/chunky HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection((APIConsumer.host, APIConsumer.port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
+            data += s.recv(65536)
+    assert data.startswith(b"HTTP/1.1 201 ") and b"HTTP/1.1 200 " in data
+    assert server.get_proxy("chunky").upstream == f"127.0.0.1:{backend.port}"
+
+
 def test_disable_cuts_connections_and_enable_listens_again(server, backend):
     proxy = server.create(upstream=f"127.0.0.1:{backend.port}", name="db")
     proxy.add_toxic(type="timeout", attributes={"timeout": 0})  # holds an open connection

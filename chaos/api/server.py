@@ -216,9 +216,22 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     api: Api  # set on the subclass the server makes
 
-    def _serve(self) -> None:
+    def _body(self) -> bytes:
+        """The request body: by Content-Length, or chunked (as some clients send it, e.g.
+        Node's http without a length); left unread, it would be taken for the next request."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return body
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        body = self._body()
         if self.headers.get("User-Agent", "").startswith("Mozilla/"):
             # Toxiproxy's guard against a web page driving an unauthenticated API
             reply = Reply(403, raw=b"User agent not allowed\n", content_type="text/plain; charset=utf-8")
