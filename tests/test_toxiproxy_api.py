@@ -455,3 +455,68 @@ def test_bad_listen_exits_2(chaos, state_dir):
         result = chaos("serve", "--listen", f"127.0.0.1:{taken.getsockname()[1]}")
     assert result.returncode == 2 and "Address already in use" in result.stderr
     assert list((state_dir / "runs").iterdir()) == []  # its TCP proxy was stopped again
+
+
+# -- toxics reach connections that are already open, as in Toxiproxy ------------------------------
+def ask(sock: socket.socket, n: int, pad: int = 0) -> tuple[bytes, float]:
+    """One more request (``pad`` spaces first) on an open connection to the backend below."""
+    start = time.monotonic()
+    sock.sendall(b" " * pad + b"%d\n" % n)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data, time.monotonic() - start
+
+
+class Repeater(Backend):
+    """Answers every line ``N`` of a connection with N bytes, until the client closes."""
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            try:
+                for line in lines:
+                    conn.sendall(b"x" * int(line))
+            except (OSError, ValueError):  # gone, or cut mid-line (limit_data upstream)
+                return
+
+
+@pytest.fixture(scope="module")
+def repeater():
+    r = Repeater()
+    yield r
+    r.sock.close()
+
+
+@pytest.mark.parametrize("stream", ["downstream", "upstream"])
+def test_a_toxic_added_acts_on_open_connections(server, repeater, stream):
+    proxy = server.create(upstream=f"127.0.0.1:{repeater.port}", name="live")
+    with socket.create_connection(address(proxy), timeout=5) as s:
+        assert ask(s, 100) == (b"x" * 100, pytest.approx(0, abs=0.2))  # the kernel relays it
+        proxy.add_toxic(type="latency", stream=stream, attributes={"latency": 300})
+        data, took = ask(s, 100)
+        assert data == b"x" * 100 and took >= 0.28  # the same connection, now slow
+        proxy.destroy_toxic(f"latency_{stream}")
+        data, took = ask(s, 100)
+        assert data == b"x" * 100 and took < 0.2
+        proxy.add_toxic(type="limit_data", stream=stream, attributes={"bytes": 50})
+        data, _ = ask(s, 1000, pad=100)
+        assert len(data) == (50 if stream == "downstream" else 0)  # counted from when it came
+        assert s.recv(10) == b""
+
+
+def test_live_toxics_stack_and_a_disable_still_cuts(server, repeater):
+    proxy = server.create(upstream=f"127.0.0.1:{repeater.port}", name="stack")
+    proxy.add_toxic(type="latency", name="first", attributes={"latency": 100})  # toxic path from accept
+    with socket.create_connection(address(proxy), timeout=5) as s:
+        assert ask(s, 10)[1] >= 0.09
+        proxy.add_toxic(type="latency", name="second", attributes={"latency": 200})
+        assert ask(s, 10)[1] >= 0.19  # joined the pump the first made (stacked: the larger, docs/api.md)
+        proxy.add_toxic(type="timeout", stream="upstream", attributes={"timeout": 0})
+        s.sendall(b"10\n")  # dropped
+        time.sleep(0.3)
+        proxy.disable()
+        assert s.recv(10) == b""
+    proxy.enable()

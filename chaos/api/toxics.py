@@ -59,4 +59,4 @@ def rule(toxic_type: str, attributes: dict[str, int], stream: str, toxicity: flo
     fault = TOXICS[toxic_type].fault(attributes)
     return {"id": rule_id, **{k: v for k, v in fault.items() if v is not None},
             "direction": stream, "probability": toxicity if toxicity < 1 else None,
-            "match": {"listener": listener}}
+            "match": {"listener": listener}, "live": True}

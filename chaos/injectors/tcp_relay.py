@@ -62,7 +62,7 @@ class SpliceRelay:
     """
 
     __slots__ = ("loop", "src", "dst", "dst_sock", "pool", "on_done", "pipe", "pending", "count",
-                 "waiting", "done")
+                 "waiting", "done", "handover")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket,
                  pool: PipePool, on_done: Callable[[SpliceRelay, BaseException | None], None]) -> None:
@@ -73,6 +73,7 @@ class SpliceRelay:
         self.count = 0        # bytes read from src
         self.waiting = False  # dst was full: waiting for it to drain, src not watched
         self.done = False
+        self.handover: Callable[[], None] | None = None  # detach(): called once the pipe is empty
 
     def start(self) -> None:
         self.loop.add_reader(self.src, self._readable)
@@ -120,9 +121,32 @@ class SpliceRelay:
         if self.waiting:
             self.waiting = False
             self.loop.remove_writer(self.dst)
-            self.loop.add_reader(self.src, self._readable)
+            if self.handover is None:
+                self.loop.add_reader(self.src, self._readable)
         self.pool.put(pipe)
         self.pipe = None
+        if self.handover is not None:
+            self._hand_over()
+
+    def detach(self, then: Callable[[], None]) -> None:
+        """Stop relaying once no byte is in flight, and call ``then`` (a toxic added to an
+        open connection takes this direction over from there, on the Python path; nothing
+        is lost or reordered). ``on_done`` is not called: the new mover's end stands for it."""
+        if self.done:
+            return
+        self.handover = then
+        if not self.waiting:  # nothing in the pipe between wake-ups: stop now
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        then, self.handover = self.handover, None
+        self.done = True
+        self.loop.remove_reader(self.src)
+        if self.pipe is not None:
+            self.pool.put(self.pipe)
+            self.pipe = None
+        assert then is not None
+        self.loop.call_soon(then)
 
     def _finish(self, exc: BaseException | None) -> None:
         self.cancel()
@@ -162,9 +186,21 @@ class Pump:
         self.triggers = sorted(b for b in budgets if b[0] is not None)
         self.shapers = [s for t in toxics if (s := t.shaper(direction)) is not None]
         self.read = 0   # bytes taken from src (budgets count these)
+        self.carry = b""  # read past a budget that was added meanwhile: passed on after it fires
         self.count = 0  # bytes written to dst
         self.queue: asyncio.Queue | None = None
         self.writer: asyncio.Task | None = None
+
+    def add(self, toxic) -> None:
+        """A toxic added while this pump runs: its budget counts from here, its shaper paces
+        the chunks it reads from now on (add_live)."""
+        budget = toxic.budget(self.direction)
+        if budget is not None:
+            self.triggers.append((self.read + budget, len(self.triggers) + 1_000_000, toxic))
+            self.triggers.sort(key=lambda t: (t[0], t[1]))
+        shaper = toxic.shaper(self.direction)
+        if shaper is not None:
+            self.shapers.append(shaper)
 
     @property
     def needed(self) -> bool:
@@ -180,12 +216,21 @@ class Pump:
                     if self.queue is not None:
                         await self.queue.join()
                     await self.triggers.pop(0)[2].fire(self)
-                room = self.triggers[0][0] - self.read if self.triggers else CHUNK
-                data = await loop.sock_recv(self.src, min(room, CHUNK))
-                if not data:
-                    break
+                if self.carry:
+                    data, self.carry = self.carry, b""
+                else:
+                    room = self.triggers[0][0] - self.read if self.triggers else CHUNK
+                    data = await loop.sock_recv(self.src, min(room, CHUNK))
+                    if not data:
+                        break
+                if self.triggers and self.read + len(data) > self.triggers[0][0]:
+                    # a budget added while this read was waiting (add): stop at it, and go on
+                    # with the rest once its toxic has fired
+                    cut = max(0, self.triggers[0][0] - self.read)
+                    data, self.carry = data[:cut], data[cut:]
                 self.read += len(data)
-                await self._queue(loop).put((data, loop.time()))
+                if data:
+                    await self._queue(loop).put((data, loop.time()))
             if self.queue is not None:
                 await self.queue.join()
             for shaper in self.shapers:

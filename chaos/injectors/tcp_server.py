@@ -164,7 +164,7 @@ class Conn:
     """One client connection: its toxics, its upstream socket, how bytes move, how it ends."""
 
     __slots__ = ("proxy", "listener", "client", "peer", "dest", "toxics", "up", "started",
-                 "movers", "open", "extra", "ended", "task")
+                 "movers", "open", "extra", "ended", "task", "live", "joining")
 
     def __init__(self, proxy: Proxy, listener: Listener, client: socket.socket, peer,
                  dest: tuple[str, int], toxics: list) -> None:
@@ -177,6 +177,8 @@ class Conn:
         self.extra = 0  # downstream bytes a toxic wrote before any upstream existed
         self.ended = False
         self.task: asyncio.Task | None = None  # run_toxic, on the toxic path
+        self.live: list[asyncio.Task] = []  # pumps of toxics added while open (add_live)
+        self.joining: dict[str, list] = {}  # direction -> toxics waiting for its relay to let go
 
     # -- fast path: no toxic, callbacks only (no Task) ----------------------------------------
     def start_plain(self) -> None:
@@ -199,12 +201,77 @@ class Conn:
             relay.start()
 
     def _relay_done(self, relay: SpliceRelay, exc: BaseException | None) -> None:
+        if isinstance(exc, End):  # a toxic added live ended the connection (add_live)
+            self.finish(exc.reason, exc.how)
+            return
         if exc is not None:
-            self.end(_error_reason(exc), "reset")
+            self.finish(_error_reason(exc), "reset")
             return
         self.open -= 1
         if self.open == 0:
-            self.end("eof", None)
+            self.finish("eof", None)
+
+    # -- toxics added while the connection is open (rules marked live: Toxiproxy's way) --------
+    def add_live(self, toxic) -> None:
+        """Let ``toxic`` act on this open connection from now on: in each direction it paces or
+        counts, a Python pump takes over from the kernel relay once no byte is in flight, or
+        the direction's pump takes it in. Hooks of the accept (``on_accept``) do not apply."""
+        if self.ended or not self.movers:
+            return  # not moving bytes yet: what it does next was fixed at accept
+        self.toxics.append(toxic)
+        for direction in ("upstream", "downstream"):
+            if toxic.shaper(direction) is None and toxic.budget(direction) is None:
+                continue
+            mover = [m for d, m in self.movers if d == direction][-1]
+            if isinstance(mover, Pump):
+                mover.add(toxic)
+            elif direction in self.joining:
+                self.joining[direction].append(toxic)
+            elif not mover.done:
+                self.joining[direction] = [toxic]
+                mover.detach(_taker(self, mover, direction))
+
+    def take_over(self, relay: SpliceRelay, direction: str) -> None:
+        toxics = self.joining.pop(direction, [])
+        if self.ended:
+            return
+        src, dst = (self.client, self.up) if direction == "upstream" else (self.up, self.client)
+        assert dst is not None and src is not None  # the relay moved bytes between them
+        pump = Pump(self, direction, src, dst, toxics)
+        self.movers.append((direction, pump))
+        task = self.proxy.loop.create_task(pump.run())
+        self.live.append(task)
+        # the relay's own end callback reports the pump's end: the connection's accounting
+        # (plain path) or _move's wait (toxic path) goes on as before
+        task.add_done_callback(lambda t: t.cancelled() or relay.on_done(relay, t.exception()))
+
+    def finish(self, reason: str, how: str | None) -> None:
+        """``end``, after any live pump has unwound (see _stop_movers), and with a clean close
+        where a toxic asked for one."""
+        if self.ended:
+            return
+        if any(not t.done() for t in self.live) or (how == "close" and reason != "client-closed"):
+            self.proxy.loop.create_task(self._finish(reason, how))
+        else:
+            self.end(reason, how)
+
+    async def _finish(self, reason: str, how: str | None) -> None:
+        await self._stop_live()
+        for _, mover in self.movers:  # nothing may read the sockets while they close
+            if isinstance(mover, SpliceRelay):
+                mover.cancel()
+        if how == "close" and reason != "client-closed":
+            await self._close_clean(reason)
+        else:
+            self.end(reason, how)
+
+    async def _stop_live(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self.live if t is not current and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _directions(self):
         return (("upstream", self.client, self.up), ("downstream", self.up, self.client))
@@ -272,6 +339,7 @@ class Conn:
         tasks = [w for w in waits if isinstance(w, asyncio.Task)]
         if tasks:
             await asyncio.wait(tasks)
+        await self._stop_live()
 
     async def _close_clean(self, reason: str) -> None:
         """FIN to the client, then read it until its own FIN: closing with its request still
@@ -469,10 +537,16 @@ class Proxy:
         rules, errors = rule_service.load_rules(self.rules_dir, Rule, lambda r: r.id)
         for name, error in errors.items():
             print(f"rule {name} rejected: {error}", file=sys.stderr, flush=True)
+        known = set(current)
         rules = [current.pop(rule.key, rule) for rule in rules]
         for gone in current.values():
             gone.revoke()
         self.rules = rules
+        for rule in rules:
+            if rule.live and rule.key not in known:  # new: it joins the open connections too
+                for conn in list(self.conns):
+                    if rule.applies(conn.dest[0], conn.dest[1], conn.listener.name, self.rng):
+                        conn.add_live(rule.toxic())
         self.reload_listeners()
         self.generation += 1
         rule_service.write_status(
@@ -521,12 +595,16 @@ class Proxy:
         for conn in [c for c in self.conns if c.listener is listener]:
             task = conn.task
             if task is None or task.done():
-                conn.end("listener-closed", None)
+                conn.finish("listener-closed", None)
                 continue
             # Its pumps must unwind before the sockets close (see Conn._stop_movers): cancel
             # the task, and end the connection once it has.
             task.add_done_callback(_ender(conn, "listener-closed"))
             task.cancel()
+
+
+def _taker(conn: Conn, relay: SpliceRelay, direction: str) -> Callable[[], None]:
+    return lambda: conn.take_over(relay, direction)
 
 
 def _ender(conn: Conn, reason: str) -> Callable[[asyncio.Task], None]:

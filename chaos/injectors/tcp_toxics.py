@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import random
 
 DIRECTIONS = ("upstream", "downstream")
-ENGINE_KEYS = ("id", "toxic", "match")  # the proxy's keys; the rest is the fault model's
+ENGINE_KEYS = ("id", "toxic", "match", "live")  # the proxy's keys; the rest is the fault model's
 
 
 class End(Exception):
@@ -118,6 +118,11 @@ class Rule:
         self.directions = DIRECTIONS if direction == "both" else (direction,)
         self.probability: float = self.fault.probability or 1.0
         self.match = Match(spec.get("match") or {})
+        # live: also act on the connections open when the rule is loaded (as a Toxiproxy
+        # toxic does); else only on those accepted after
+        self.live = spec.get("live", False)
+        if not isinstance(self.live, bool):
+            raise RuleError(f"live: expected true or false, got {self.live!r}")
         self.revoked = False
         self._waiters: set[asyncio.Future] = set()
 
