@@ -275,7 +275,9 @@ class Pump:
             await self.write(data)
             return
         async for piece in self.shapers[i].shape(data, read_at):
-            await self._emit(piece, read_at, i + 1)
+            # the next shaper counts from when this one let the piece go: two latencies on
+            # one direction add up, as two slow links in a row (and Toxiproxy's toxics) do
+            await self._emit(piece, asyncio.get_running_loop().time(), i + 1)
 
     async def write(self, data: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(self.dst, data)
