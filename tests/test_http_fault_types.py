@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import SCENARIOS, assert_same, snapshot, write
@@ -93,8 +95,44 @@ expect:
 """
 
 
-@pytest.mark.parametrize("text", [PARTIAL, GEO_451, GEO_451_ADDRESS],
-                         ids=["partial", "geo-451", "geo-451-address"])
+CONTENT = """\
+name: captive-portal
+description: >
+  A captive portal answers 200 with its login page for the registry's API; the CDN's
+  manifest comes back cut short but complete-looking, its token answer loses a key.
+serve:
+  - name: registry.test
+    http: {body: "registry v2\\n"}
+  - name: cdn.test
+    http: {body: '{"token": "t", "expires_in": 300}'}
+faults:
+  - type: http-respond
+    status: 200
+    body: "<html><body>Please log in to the Wi-Fi</body></html>"
+    match: {host: registry.test, path: /v2/*}
+  - type: http-replace
+    target: response
+    truncate: 5
+    match: {host: cdn.test, path: /manifest}
+  - type: http-patch
+    target: response
+    json: {expires_in: null}
+    match: {host: cdn.test, path: /token}
+expect:
+  during:
+    - {http: "http://registry.test/v2/", status: 200, body: {contains: "log in to the Wi-Fi"},
+       response_headers: {content-type: {contains: text/html}}}
+    - {http: "http://registry.test/other", status: 200, body: {contains: registry v2}}
+    - {http: "http://cdn.test/manifest", status: 200, body: {regex: '^\\{"tok$'}}
+    - {http: "http://cdn.test/token", status: 200, body: {regex: '^\\{"token":"t"\\}$'}}
+  after:
+    - {http: "http://registry.test/v2/", status: 200, body: {contains: registry v2}}
+    - {http: "http://cdn.test/token", status: 200, body: {contains: expires_in}}
+"""
+
+
+@pytest.mark.parametrize("text", [PARTIAL, GEO_451, GEO_451_ADDRESS, CONTENT],
+                         ids=["partial", "geo-451", "geo-451-address", "content"])
 def test_http_fault_types(chaos, tmp_path, text):
     before = snapshot()
     result = chaos("run", str(write(tmp_path, text)))
@@ -125,6 +163,21 @@ faults:
 """
     result = chaos("validate", str(write(tmp_path, text)))
     assert result.returncode == 2 and message in result.stderr and "s.yaml:3:5: faults[0]" in result.stderr
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("{type: http-replace, target: request, code: 200}", "code needs target: response"),
+    ("{type: http-replace, target: response, path: /x}", "path needs target: request"),
+    ("{type: http-replace}", "nothing to replace"),
+    ("{type: http-respond, body: x, body_random: 3}", "give one of body, body_base64, body_random"),
+    ("{type: http-patch, target: response, queries: [[a, b]]}", "queries needs target: request"),
+    ("{type: http-abort, response_match: {status: 200}}", "response_match needs target: response"),
+    ("{type: http-delay, delay: 0}", "delay must be longer than 0"),
+])
+def test_content_faults_refuse_what_their_target_cannot_do(chaos, tmp_path, fault, message):
+    result = chaos("validate", str(write(tmp_path, f"name: c\nfaults:\n  - {fault}\n")))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert re.search(r"s\.yaml:3:\d+: faults\[0\]", result.stderr), result.stderr
 
 
 HTTPS_503 = """\

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(
 BLOB = random.Random(7).randbytes(1 << 20)  # 1 MiB, deterministic
 BIG = 256 << 20
 FAULTS = Path(__file__).resolve().parents[1] / "chaos" / "injectors" / "http_faults"
+SEEN: list[str] = []  # request targets the origin got, in order
 
 
 # -- the origin ------------------------------------------------------------------------------
@@ -63,12 +64,29 @@ class Origin(BaseHTTPRequestHandler):
         self.answer(body=False)
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.answer(body=True)
+        self.answer(body=True, sent=self.rfile.read(int(self.headers.get("content-length", 0))))
 
-    def answer(self, body: bool) -> None:
+    do_PUT = do_POST
+
+    def send_json(self, doc: dict, body: bool) -> None:
+        text = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(text)))
+        self.end_headers()
+        if body:
+            self.wfile.write(text)
+
+    def answer(self, body: bool, sent: bytes = b"") -> None:
         path = self.path.split("?", 1)[0]
-        if path.startswith("/blob"):
+        SEEN.append(self.path)
+        if path.startswith("/echo"):  # what the origin got, as JSON
+            self.send_json({"method": self.command, "target": self.path, "body": sent.decode(),
+                            "headers": [[k.lower(), v] for k, v in self.headers.items()]}, body)
+        elif path.startswith("/json"):  # a manifest-like document
+            self.send_json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "config": {"digest": "sha256:" + "0" * 64, "size": 7}}, body)
+        elif path.startswith("/blob"):
             self.send_blob(body, ranges=True)
         elif path.startswith("/norange"):
             self.send_blob(body, ranges=False)
@@ -546,6 +564,128 @@ def test_large_body_streams_with_flat_memory(proxy, origin):
     thread.join()
     assert (result["r"].rc, result["r"].size) == (0, BIG)
     assert peak - before < 64 * 1024, f"RSS grew by {(peak - before) // 1024} MiB for a 256 MiB body"
+
+
+# -- content faults: http-respond, http-replace, http-patch, http-abort, http-delay ----------
+
+PORTAL = "<!DOCTYPE html><html><body><h1>Wi-Fi login</h1></body></html>"
+
+
+def seen_since(mark: int, prefix: str) -> list[str]:
+    return [t for t in SEEN[mark:] if t.startswith(prefix)]
+
+
+def test_http_respond_any_status_and_body_origin_never_asked(proxy, origin, rules):
+    rules({"id": "portal", "fault": "http-respond", "status": 200, "body": PORTAL,
+           "headers": {"x-portal": "yes"}, "match": {"path": "/v2/*", "method": "GET"}})
+    rules({"id": "blob", "fault": "http-respond", "body_random": 1000, "match": {"path": "/rand"}})
+    rules({"id": "teapot", "fault": "http-respond", "status": 418, "body_base64": "AAEC/w==",
+           "content_type": "image/x-test", "match": {"path": "/tea"}})
+    mark = len(SEEN)
+    r = curl(f"{origin}/v2/library/alpine/manifests/latest", "--fail", proxy=proxy)
+    assert (r.rc, r.status, r.body.decode()) == (0, 200, PORTAL)
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert r.headers["x-portal"] == "yes" and r.headers["content-length"] == str(len(PORTAL))
+    one, two = curl(f"{origin}/rand", proxy=proxy), curl(f"{origin}/rand", proxy=proxy)
+    assert (one.status, len(one.body), len(two.body)) == (200, 1000, 1000) and one.body != two.body
+    assert one.headers["content-type"] == "application/octet-stream"
+    tea = curl(f"{origin}/tea", proxy=proxy)
+    assert (tea.status, tea.body, tea.headers["content-type"]) == (418, b"\x00\x01\x02\xff", "image/x-test")
+    assert seen_since(mark, "/v2") == seen_since(mark, "/rand") == seen_since(mark, "/tea") == []
+    head = curl(f"{origin}/v2/x", "-I", proxy=proxy)  # HEAD is not GET: passes to the origin
+    assert head.status == 200 and seen_since(mark, "/v2") == ["/v2/x"]
+
+
+def test_http_replace_request_path_method_queries_headers_body(proxy, origin, rules):
+    rules({"id": "rq", "fault": "http-replace", "target": "request", "path": "/echo/new",
+           "method": "put", "queries": {"a": "9", "c": "3"}, "headers": {"x-r": "1"},
+           "body": '{"k": 1}', "match": {"path": "/echo/old"}})
+    status, _, body = via_proxy(proxy, "POST", f"{origin}/echo/old?a=1&b=2", body=b"orig",
+                                headers={"content-type": "text/plain"})
+    seen = json.loads(body)
+    assert status == 200 and seen["method"] == "PUT" and seen["body"] == '{"k": 1}'
+    assert seen["target"] == "/echo/new?a=9&b=2&c=3"
+    headers = dict(seen["headers"])
+    assert headers["x-r"] == "1" and headers["content-type"] == "application/json"
+    assert headers["content-length"] == "8"
+    untouched = json.loads(via_proxy(proxy, "GET", f"{origin}/echo/other?a=1")[2])
+    assert (untouched["method"], untouched["target"]) == ("GET", "/echo/other?a=1")
+
+
+def test_http_replace_response_code_headers_and_body_of_a_streamed_blob(proxy, origin, rules):
+    rules({"id": "rs", "fault": "http-replace", "target": "response", "code": 200, "body": PORTAL,
+           "headers": {"cache-control": "no-store"}, "response_match": {"status": 200},
+           "match": {"path": "/blob/portal"}})
+    rules({"id": "never", "fault": "http-replace", "target": "response", "code": 500,
+           "response_match": {"status": 404}, "match": {"path": "/blob/kept"}})
+    mark = len(SEEN)
+    r = curl(f"{origin}/blob/portal", proxy=proxy)  # 1 MiB: streams through the proxy
+    assert (r.rc, r.status, r.body.decode()) == (0, 200, PORTAL)
+    assert r.headers["content-length"] == str(len(PORTAL)) and r.headers["cache-control"] == "no-store"
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert seen_since(mark, "/blob/portal") == ["/blob/portal"]  # the origin was asked
+    kept = curl(f"{origin}/blob/kept", proxy=proxy)
+    assert (kept.rc, kept.status, kept.body) == (0, 200, BLOB)
+
+
+@pytest.mark.parametrize("path, n", [("/json/m", 20), ("/chunked/c", 1000), ("/blob/t", 300_000)])
+def test_http_replace_truncate_is_a_complete_short_answer(proxy, origin, rules, path, n):
+    rules({"id": "cut", "fault": "http-replace", "target": "response", "truncate": n,
+           "match": {"path": path}})
+    whole = curl(f"{origin}{path}x", proxy=proxy).body  # not matched: the origin's body
+    r = curl(f"{origin}{path}", proxy=proxy)
+    assert (r.rc, r.status, r.size) == (0, 200, n)  # curl saw a complete answer of N bytes
+    assert r.body == whole[:n] and len(whole) > n
+    if "content-length" in r.headers:
+        assert r.headers["content-length"] == str(n)
+    else:
+        assert r.headers["transfer-encoding"] == "chunked"
+
+
+def test_http_patch_merges_json_and_adds_headers_and_queries(proxy, origin, rules):
+    rules({"id": "pr", "fault": "http-patch", "target": "response", "match": {"path": "/json/p"},
+           "json": {"config": {"digest": "sha256:bad"}, "mediaType": None},
+           "headers": [["x-a", "1"], ["x-a", "2"]]})
+    rules({"id": "pq", "fault": "http-patch", "match": {"path": "/echo/p"},
+           "json": {"added": True}, "queries": [["x", "1"]], "headers": [["x-b", "2"]]})
+    conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=10)
+    conn.request("GET", f"{origin}/json/p")
+    resp = conn.getresponse()
+    status, added, body = resp.status, resp.headers.get_all("x-a"), resp.read()
+    conn.close()
+    assert status == 200 and added == ["1", "2"]
+    assert json.loads(body) == {"schemaVersion": 2, "config": {"digest": "sha256:bad", "size": 7}}
+    seen = json.loads(via_proxy(proxy, "POST", f"{origin}/echo/p?x=0", body=b'{"orig": 1}',
+                                headers={"content-type": "application/json", "x-b": "1"})[2])
+    assert json.loads(seen["body"]) == {"orig": 1, "added": True}
+    assert seen["target"] == "/echo/p?x=0&x=1"
+    assert [v for k, v in seen["headers"] if k == "x-b"] == ["1", "2"]
+
+
+@pytest.mark.parametrize("target, how, rc, message, asked", [
+    ("request", "close", 52, "Empty reply from server", False),
+    ("request", "reset", 56, "Connection reset by peer", False),
+    ("response", "close", 52, "Empty reply from server", True),
+])
+def test_http_abort_request_or_response(proxy, origin, rules, target, how, rc, message, asked):
+    path = f"/abort/{target}/{how}"
+    rules({"id": "ab", "fault": "http-abort", "target": target, "how": how, "match": {"path": path}})
+    mark = len(SEEN)
+    r = curl(f"{origin}{path}", proxy=proxy)
+    assert r.rc == rc and message in r.err and r.elapsed < 2
+    assert seen_since(mark, path) == ([path] if asked else [])
+
+
+@pytest.mark.parametrize("target", ["request", "response"])
+def test_http_delay_request_or_response(proxy, origin, rules, target):
+    path = f"/delay/{target}"
+    rules({"id": "d", "fault": "http-delay", "target": target, "delay": "600ms",
+           "match": {"path": path, "headers": {"x-slow": "y*"}}})
+    r = curl(f"{origin}{path}", "-H", "x-slow: yes", proxy=proxy)
+    assert (r.rc, r.status, r.body) == (0, 200, f"hello {path}\n".encode())
+    assert 0.55 <= r.elapsed < 3
+    fast = curl(f"{origin}{path}", "-H", "x-slow: no", proxy=proxy)  # the header does not match
+    assert fast.status == 200 and fast.elapsed < 0.5
 
 
 # -- HTTPS -----------------------------------------------------------------------------------

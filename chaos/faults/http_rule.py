@@ -10,9 +10,9 @@ of the parameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
 from chaos.faults.base import Fault, Proxied
 from chaos.injectors.base import Injector
@@ -33,6 +33,9 @@ class HttpMatch(Strict):
     """A regular expression searched in the path (re.search)."""
     method: str | list[str] | None = None
     """Request method(s), e.g. GET or [GET, HEAD]."""
+    headers: dict[str, str] | None = None
+    """Request headers that must be present with these values (names in any case; a value
+    is a shell pattern, `*` any value). HTTPChaos `request_headers`."""
 
     @field_validator("path_regex")
     @classmethod
@@ -117,3 +120,125 @@ def _rule(http, rule: dict) -> Injector:
     from chaos.injectors.http_proxy import HttpRule
 
     return HttpRule(http.proxy.rules_dir, rule)
+
+
+class ResponseMatch(Strict):
+    """Which origin answers a `target: response` rule acts on; every given key must hold."""
+
+    status: int | list[int] | None = None
+    """The origin's status code(s). HTTPChaos `code`."""
+    headers: dict[str, str] | None = None
+    """Response headers that must be present with these values (names in any case; a value
+    is a shell pattern). HTTPChaos `response_headers`."""
+
+    def matches(self, response) -> bool:
+        """Whether a mitmproxy Response fits."""
+        from fnmatch import fnmatchcase
+
+        if self.status is not None:
+            wanted = [self.status] if isinstance(self.status, int) else self.status
+            if response.status_code not in wanted:
+                return False
+        return all(name in response.headers and fnmatchcase(response.headers[name], value)
+                   for name, value in (self.headers or {}).items())
+
+
+class HttpTargetFault(HttpFault):
+    """What the HTTPChaos-like types share (http-abort, http-delay, http-replace, http-patch):
+    a `target` (the request on its way to the origin, or the origin's answer on its way
+    back), which requests, which answers, how often."""
+
+    target: Literal["request", "response"] = "request"
+    """`request`: act on the request before the origin sees it; `response`: on the origin's
+    answer before the client sees it (the origin got the request). HTTPChaos `target`."""
+    match: HttpMatch | None = None
+    """Only these requests (default: every request through the proxy)."""
+    response_match: ResponseMatch | None = None
+    """With `target: response`: only answers with this status / these headers."""
+    ports: list[int] = [80, 443]
+    """Server ports whose traffic goes through the fault proxy. HTTPChaos `port`."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Act on this share of matching requests; the rest pass."""
+    every: int | None = Field(None, ge=2)
+    """Act on every Nth matching request only (a deterministic flap)."""
+
+    @model_validator(mode="after")
+    def _response_match_needs_response(self):
+        if self.response_match is not None and self.target != "response":
+            raise ValueError("response_match needs target: response (the origin's answer is "
+                             "not known before the request is sent)")
+        return self
+
+    def label(self) -> str:
+        where = f" {self.match.host}" if self.match and isinstance(self.match.host, str) else ""
+        return self.name or f"{self.type} {self.target}{where}"
+
+
+def pick_target(flow, rules, target: str):
+    """The first rule of ``target`` that matches this flow (its answer too, for responses)
+    and whose draw fires."""
+    from chaos.injectors.http_faults.rules import pick
+
+    mine = [r for r in rules if r.params.target == target]
+    if target == "response":
+        mine = [r for r in mine if r.params.response_match is None
+                or r.params.response_match.matches(flow.response)]
+    return pick(flow, mine) if mine else None
+
+
+class NewBody(Strict):
+    """A body of the scenario's choosing (at most one of `body`, `body_base64`, `body_random`)."""
+
+    body: str | None = None
+    """The body as text (sent UTF-8): a captive portal's HTML page, a JSON document."""
+    body_base64: str | None = None
+    """The body as base64 bytes. HTTPChaos `replace.body` (base64 there too)."""
+    body_random: int | None = Field(None, ge=0)
+    """This many random bytes, new ones each time (a blob whose digest never matches)."""
+    content_type: str | None = None
+    """The `content-type` header (default with a body: text/html for text starting with `<`,
+    application/json for text starting with `{` or `[`, text/plain for other text,
+    application/octet-stream for bytes)."""
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        given = [k for k in ("body", "body_base64", "body_random") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of body, body_base64, body_random (not {' and '.join(given)})")
+        if self.body_base64 is not None:
+            import base64
+            import binascii
+
+            try:
+                base64.b64decode(self.body_base64, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"body_base64: not base64 ({exc})") from None
+        return self
+
+    def new_body(self) -> bytes | None:
+        """The body to send (None: none was given)."""
+        if self.body is not None:
+            return self.body.encode()
+        if self.body_base64 is not None:
+            import base64
+
+            return base64.b64decode(self.body_base64)
+        if self.body_random is not None:
+            import os
+
+            return os.urandom(self.body_random)
+        return None
+
+    def new_content_type(self) -> str | None:
+        if self.content_type is not None:
+            return self.content_type
+        if self.body is not None:
+            text = self.body.lstrip()
+            if text.startswith("<"):
+                return "text/html; charset=utf-8"
+            if text.startswith(("{", "[")):
+                return "application/json"
+            return "text/plain; charset=utf-8"
+        if self.body_base64 is not None or self.body_random is not None:
+            return "application/octet-stream"
+        return None

@@ -55,11 +55,13 @@ class Faults:
                 return
             await self._addon(fault).request(flow, mine)
 
-    def responseheaders(self, flow) -> None:
+    async def responseheaders(self, flow) -> None:
         for fault, mine in self.rules.by_fault().items():
             if not actions.untouched(flow):
                 return
-            self._addon(fault).responseheaders(flow, mine)
+            pending = self._addon(fault).responseheaders(flow, mine)
+            if pending is not None:  # an async hook (a delayed answer)
+                await pending
 
     async def response(self, flow) -> None:
         for addon in list(self.addons.values()):  # a rule removed since may have cut this flow

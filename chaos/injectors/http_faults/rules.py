@@ -36,6 +36,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,16 @@ class Match:
     clients: tuple = ()
     servers: tuple = ()
     ports: tuple[tuple[int, int], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, value pattern) of request headers that must be present."""
 
     @classmethod
     def parse(cls, raw: Any) -> Match:
         raw = raw or {}
         if not isinstance(raw, dict):
             raise ValueError("match must be an object")
-        unknown = set(raw) - {"host", "path", "path_regex", "method", "clients", "servers", "ports"}
+        unknown = set(raw) - {"host", "path", "path_regex", "method", "clients", "servers", "ports",
+                              "headers"}
         if unknown:
             raise ValueError(f"match: unknown keys {sorted(unknown)}")
         for key in ("servers", "ports"):  # a planned list left empty must not mean "any"
@@ -129,6 +133,7 @@ class Match:
             clients=_networks(raw.get("clients"), "clients"),
             servers=_networks(raw.get("servers"), "servers"),
             ports=_ports(raw.get("ports")),
+            headers=_headers(raw.get("headers")),
         )
 
     def matches(self, flow) -> bool:
@@ -145,6 +150,10 @@ class Match:
                 return False
             if self.path_regex and not self.path_regex.search(path):
                 return False
+        if self.headers and not all(name in req.headers
+                                    and fnmatch.fnmatchcase(req.headers[name], value)
+                                    for name, value in self.headers):
+            return False
         if self.clients:
             addr = client_ip(flow)
             if addr is None or not any(addr in net for net in self.clients):
@@ -156,6 +165,15 @@ class Match:
             if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
                 return False
         return True
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise ValueError("match.headers must be an object of header names and values")
+    return tuple(value.items())
 
 
 def _networks(value: Any, name: str) -> tuple:
@@ -331,7 +349,8 @@ class FaultAddon:
     async def request(self, flow, rules: list[Rule]) -> None:
         return None
 
-    def responseheaders(self, flow, rules: list[Rule]) -> None:
+    def responseheaders(self, flow, rules: list[Rule]) -> Awaitable[None] | None:
+        """Plain or ``async def``: the origin's status and headers are in, the body is not."""
         return None
 
     async def response(self, flow) -> None:

@@ -1,0 +1,71 @@
+"""http-respond: an answer of the scenario's choosing, 200 included (a captive portal, a
+middlebox); the origin is never asked."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chaos.faults.http_rule import HttpFault, HttpMatch, NewBody
+from chaos.injectors.http_faults import actions
+from chaos.injectors.http_faults.rules import FaultAddon, pick
+from chaos.scenario.model import Duration
+
+
+class HttpRespond(HttpFault, NewBody):
+    """Answer matching requests with any status, body, content type and headers; the request
+    never reaches the origin.
+
+    A captive portal or a proxy's login page answering 200 with HTML for a manifest, a CDN
+    answering a blob whose digest does not match (`body_random`), a registry answering a
+    truncated manifest with a complete-looking 200. (HTTPChaos has no exact equal: its
+    `replace` with `target: Response` still asks the origin; see docs/http-faults.md.)
+    """
+
+    type: Literal["http-respond"] = "http-respond"
+    """The fault type."""
+    status: int = Field(200, ge=100, le=599)
+    """The status answered (any, 200 included)."""
+    headers: dict[str, str] = {}
+    """Response headers (beside `content-type` and `content-length`)."""
+    delay: Duration | None = None
+    """Wait this long before answering."""
+    match: HttpMatch | None = None
+    """Only these requests (default: every request through the proxy)."""
+    ports: list[int] = [80, 443]
+    """Server ports whose traffic goes through the fault proxy."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Answer this way for that share of matching requests; the rest pass."""
+    every: int | None = Field(None, ge=2)
+    """Answer this way for every Nth matching request only (a deterministic flap)."""
+
+    @classmethod
+    def http_addon(cls) -> FaultAddon:
+        return HttpRespondAddon()
+
+    def label(self) -> str:
+        where = f" for {self.match.host}" if self.match and self.match.host else ""
+        return self.name or f"http-respond {self.status}{where}"
+
+
+class HttpRespondAddon(FaultAddon):
+    """Answers matching requests itself; the origin is never contacted."""
+
+    async def request(self, flow, rules) -> None:
+        rule = pick(flow, rules)
+        if rule is None:
+            return
+        from mitmproxy import http
+
+        actions.claim(flow, rule)
+        p: HttpRespond = rule.params
+        if p.delay:
+            import asyncio  # here: the plan imports this module and needs no event loop
+
+            await asyncio.sleep(p.delay)
+        headers = dict(p.headers)
+        ctype = p.new_content_type()
+        if ctype is not None:
+            headers["content-type"] = ctype
+        flow.response = http.Response.make(p.status, p.new_body() or b"", headers)
