@@ -197,6 +197,18 @@ class PlanContext:
                                    f"{', '.join(r for r in self.clients if r != 'default') or 'none'})")
         return [self.clients[region]]
 
+    def peer_names(self) -> dict[str, str]:
+        """Address -> the name the run gives it (a server, a lab component)."""
+        return {address: name for name, address in self.zone.items()}
+
+    def side_name(self, netns: str | None) -> str:
+        """How the report names a client side: its region (`default`, `cache` in the lab),
+        else the namespace (a container's), else the host."""
+        for region, (ns, _) in self.clients.items():
+            if ns == netns:
+                return region if netns or not self.host_mode else "the host"
+        return netns or "the host"
+
     def owns(self, netns: str | None) -> bool:
         """A namespace this run made (sandbox or lab) and deletes at its end: nothing in it
         has to read as before once a fault is reverted, only stop acting."""

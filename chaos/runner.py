@@ -73,6 +73,7 @@ class Reporter:
     def probe_done(self, result: ProbeResult) -> None: ...
     def fault(self, label: str, on: bool, t: float) -> None: ...
     def fault_stuck(self, label: str, t: float) -> None: ...
+    def fault_connections(self, label: str, connections: list[dict]) -> None: ...
     def scenario_done(self, result: ScenarioResult) -> None: ...
 
 
@@ -326,11 +327,20 @@ class Run:
             failures = sw.revert(self.live.opened)
             if failures:
                 raise FaultError(f"could not revert {label}: " + "; ".join(map(str, failures)))
-        timing = {"began": round(began, 4)}  # the event's t: when it was done (in effect)
+        timing: dict = {"began": round(began, 4)}  # the event's t: when it was done (in effect)
         if scheduled is not None:
             timing["due"] = round(scheduled, 4)
+        # Injectors that list the connections a fault met as it started (``found``): which
+        # the report shows, since open and new connections fail differently.
+        listed = [i.found for i in sw.injectors if on and isinstance(getattr(i, "found", None), list)]
+        if listed:
+            timing["connections"] = [c for found in listed for c in found]
         self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
         self.reporter.fault(label, on, began)
+        if listed:
+            fault_connections = getattr(self.reporter, "fault_connections", None)
+            if fault_connections is not None:  # a reporter written before it existed has none
+                fault_connections(label, timing["connections"])
 
     def faults_on(self) -> None:
         """Switch the unscheduled faults on now and start the scheduler thread for the

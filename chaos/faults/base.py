@@ -140,6 +140,10 @@ class ByFamily(Strict):
         return None if self.family == "both" else ["ipv4" if self.family == "v4" else "ipv6"]
 
 
+Established = Literal["keep", "drop", "reset"]
+"""What a packet-level fault does to the TCP connections already open when it starts."""
+
+
 class InContainer(Strict):
     """The `container:` target of the client-side faults (hosts, routes, filters)."""
 

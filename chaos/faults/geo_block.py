@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
-from chaos.faults.base import ByFamily
+from chaos.faults.base import ByFamily, Established
 from chaos.faults.http_rule import HttpFault
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
@@ -47,6 +47,18 @@ class GeoBlock(HttpFault, ByFamily):
     blocked_by: str | None = None
     """`http-451`: the URL of the blocking party, sent as `Link: <URL>; rel="blocked-by"`
     (RFC 7725)."""
+    established: Established = "drop"
+    """`drop` and `reject`: what happens to the region's TCP connections to the blocked
+    destinations already open when the block starts: `drop` (their packets meet the block
+    like any), `keep` (only new connections are blocked: the rule matches SYNs), `reset`
+    (each is reset as the block starts; the next connection meets the block)."""
+
+    @model_validator(mode="after")
+    def _established_is_for_packets(self):
+        if self.action == "http-451" and self.established != "drop":
+            raise ValueError("established: applies to drop and reject; with http-451 the fault "
+                             "proxy takes an open connection at its next request")
+        return self
 
     @classmethod
     def http_addon(cls) -> FaultAddon:
@@ -87,15 +99,26 @@ class GeoBlock(HttpFault, ByFamily):
                 clients.append(str(ctx.region_ranges6[self.region]))
             return http_injectors(ctx, self, ports, match=match, destinations=nets,
                                   clients=clients)
+        from chaos.faults.packet_filter import SYN_ONLY
+        from chaos.injectors.connections import OpenConnections
+
         sources = [str(ctx.region_ranges[self.region])]
         if self.region in ctx.region_ranges6:  # a dual-stack run: the region's IPv6 range too
             sources.append(str(ctx.region_ranges6[self.region]))
-        rule = {"action": "drop" if self.action == "drop" else "reject-reset",
-                "sources": sources, "destinations": nets, "protocol": "tcp",
-                "ports": list(self.ports), "only_families": self.iptables_families()}
-        return [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
-                             name=f"g{ctx.path[-1]}" if ctx.path else None,
-                             scratch=ctx.owns(ctx.world))]
+        rule: dict = {"action": "drop" if self.action == "drop" else "reject-reset",
+                      "sources": sources, "destinations": nets, "protocol": "tcp",
+                      "ports": list(self.ports), "only_families": self.iptables_families()}
+        if self.established == "keep":
+            rule["tcp_flags"] = SYN_ONLY
+        out: list = []
+        if self.region in ctx.clients:  # the region's clients: listed (or reset) first
+            netns = ctx.clients[self.region][0]
+            out.append(OpenConnections(netns, nets, self.ports, where=self.region,
+                                       names=ctx.peer_names(),
+                                       reset=self.established == "reset"))
+        return out + [PacketFilter([rule], netns=ctx.world, tag=ctx.tag, hook="INPUT",
+                                   name=f"g{ctx.path[-1]}" if ctx.path else None,
+                                   scratch=ctx.owns(ctx.world))]
 
     def label(self) -> str:
         family = "" if self.family == "both" else f", {self.family}"

@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from chaos.faults.base import ByFamily, Fault, InContainer
+from chaos.faults.base import ByFamily, Established, Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
 from chaos.scenario.model import Destination
+
+SYN_ONLY = ("SYN,ACK,FIN,RST", "SYN")
+"""The opening segment of a connection: what `established: keep` matches."""
 
 
 class PacketFilter(Fault, InContainer, ByFamily):
@@ -42,6 +45,12 @@ class PacketFilter(Fault, InContainer, ByFamily):
     """Act only once a connection carried this many bytes (downloads start, then stall)."""
     region: str | None = None
     """Only for the clients of this region (default: every client)."""
+    established: Established = "drop"
+    """What happens to the TCP connections already open when the fault starts: `drop` (their
+    packets meet the fault like any: a pooled keep-alive connection hangs or is reset by
+    `reject-reset`), `keep` (only new connections meet it: the filter matches SYNs; needs
+    protocol tcp), `reset` (each is reset as the fault starts: the client's socket fails with
+    "Software caused connection abort"; its next connection meets the fault)."""
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -52,6 +61,15 @@ class PacketFilter(Fault, InContainer, ByFamily):
         tcp_only = self.match.tcp_only() if self.match else []
         if tcp_only and self.protocol != "tcp":
             raise ValueError(f"match.{tcp_only[0]} needs protocol tcp")
+        if self.established == "keep":
+            if self.protocol != "tcp":
+                raise ValueError("established: keep needs protocol tcp (it spares connections "
+                                 "by matching only their opening SYN)")
+            if self.after_bytes is not None or (self.match and self.match.tcp_flags):
+                raise ValueError("established: keep matches SYNs only: it cannot go with "
+                                 "after_bytes or match.tcp_flags")
+        if self.established == "reset" and self.protocol not in ("tcp", None):
+            raise ValueError("established: reset resets TCP connections: protocol tcp (or null)")
         return self
 
     def rule(self, ctx, sources=()) -> dict:
@@ -60,20 +78,31 @@ class PacketFilter(Fault, InContainer, ByFamily):
         if not nets and ctx.host_mode:
             ctx.fail(("destinations",), "in host mode a filter needs destinations (it would "
                                         "cut the whole machine off)")
-        rule = {"action": self.action, "destinations": nets, "sources": list(sources),
+        rule: dict = {"action": self.action, "destinations": nets, "sources": list(sources),
                 "protocol": self.protocol, "ports": list(self.ports),
                 "reject_with": self.reject_with, "probability": self.probability,
                 "after_bytes": self.after_bytes, "only_families": self.iptables_families()}
-        return {**rule, **(self.match.rule_fields() if self.match else {})}
+        rule = {**rule, **(self.match.rule_fields() if self.match else {})}
+        if self.established == "keep":
+            rule["tcp_flags"] = SYN_ONLY
+        return rule
 
     def injectors(self, ctx):
+        from chaos.injectors.connections import OpenConnections
         from chaos.injectors.packet_filter import PacketFilter as Filter
 
         rule = self.rule(ctx)
         name = f"f{ctx.path[-1]}" if ctx.path else None
-        return [Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name,
-                       scratch=ctx.owns(netns))
-                for netns, _ in ctx.client_sides(self.region, self.container)]
+        out: list = []
+        for netns, _ in ctx.client_sides(self.region, self.container):
+            if self.protocol in ("tcp", None):  # first: listed (or reset) before the filter
+                out.append(OpenConnections(netns, rule["destinations"], self.ports,
+                                           reset=self.established == "reset",
+                                           names=ctx.peer_names(),
+                                           where=ctx.side_name(netns)))
+            out.append(Filter([rule], netns=netns, tag=ctx.tag, hook="OUTPUT", name=name,
+                              scratch=ctx.owns(netns)))
+        return out
 
     def label(self) -> str:
         family = "" if self.family == "both" else f" ({self.family})"

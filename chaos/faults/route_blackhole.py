@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.base import ByFamily, Fault, InContainer
+from chaos.faults.base import ByFamily, Established, Fault, InContainer
 from chaos.scenario.model import Destination
 
 
@@ -26,15 +26,31 @@ class RouteBlackhole(Fault, InContainer, ByFamily):
     region: str | None = None
     """Only the clients of this region (in the lab: `default` the docker host, `cache` the
     cache); default: every client."""
+    established: Established = "drop"
+    """What happens to the TCP connections already open when the routes change: `drop` (the
+    kernel routes their next packets into the hole too: a pooled keep-alive connection
+    hangs), `keep` (they go on over the route they had; only new connections meet the hole),
+    `reset` (each is reset as the fault starts; the next connection meets the hole)."""
 
     def injectors(self, ctx):
+        from chaos.injectors.connections import OpenConnections
         from chaos.injectors.routes import RouteInjector
 
         nets = []
         for index, dest in enumerate(self.destinations):
             nets += ctx.destinations(dest, ("destinations", index), self.family)
-        return [RouteInjector([str(n) for n in nets], self.kind, netns)
-                for netns, _ in ctx.client_sides(self.region, self.container)]
+        nets = [str(n) for n in nets]
+        out: list = []
+        for netns, _ in ctx.client_sides(self.region, self.container):
+            found = OpenConnections(netns, nets, reset=self.established == "reset",
+                                    names=ctx.peer_names(), where=ctx.side_name(netns))
+            out.append(found)
+            if self.established == "keep":
+                from chaos.injectors.routes import KeepConnections
+
+                out.append(KeepConnections(netns, nets, found, tag=ctx.tag))
+            out.append(RouteInjector(nets, self.kind, netns))
+        return out
 
     def label(self) -> str:
         family = "" if self.family == "both" else f" ({self.family})"

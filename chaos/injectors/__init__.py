@@ -23,6 +23,8 @@ UNDO = {
     "dns-rule": "chaos.injectors.dns_rules:undo",
     "iptables": "chaos.injectors.iptables:undo",
     "sysctl": "chaos.injectors.client_profile:undo",
+    "connections": "chaos.injectors.connections:undo",
+    "ip-rule": "chaos.injectors.routes:undo_rule",
 }
 
 

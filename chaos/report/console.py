@@ -120,6 +120,17 @@ class ConsoleReporter(Reporter):
         state = paint("yellow", "on ") if on else paint("blue", "off")
         self.out.print(f"  ⚡ fault {state} {paint('default', label)} {paint('dim', f'at {t:.2f}s')}")
 
+    def fault_connections(self, label: str, connections: list[dict]) -> None:
+        from chaos.probes.evidence import connection_line
+
+        paint = self.out.paint
+        if not connections:
+            self.out.print(f"      {paint('dim', 'open connections at its start: none')}")
+        for c in connections:
+            what = ", reset" if c.get("reset") else ""
+            line = f"open at its start ({c.get('where')}): {connection_line(c)}{what}"
+            self.out.print(f"      {paint('dim', line)}")
+
     def fault_stuck(self, label: str, t: float) -> None:
         self._stop_live()
         paint = self.out.paint
