@@ -262,12 +262,13 @@ class Run:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def event(self, **fields) -> None:
+    def event(self, **fields) -> dict:
         fields["t"] = round(fields.get("t", self.now()), 4)
         with self._lock:
             self.result.events.append(fields)
         if self.journal is not None:
             self.journal.note(**fields)
+        return fields
 
     # -- phases ---------------------------------------------------------------------------
     def probe_phase(self, phase: str, probes, announce: bool = True) -> bool:
@@ -330,17 +331,27 @@ class Run:
         timing: dict = {"began": round(began, 4)}  # the event's t: when it was done (in effect)
         if scheduled is not None:
             timing["due"] = round(scheduled, 4)
-        # Injectors that list the connections a fault met as it started (``found``): which
-        # the report shows, since open and new connections fail differently.
-        listed = [i.found for i in sw.injectors if on and isinstance(getattr(i, "found", None), list)]
-        if listed:
-            timing["connections"] = [c for found in listed for c in found]
-        self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
+        event = self.event(kind="fault", fault=label, state="on" if on else "off", **timing)
         self.reporter.fault(label, on, began)
-        if listed:
-            fault_connections = getattr(self.reporter, "fault_connections", None)
-            if fault_connections is not None:  # a reporter written before it existed has none
-                fault_connections(label, timing["connections"])
+        if on:
+            self.open_connections(sw, label, event)
+
+    def open_connections(self, sw: FaultSwitch, label: str, event: dict) -> None:
+        """The connections the fault met as it started, from the injectors that list them
+        (``connections()``): open and new connections fail differently, so the report says
+        which there were. Read after the event: the listing never delays the fault."""
+        listers = [i for i in sw.injectors if callable(getattr(i, "connections", None))]
+        if not listers:
+            return
+        try:
+            found = [c for i in listers for c in i.connections()]
+        except Exception as exc:  # the report says so; the run goes on
+            event["connections_error"] = f"{type(exc).__name__}: {exc}"
+            return
+        event["connections"] = found
+        fault_connections = getattr(self.reporter, "fault_connections", None)
+        if fault_connections is not None:  # a reporter written before it existed has none
+            fault_connections(label, found)
 
     def faults_on(self) -> None:
         """Switch the unscheduled faults on now and start the scheduler thread for the

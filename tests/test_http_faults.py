@@ -566,6 +566,34 @@ def test_large_body_streams_with_flat_memory(proxy, origin):
     assert peak - before < 64 * 1024, f"RSS grew by {(peak - before) // 1024} MiB for a 256 MiB body"
 
 
+@pytest.mark.parametrize("wait_ack", [True, False])
+def test_partial_reset_without_waiting_for_acks_loses_what_a_slow_client_did_not_get(
+        proxy, origin, rules, wait_ack):
+    """With wait_ack false the RST goes as the Nth byte reaches the kernel: a client that is
+    not reading has fewer than N bytes, as with a real reset; with it, exactly N."""
+    n = 400_000
+    path = f"/blob/slow-{wait_ack}"
+    rules({"id": "cut", "fault": "partial", "bytes": n, "then": "reset", "wait_ack": wait_ack,
+           "match": {"path": path}})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a small window: a slow reader
+    sock.connect((proxy.host, proxy.port))
+    sock.sendall(f"GET {origin}{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(1.0)  # not reading while the proxy writes the N bytes
+    sock.settimeout(5)
+    data = bytearray()
+    with pytest.raises(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    sock.close()
+    head, _, got = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and got == BLOB[:len(got)]
+    if wait_ack:
+        assert len(got) == n
+    else:
+        assert len(got) < n // 2, len(got)
+
+
 # -- content faults: http-respond, http-replace, http-patch, http-abort, http-delay ----------
 
 PORTAL = "<!DOCTYPE html><html><body><h1>Wi-Fi login</h1></body></html>"

@@ -426,6 +426,27 @@ def test_reset_after_n_bytes(proxy, toxic):
     assert rc == 56 and "Connection reset by peer" in err and size < 20_000
 
 
+@pytest.mark.parametrize("wait_ack", [False, True])
+def test_reset_after_n_bytes_loses_what_a_slow_reader_did_not_get(proxy, toxic, wait_ack):
+    """A real RST throws away what the receiver has not acknowledged: a client that is not
+    reading when the Nth byte leaves has fewer than N bytes and resumes from there. With
+    wait_ack the RST waits for its ACKs, and it has exactly N."""
+    n = 400_000
+    toxic(id="r", toxic="reset", after=n, wait_ack=wait_ack)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a small window: a slow reader
+    sock.connect(proxy.address("raw"))
+    sock.sendall(b"send 1000000\n")
+    time.sleep(0.5)  # not reading while the proxy writes the N bytes
+    data, end, _, _ = read_all(sock)
+    sock.close()
+    assert end == "reset" and data == body(n)[:len(data)]
+    if wait_ack:
+        assert len(data) == n
+    else:
+        assert len(data) < n // 2, len(data)  # what its window held, not N
+
+
 def test_close_with_no_response(proxy, toxic):
     toxic(id="c", toxic="reset", how="fin")
     rc, err, size, seconds = curl(proxy, "/bytes/10")

@@ -32,6 +32,11 @@ class Partial(HttpFault):
     """With `then: hang`: close after this long (default: hang until the client gives up)."""
     cut_ranges: bool = False
     """Cut Range requests too (a resuming client then advances `bytes` per try)."""
+    wait_ack: bool = True
+    """With `then: reset`: true, the reset waits until the client acknowledged the N bytes
+    (it has exactly N and resumes at N); false, it goes as soon as the Nth byte is handed
+    to the kernel, and what the client has not received yet is lost, as with a real reset
+    (a slow client resumes from what it really got)."""
     match: HttpMatch | None = None
     """Only these requests (default: every request through the proxy)."""
     ports: list[int] = [80, 443]
@@ -137,7 +142,7 @@ class PartialAddon(FaultAddon):
         if p.then == "close":
             loop.call_soon(actions.close_after_flush, flow)
         elif p.then == "reset":
-            holder.append(loop.create_task(actions.reset_after_flush(flow)))
+            holder.append(loop.create_task(actions.reset_after_flush(flow, p.wait_ack)))
 
     async def response(self, flow) -> None:
         entry = self.cuts.pop(flow.id, None)

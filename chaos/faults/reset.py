@@ -10,6 +10,9 @@ from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
 
+ACK_POLL = 0.01
+ACK_WAIT = 30.0
+
 
 class Reset(TcpFault):
     """End connections: `how: rst` sends a TCP reset (SO_LINGER 0: "Connection reset by
@@ -28,6 +31,11 @@ class Reset(TcpFault):
     """With `after: 0`: end it right after accept (the server is never contacted), or at
     the first byte in `direction` (dropped: the server sees the request, the client gets
     no answer). Toxiproxy's `reset_peer` is `first-byte`."""
+    wait_ack: bool = False
+    """With `after`: false (default), the RST goes as soon as the Nth byte is handed to the
+    kernel, and whatever the receiver has not got yet is lost with it, as with a real reset
+    (a slow reader resumes from what it really received, fewer than N bytes); true, the RST
+    waits until the receiver acknowledged all N bytes (it then has exactly N)."""
 
     @model_validator(mode="after")
     def _first_byte_alone(self):
@@ -64,8 +72,19 @@ class ResetToxic(Toxic):
     async def fire(self, pump) -> None:
         if self.p.at == "first-byte" and not await self._first_byte(pump):
             return  # switched off meanwhile: the stream flows
-        if await self._armed():
-            raise self._end()
+        if not await self._armed():
+            return
+        if self.p.wait_ack:
+            await self._acked(pump)
+        raise self._end()
+
+    async def _acked(self, pump) -> None:
+        """Until the receiver has acknowledged every byte written (at most ACK_WAIT: a
+        receiver that stopped reading is reset anyway), or the rule is switched off."""
+        waited = 0.0
+        while pump.unacked() and waited < ACK_WAIT and not self.rule.revoked:
+            await self.rule.sleep(ACK_POLL)
+            waited += ACK_POLL
 
     async def _first_byte(self, pump) -> bool:
         """Take (and drop) the first byte, or its end; False if the rule is revoked first."""

@@ -4,7 +4,7 @@ A packet-level fault (packet-filter, route-blackhole, geo-block) does different 
 connection that was open before it and to one made after: a pooled keep-alive connection
 hangs where a new one times out at its dial. ``OpenConnections`` runs first among the fault's
 injectors: it reads the namespace's sockets (sock_diag, chaos.sandbox.sockets) to the
-faulted destinations, keeps them in ``found`` for the report, and with ``reset`` destroys
+faulted destinations for the report (``connections()``), and with ``reset`` destroys
 them (SOCK_DESTROY, as ``ss -K``: the client's socket fails with ECONNABORTED at once, the
 kernel sends the server a RST) before the fault's own change, so a client that reconnects
 meets the fault.
@@ -50,7 +50,7 @@ class OpenConnections(Injector):
         self.nets = [ipaddress.ip_network(n, strict=False) for n in nets]
         self.ports = _port_ranges(ports)
         self.where = where or (netns or "the host")
-        self.found: list[dict] = []
+        self.found: list[dict] | None = None
 
     def describe(self) -> str:
         what = "reset" if self.reset else "list"
@@ -63,19 +63,28 @@ class OpenConnections(Injector):
                 and (not self.ports or any(lo <= port <= hi for lo, hi in self.ports)))
 
     def apply(self, journal: Journal) -> None:
-        from chaos.sandbox.sockets import tcp_connections
-
+        self.found = None
         if self.reset:  # nothing to undo (a reset connection stays reset): on record anyway
             self.record(journal, {"netns": self.netns})
-        found = [c.to_dict() for c in tcp_connections(self.netns)
-                 if c.state not in GONE and self._wanted(c.remote)]
-        for c in found:
-            c["to"] = self.names.get(c["to"], c["to"])
-        for c in found:
-            c["where"] = self.where
-            if self.reset:
+            found = self.connections()
+            for c in found:
                 c["reset"] = self._destroy(c["local"], c["remote"])
-        self.found = found
+
+    def connections(self) -> list[dict]:
+        """The connections open at this fault's start. Read in ``apply`` when it resets
+        them (or when another injector needs them first), else on the first call after it:
+        the runner asks once the fault is in effect, so reading the sockets never delays
+        the fault itself (what it leaves open stays open meanwhile)."""
+        if self.found is None:
+            from chaos.sandbox.sockets import tcp_connections
+
+            found = [c.to_dict() for c in tcp_connections(self.netns)
+                     if c.state not in GONE and self._wanted(c.remote)]
+            for c in found:
+                c["to"] = self.names.get(c["to"], c["to"])
+                c["where"] = self.where
+            self.found = found
+        return self.found
 
     def _destroy(self, local: str, remote: str) -> bool:
         """SOCK_DESTROY through ``ss -K`` for exactly this connection (its 4-tuple)."""

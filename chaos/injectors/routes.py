@@ -117,7 +117,7 @@ class KeepConnections(Injector):
         if self.applied:
             return
         copied: set[str] = set()
-        for conn in self.found.found:
+        for conn in self.found.connections():
             if conn.get("state") != "established":
                 continue
             local, lport = _split(conn["local"])

@@ -13,6 +13,8 @@ import asyncio
 import fcntl
 import os
 import socket
+import struct
+import termios
 from collections.abc import Callable
 
 PIPE_SIZE = 1 << 20   # /proc/sys/fs/pipe-max-size by default; one splice moves up to this much
@@ -282,6 +284,14 @@ class Pump:
     async def write(self, data: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(self.dst, data)
         self.count += len(data)
+
+    def unacked(self) -> int:
+        """Bytes written to dst that its peer has not acknowledged yet (SIOCOUTQ)."""
+        try:
+            buf = fcntl.ioctl(self.dst.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+        except (OSError, ValueError):
+            return 0
+        return struct.unpack("i", buf)[0]
 
 
 def shutdown_write(sock: socket.socket) -> None:

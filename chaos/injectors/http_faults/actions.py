@@ -96,11 +96,13 @@ def close_after_flush(flow) -> None:
         writer.close()  # asyncio flushes its buffer before closing
 
 
-async def reset_after_flush(flow) -> None:
+async def reset_after_flush(flow, wait_ack: bool = True) -> None:
     """Reset the client's connection once it has received (ACKed) everything sent so far.
 
     A reset throws away unsent data, so wait until both asyncio's buffer and the kernel's
     send queue (SIOCOUTQ: bytes not yet acknowledged) are empty, at most FLUSH_TIMEOUT.
+    Without ``wait_ack`` only asyncio's buffer: the reset then goes as the last byte reaches
+    the kernel, and what the client has not acknowledged is lost with it.
     """
     import asyncio
 
@@ -112,7 +114,7 @@ async def reset_after_flush(flow) -> None:
     deadline = loop.time() + FLUSH_TIMEOUT
     sock = writer.get_extra_info("socket")
     while loop.time() < deadline and not writer.is_closing():
-        if writer.transport.get_write_buffer_size() == 0 and _unacked(sock) == 0:
+        if writer.transport.get_write_buffer_size() == 0 and (not wait_ack or _unacked(sock) == 0):
             break
         await asyncio.sleep(0.01)
     if not writer.is_closing() and _set_linger_zero(writer):
