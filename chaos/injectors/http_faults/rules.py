@@ -8,12 +8,14 @@ A rule file (``<rules dir>/<id>.json``) holds one object::
                "servers": ["198.18.1.10"], "ports": [80, "8000:8100"]}}
 
 ``fault`` is a fault type whose model is an ``HttpFault`` (chaos.faults: http-error,
-partial, bot-mitigation, geo-block). ``match`` is the proxy's own; every other key is a field
+http-respond, http-abort, http-delay, http-replace, http-patch, partial, bot-mitigation,
+geo-block). ``match`` is the proxy's own; every other key is a field
 of the fault type's model (``probability``, ``every`` and its parameters), validated by that
 model when the rule is loaded and nothing else: the hooks get the model. Each ``match`` key is
 optional; a rule without ``match`` matches every request. ``host`` and ``path`` are
 shell-style patterns (a string or a list of them), ``path_regex`` a regular expression
-searched in the path, ``clients`` CIDRs of the client's address, ``servers`` CIDRs of the
+searched in the path, ``headers`` request headers (name -> value pattern) that must be
+present, ``clients`` CIDRs of the client's address, ``servers`` CIDRs of the
 server address the client connected to and ``ports`` its port (numbers or "first:last"
 ranges): in transparent mode the original destination, so a rule can keep to the servers its
 own redirect sends, whatever other faults redirect.
