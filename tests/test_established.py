@@ -96,3 +96,42 @@ def test_open_connection_kept_dropped_or_reset(chaos, tmp_path, fault, establish
     assert held[0].get("reset", False) == (established == "reset")
     assert "open at its start (ES): python3[" in result.stdout
     assert_same(before, snapshot())
+
+
+def test_kept_connections_rules_and_table_are_undone(tmp_path):
+    """`established: keep` on routes adds an ip rule per open connection and a table of its
+    own; the journal takes both away again (the revert and `chaos recover` path)."""
+    import secrets
+    import subprocess
+
+    from chaos.injectors.routes import KeepConnections
+    from chaos.journal import Journal
+
+    class Found:
+        def connections(self):
+            return [{"state": "established", "local": "198.18.99.1:40000",
+                     "remote": "198.18.99.2:80"}]
+
+    netns = f"chaos-keep-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        def ip(*args: str) -> str:
+            return subprocess.run(["ip", "-n", netns, *args], check=True, capture_output=True,
+                                  text=True).stdout
+        ip("link", "add", "d0", "type", "veth", "peer", "name", "d1")  # no dummy module here
+        ip("addr", "add", "198.18.99.1/24", "dev", "d0")
+        ip("link", "set", "d0", "up")
+        ip("link", "set", "d1", "up")
+        journal = Journal.create(f"keep-{secrets.token_hex(3)}", base=tmp_path)
+        keep = KeepConnections(netns, ["198.18.99.2/32"], Found(), tag="chaos-test")
+        keep.apply(journal)
+        rules = ip("rule", "show")
+        assert f"from 198.18.99.1 to 198.18.99.2 ipproto tcp sport 40000 dport 80 lookup {keep.table}" in rules
+        assert "198.18.99.2 dev d0" in ip("route", "show", "table", str(keep.table))
+        assert not keep.revert(journal)
+        assert "ipproto tcp" not in ip("rule", "show")
+        assert ip("route", "show", "table", str(keep.table)).strip() == ""
+        assert not keep.revert(journal)  # twice: nothing more to do
+        journal.finish()
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)

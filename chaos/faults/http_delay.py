@@ -42,16 +42,20 @@ class HttpDelay(HttpTargetFault):
 
 class HttpDelayAddon(FaultAddon):
     async def request(self, flow, rules) -> None:
-        await self._hold(flow, pick_target(flow, rules, "request"))
+        rule = pick_target(flow, rules, "request")
+        if rule is not None:
+            import asyncio  # here: the plan imports this module and needs no event loop
 
-    async def responseheaders(self, flow, rules) -> None:
-        await self._hold(flow, pick_target(flow, rules, "response"))
+            actions.claim(flow, rule)
+            await asyncio.sleep(rule.params.delay)
 
-    @staticmethod
-    async def _hold(flow, rule) -> None:
-        if rule is None:
-            return
-        import asyncio  # here: the plan imports this module and needs no event loop
+    def responseheaders(self, flow, rules) -> None:
+        rule = pick_target(flow, rules, "response")
+        if rule is not None:
+            import asyncio
 
-        actions.claim(flow, rule)
-        await asyncio.sleep(rule.params.delay)
+            # The hook is not async (it runs for every answer): mitmproxy holds an
+            # intercepted flow after the hook until it is resumed.
+            actions.claim(flow, rule)
+            flow.intercept()
+            asyncio.get_running_loop().call_later(rule.params.delay, flow.resume)

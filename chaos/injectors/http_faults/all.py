@@ -55,13 +55,11 @@ class Faults:
                 return
             await self._addon(fault).request(flow, mine)
 
-    async def responseheaders(self, flow) -> None:
+    def responseheaders(self, flow) -> None:
         for fault, mine in self.rules.by_fault().items():
             if not actions.untouched(flow):
                 return
-            pending = self._addon(fault).responseheaders(flow, mine)
-            if pending is not None:  # an async hook (a delayed answer)
-                await pending
+            self._addon(fault).responseheaders(flow, mine)
 
     async def response(self, flow) -> None:
         for addon in list(self.addons.values()):  # a rule removed since may have cut this flow

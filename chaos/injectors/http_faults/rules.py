@@ -38,7 +38,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,8 +350,9 @@ class FaultAddon:
     async def request(self, flow, rules: list[Rule]) -> None:
         return None
 
-    def responseheaders(self, flow, rules: list[Rule]) -> Awaitable[None] | None:
-        """Plain or ``async def``: the origin's status and headers are in, the body is not."""
+    def responseheaders(self, flow, rules: list[Rule]) -> None:
+        """The origin's status and headers are in, the body is not. Not async (the hook runs
+        for every answer); to hold the answer, ``flow.intercept()`` and resume it later."""
         return None
 
     async def response(self, flow) -> None:
