@@ -180,3 +180,43 @@ def test_every_coercion_before_validation_is_in_the_schema():
                     missing.append(f"{name}.{field}: {coercing[0]!r} without WithJsonSchema")
     assert missing == []
     assert set(DESCRIBED) <= set(_models(model.scenario_model()))  # no stale entries
+
+
+ISSUE_15_FIELDS = """\
+name: content-and-connections
+faults:
+  - type: http-respond
+    status: 200
+    body_random: 1000
+    match: {host: cdn.test, headers: {user-agent: "docker/*"}}
+  - type: http-replace
+    target: response
+    code: 200
+    body_base64: AAE=
+    response_match: {status: [200, 206], headers: {content-type: "application/*"}}
+  - type: http-patch
+    target: request
+    json: {a: null, b: {c: 1}}
+    headers: [[x-a, "1"]]
+    queries: [[q, "2"]]
+  - {type: http-abort, target: response, how: reset}
+  - {type: http-delay, target: request, delay: 250ms}
+  - {type: partial, bytes: 100, then: reset, wait_ack: false}
+  - {type: reset, after: 1000, wait_ack: true, destinations: [198.18.1.10], ports: [80]}
+  - {type: packet-filter, established: keep}
+  - {type: route-blackhole, destinations: [198.18.1.10], established: reset}
+  - {type: geo-block, region: ES, block: [198.18.1.10], established: drop}
+"""
+
+
+def test_content_faults_and_connection_state_are_in_the_schema_and_the_list(validator, chaos):
+    load_text(ISSUE_15_FIELDS.replace("faults:", "regions:\n  ES: 198.18.64.0/24\nfaults:"))
+    assert problems(validator, parse_yaml(ISSUE_15_FIELDS, "s.yaml")[0]) == []
+    for good, bad in (("{status: [200", "{statuss: [200"), ("established: keep", "established: kept")):
+        text = ISSUE_15_FIELDS.replace(good, bad)
+        assert problems(validator, parse_yaml(text, "s.yaml")[0]), bad
+    listed = chaos("list").stdout
+    for name in ("http-respond", "http-replace", "http-patch", "http-abort", "http-delay"):
+        assert f"\n{name}\n" in listed
+    assert "established (keep | drop | reset, default drop)" in listed
+    assert "wait_ack (bool, default False)" in listed and "wait_ack (bool, default True)" in listed
