@@ -13,10 +13,9 @@ from conftest import assert_same, snapshot, write
 CLIENT = r"""
 import socket, time
 t0 = time.monotonic()
-REQ = b"GET / HTTP/1.1\r\nHost: registry.test\r\n\r\n"
 
-def ask(sock):
-    sock.sendall(REQ)
+def ask(sock, host):
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
@@ -37,63 +36,77 @@ def outcome(what, fn):
     except OSError as exc:
         print(what, exc.strerror, flush=True)
 
-s = socket.create_connection(("registry.test", 80), timeout=1.5)
-outcome("first", lambda: ask(s))
-time.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))  # the fault went on at 1 s
-outcome("open", lambda: ask(s))
-outcome("new", lambda: ask(socket.create_connection(("registry.test", 80), timeout=1)))
+HOSTS = ("keep.test", "drop.test", "reset.test")
+held = {h: socket.create_connection((h, 80), timeout=1.5) for h in HOSTS}
+for h in HOSTS:
+    outcome(h + " first", lambda: ask(held[h], h))
+time.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))  # the faults went on at 1 s
+for h in HOSTS:
+    outcome(h + " open", lambda: ask(held[h], h))
+for h in HOSTS:
+    outcome(h + " new", lambda: ask(socket.create_connection((h, 80), timeout=1), h))
 """
 
 FAULTS = {
-    "packet-filter": "type: packet-filter\n    destinations: [registry.test]\n    ports: [80]",
-    "route-blackhole": "type: route-blackhole\n    destinations: [registry.test]",
-    "geo-block": "type: geo-block\n    region: ES\n    block: [registry.test]\n    ports: [80]",
+    "packet-filter": "type: packet-filter\n    destinations: [{host}]\n    ports: [80]",
+    "route-blackhole": "type: route-blackhole\n    destinations: [{host}]",
+    "geo-block": "type: geo-block\n    region: ES\n    block: [{host}]\n    ports: [80]",
 }
 NEW = {"packet-filter": "timeout", "route-blackhole": "Invalid argument", "geo-block": "timeout"}
 OPEN = {"keep": "200", "drop": "timeout", "reset": "Software caused connection abort"}
 
 SCENARIO = """\
-name: established-{established}
-description: a keep-alive connection opened before the fault, used after it started
+name: established-{fault}
+description: keep-alive connections opened before the faults, used after they started
 regions:
   ES: 198.18.64.0/24
 serve:
-  - name: registry.test
+  - name: keep.test
+  - name: drop.test
+  - name: reset.test
 faults:
-  - {fault}
-    established: {established}
-    window: {{after: 1s}}
+{faults}
 expect:
   during:
-    - name: the open connection, then a new one
+    - name: the open connections, then new ones
       region: ES
-      timeout: 10s
+      timeout: 15s
       run: |
         python3 - <<'EOF'
 {client}
         EOF
-      stdout: {{regex: "(?s)first 200\\nopen {open}\\nnew {new}\\n"}}
+      stdout: {{regex: "{expected}"}}
   after:
-    - {{region: ES, http: "http://registry.test/"}}
+    - {{region: ES, http: "http://keep.test/"}}
+    - {{region: ES, http: "http://drop.test/"}}
+    - {{region: ES, http: "http://reset.test/"}}
 """
 
 
-@pytest.mark.parametrize("established", ["keep", "drop", "reset"])
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_open_connection_kept_dropped_or_reset(chaos, tmp_path, fault, established):
+def test_open_connections_kept_dropped_or_reset(chaos, tmp_path, fault):
+    """One fault per mode, each on its own server: the client holds a keep-alive connection
+    to each from before the faults, and asks again on it once they are on."""
     before = snapshot()
+    faults = "\n".join(f"  - {FAULTS[fault].format(host=f'{mode}.test')}\n"
+                       f"    established: {mode}\n    window: {{after: 1s}}"
+                       for mode in OPEN)
     client = "\n".join(("        " + line) if line else "" for line in CLIENT.strip().splitlines())
-    text = SCENARIO.format(fault=FAULTS[fault], established=established, client=client,
-                           open=OPEN[established], new=NEW[fault])
+    expected = "".join(f"{m}.test first 200\\\\n" for m in OPEN)
+    expected += "".join(f"{m}.test open {OPEN[m]}\\\\n" for m in OPEN)
+    expected += "".join(f"{m}.test new {NEW[fault]}\\\\n" for m in OPEN)
+    text = SCENARIO.format(fault=fault, faults=faults, client=client, expected=f"^{expected}$")
     report = tmp_path / "r.json"
     result = chaos("run", str(write(tmp_path, text)), "--json", str(report))
     assert result.returncode == 0, result.stdout
     events = json.loads(report.read_text())["scenarios"][0]["events"]
-    on = next(e for e in events if e["kind"] == "fault" and e["state"] == "on")
-    held = [c for c in on["connections"] if c["process"] == "python3"]
-    assert len(held) == 1 and held[0]["to"] == "registry.test", on["connections"]
-    assert held[0]["state"] == "established" and held[0]["where"] == "ES"
-    assert held[0].get("reset", False) == (established == "reset")
+    ons = [e for e in events if e["kind"] == "fault" and e["state"] == "on"]
+    assert len(ons) == 3
+    for mode, on in zip(OPEN, ons):  # each fault lists the connection to its own server
+        held = [c for c in on["connections"] if c["process"] == "python3"]
+        assert [(c["to"], c["state"], c["where"]) for c in held] == \
+            [(f"{mode}.test", "established", "ES")], on
+        assert held[0].get("reset", False) == (mode == "reset")
     assert "open at its start (ES): python3[" in result.stdout
     assert_same(before, snapshot())
 
