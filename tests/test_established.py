@@ -102,7 +102,7 @@ def test_open_connections_kept_dropped_or_reset(chaos, tmp_path, fault):
     events = json.loads(report.read_text())["scenarios"][0]["events"]
     ons = [e for e in events if e["kind"] == "fault" and e["state"] == "on"]
     assert len(ons) == 3
-    for mode, on in zip(OPEN, ons):  # each fault lists the connection to its own server
+    for mode, on in zip(OPEN, ons, strict=True):  # each fault lists the connection to its own server
         held = [c for c in on["connections"] if c["process"] == "python3"]
         assert [(c["to"], c["state"], c["where"]) for c in held] == \
             [(f"{mode}.test", "established", "ES")], on

@@ -346,3 +346,53 @@ def test_discard_is_refused_with_its_nearest():
         "d.yaml:3: faults[0] (discard): no Chaos Mesh equivalent: NetworkChaos cannot read a TCP "
         "stream's bytes and drop them, nor close it; nearest: packet-filter drop (NetworkChaos "
         "partition): the sender then stalls instead"]
+
+
+CONTENT = """\
+name: content-export
+serve: [{name: registry.test}, {name: cdn.test}]
+faults:
+  - type: http-respond
+    body: "<html>portal</html>"
+    match: {host: registry.test, path: /v2/*, headers: {user-agent: docker}}
+    ports: [80]
+  - {type: http-replace, target: request, path: /other, method: PUT, queries: {a: "1"}, ports: [80]}
+  - type: http-patch
+    target: response
+    json: {expires_in: null}
+    headers: [[x-a, "1"]]
+    response_match: {status: 200, headers: {content-type: application/json}}
+    ports: [80]
+  - {type: http-abort, target: response, ports: [80]}
+  - {type: http-delay, delay: 300ms, ports: [80]}
+  - {type: packet-filter, destinations: [cdn.test], established: keep}
+"""
+
+
+def test_content_faults_map_to_httpchaos_field_for_field():
+    """docs/http-faults.md's HTTPChaos table: each content fault is one HTTPChaos."""
+    from chaos.scenario.load import load_text
+
+    result = export_scenario(load_text(CONTENT, "c.yaml"), "c.yaml", Target())
+    assert result.refused == []
+    validate_workflow(result.workflow)
+    nodes = [t["httpChaos"] for t in result.workflow["spec"]["templates"] if "httpChaos" in t]
+    respond, replace, patch, abort, delay = nodes
+    assert respond["target"] == "Response" and respond["path"] == "/v2/*"
+    assert respond["request_headers"] == {"Host": "registry.test", "user-agent": "docker"}
+    assert respond["replace"] == {"code": 200, "body": "PGh0bWw+cG9ydGFsPC9odG1sPg==",
+                                  "headers": {"content-type": "text/html; charset=utf-8"}}
+    assert replace["target"] == "Request"
+    assert replace["replace"] == {"path": "/other", "method": "PUT", "queries": {"a": "1"}}
+    assert (patch["target"], patch["code"]) == ("Response", 200)
+    assert patch["response_headers"] == {"content-type": "application/json"}
+    assert patch["patch"] == {"body": {"type": "JSON", "value": '{"expires_in":null}'},
+                              "headers": [["x-a", "1"]]}
+    assert (abort["target"], abort["abort"]) == ("Response", True)
+    assert (delay["target"], delay["delay"]) == ("Request", "300ms")
+    lost = result.workflow["metadata"]["annotations"]["chaos-registry/lost"]
+    assert "faults[5]: established: keep: a partition drops the open connections' packets too" in lost
+    cut = CONTENT.replace("path: /other, method: PUT, queries: {a: \"1\"}", "truncate: 5")
+    cut = cut.replace("target: request, truncate", "target: response, truncate")
+    refused = export_scenario(load_text(cut, "c.yaml"), "c.yaml", Target()).refused
+    assert [(r.type, r.why) for r in refused] == [("http-replace", "HTTPChaos cannot cut a body short")]

@@ -233,3 +233,29 @@ def test_a_serial_workflow_becomes_windows_one_after_the_other(tmp_path):
     assert [(p.http, p.status) for p in scenario.expect.before] == [
         ("http://registry.test/v2/", list(range(200, 300)))]
     assert data["name"] == "team-drill" and [s.name for s in scenario.serve] == ["registry.test"]
+
+
+def test_content_faults_round_trip_through_httpchaos(tmp_path):
+    """Every HTTPChaos action on either target imports as a content fault type, and
+    exporting the import gives the same chaos again (http-respond comes back as the
+    http-replace of the answer HTTPChaos makes of it, an abort of the answer as the partial
+    it always imported as, the keep of a filter as a drop)."""
+    from tests.test_export import CONTENT
+
+    path = tmp_path / "content.yaml"
+    path.write_text(CONTENT)
+    original, first, imported = round_trip(path, tmp_path)
+    assert [f.type for f in imported.faults] == [
+        "http-replace", "http-replace", "http-patch", "partial", "http-delay", "packet-filter"]
+    replace = imported.faults[1]
+    assert (replace.target, replace.path, replace.method, replace.queries) == (
+        "request", "/other", "PUT", {"a": "1"})
+    patch = imported.faults[2]
+    assert (patch.json_, patch.headers) == ({"expires_in": None}, [("x-a", "1")])
+    assert (patch.response_match.status, patch.response_match.headers) == (
+        200, {"content-type": "application/json"})
+    assert imported.faults[0].match.headers == {"user-agent": "docker"}
+    assert plan_in_sandbox(imported) == []
+    again = export_scenario(imported, "imported.yaml", Target())
+    validate_workflow(again.workflow)
+    assert chaos_nodes(again.workflow) == chaos_nodes(first.workflow)

@@ -288,27 +288,31 @@ def dns(spec: dict) -> dict:
 
 
 def http(spec: dict) -> dict:
-    if spec.get("target") != "Response" or spec.get("patch"):
-        raise Unmappable("changing requests or patching answers has no fault type here",
-                         "HTTPChaos on Response with replace.code (http-error) or abort (partial)")
     headers = dict(spec.get("request_headers") or {})
     match: dict[str, Any] = {}
     host = headers.pop("Host", None) or headers.pop("host", None)
     agent = headers.pop("User-Agent", None) or headers.pop("user-agent", None)
-    if headers:
-        raise Unmappable(f"request headers {sorted(headers)}: the fault proxy matches host, "
-                         "path and method", "HTTPChaos matching Host, path or method")
     for key, value in (("host", host), ("path", spec.get("path")), ("method", spec.get("method"))):
         if value:
             match[key] = value
     where: dict[str, Any] = {"ports": [int(spec.get("port") or 80)]}
     if match:
         where["match"] = match
-    if spec.get("abort"):
-        return {"type": "partial", "bytes": 0, "then": "reset", **where}
     replace = spec.get("replace") or {}
     code = replace.get("code")
     answer_headers = {k.lower(): v for k, v in (replace.get("headers") or {}).items()}
+    challenge = agent and answer_headers.get("cf-mitigated") == "challenge" and code in (403, 503)
+    legacy = (spec.get("target") == "Response" and not spec.get("patch") and not headers
+              and not spec.get("code") and not spec.get("response_headers")
+              and not (replace.keys() - {"code", "body", "headers"})
+              and (challenge or (not agent and (spec.get("abort")
+                                                 or code in HTTP_ERROR_STATUSES))))
+    if not legacy:  # the content fault types: one action each, as HTTPChaos has them
+        wanted = {k: v for k, v in (spec.get("request_headers") or {}).items()
+                  if k.lower() != "host"}
+        return _content(spec, where, wanted)
+    if spec.get("abort"):
+        return {"type": "partial", "bytes": 0, "then": "reset", **where}
     if agent:
         if answer_headers.get("cf-mitigated") != "challenge" or code not in (403, 503):
             raise Unmappable("matching a User-Agent is only done by a bot challenge here",
@@ -340,6 +344,48 @@ def http(spec: dict) -> dict:
     if spec.get("delay"):
         fault["delay"] = f"{_seconds(spec['delay']):g}s"
     return {**fault, **where}
+
+
+def _content(spec: dict, where: dict, headers: dict) -> dict:
+    """An HTTPChaos that is not an http-error, partial or bot challenge: http-abort,
+    http-delay, http-replace or http-patch (docs/http-faults.md, "Chaos Mesh HTTPChaos")."""
+    actions = [k for k in ("abort", "delay", "replace", "patch") if spec.get(k)]
+    if len(actions) != 1:
+        raise Unmappable(f"{' and '.join(actions) or 'no action'}: a fault here does one of "
+                         "abort, delay, replace, patch", "one HTTPChaos per action")
+    side = "request" if spec.get("target") == "Request" else "response"
+    fault: dict[str, Any] = {"target": side, **where}
+    if headers:
+        fault.setdefault("match", {})["headers"] = {k: str(v) for k, v in headers.items()}
+    response_match = {k: v for k, v in (("status", spec.get("code")),
+                                        ("headers", spec.get("response_headers"))) if v}
+    if response_match:
+        if side != "response":
+            raise Unmappable("code and response_headers select answers: target Response",
+                             "the same HTTPChaos with target: Response")
+        fault["response_match"] = response_match
+    (action,) = actions
+    if action == "abort":
+        return {"type": "http-abort", **fault}
+    if action == "delay":
+        return {"type": "http-delay", "delay": f"{_seconds(spec['delay']):g}s", **fault}
+    if action == "replace":
+        replace = dict(spec["replace"])
+        if "body" in replace:
+            replace["body_base64"] = replace.pop("body")
+        return {"type": "http-replace", **replace, **fault}
+    patch = spec["patch"]
+    out: dict[str, Any] = {"type": "http-patch", **fault}
+    body = patch.get("body")
+    if body:
+        if str(body.get("type", "")).upper() != "JSON":
+            raise Unmappable(f"patch.body type {body.get('type')!r}: JSON merge patches only",
+                             "patch.body with type JSON")
+        out["json"] = json.loads(body["value"])
+    for key in ("headers", "queries"):
+        if patch.get(key):
+            out[key] = [list(pair) for pair in patch[key]]
+    return out
 
 
 FROM = {"NetworkChaos": network, "DNSChaos": dns, "HTTPChaos": http}

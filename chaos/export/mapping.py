@@ -113,6 +113,12 @@ def _ports_lost(fault) -> list[str]:
     return [f"ports {ports}: NetworkChaos acts on every port"] if ports else []
 
 
+def _established_lost(fault) -> list[str]:
+    mode = getattr(fault, "established", "drop")
+    return [] if mode == "drop" else [
+        f"established: {mode}: a partition drops the open connections' packets too"]
+
+
 # --- one function per fault type -------------------------------------------------------------
 
 def route_blackhole(fault, target: Target) -> list[MeshChaos]:
@@ -120,7 +126,7 @@ def route_blackhole(fault, target: Target) -> list[MeshChaos]:
     lost = [f"kind {fault.kind}: clients fail at once in the routing table here; NetworkChaos "
             "drops silently, so they time out"]
     return [MeshChaos("NetworkChaos", _network(target, "partition", fault.destinations,
-                                               fault.region), lost)]
+                                               fault.region), lost + _established_lost(fault))]
 
 
 def packet_filter(fault, target: Target) -> list[MeshChaos]:
@@ -132,7 +138,7 @@ def packet_filter(fault, target: Target) -> list[MeshChaos]:
     if fault.match is not None or fault.after_bytes is not None:
         raise Unmappable("NetworkChaos cannot match packets on TTL, length, TCP flags or a "
                          "byte count", "packet-filter without match/after_bytes (NetworkChaos partition)")
-    lost = _ports_lost(fault)
+    lost = _ports_lost(fault) + _established_lost(fault)
     if fault.protocol is not None:
         lost.append(f"protocol {fault.protocol}: NetworkChaos drops every protocol")
     if fault.probability is None:  # every packet: a partition (iptables DROP, as here)
@@ -149,7 +155,7 @@ def geo_block(fault, target: Target) -> list[MeshChaos]:
                          "answer for a server, and HTTPChaos cannot tell clients by region",
                          "geo-block with action: drop (NetworkChaos partition)")
     return [MeshChaos("NetworkChaos", _network(target, "partition", fault.block, fault.region),
-                      _ports_lost(fault))]
+                      _ports_lost(fault) + _established_lost(fault))]
 
 
 def hang(fault, target: Target) -> list[MeshChaos]:
@@ -220,9 +226,13 @@ def dns(fault, target: Target) -> list[MeshChaos]:
 
 
 def _http_variants(fault, target: Target, what: dict, lost: list[str],
-                   extra_headers: dict | None = None) -> list[MeshChaos]:
+                   extra_headers: dict | None = None, side: str = "Response") -> list[MeshChaos]:
     """One HTTPChaos per host, path, method and port the fault's `match:` and `ports:` name."""
     match = fault.match
+    wanted = dict(getattr(match, "headers", None) or {})
+    if any("*" in v or "?" in v or "[" in v for v in wanted.values()):
+        raise Unmappable("HTTPChaos matches request headers exactly, not by pattern",
+                         "the same fault with exact values in match.headers")
 
     def listed(value) -> list:
         return [None] if value is None else ([value] if isinstance(value, str) else list(value))
@@ -240,12 +250,13 @@ def _http_variants(fault, target: Target, what: dict, lost: list[str],
             for method in methods:
                 for port in fault.ports:
                     spec: dict[str, Any] = {"mode": "all", "selector": target.selector(server=True),
-                                            "target": "Response", "port": port}
+                                            "target": side, "port": port}
                     if path:
                         spec["path"] = path
                     if method:
                         spec["method"] = method
-                    headers = {**({"Host": host} if host else {}), **(extra_headers or {})}
+                    headers = {**({"Host": host} if host else {}), **wanted,
+                               **(extra_headers or {})}
                     if headers:
                         spec["request_headers"] = headers
                     spec.update(what)
@@ -320,6 +331,113 @@ def bot_mitigation(fault, target: Target) -> list[MeshChaos]:
     return _http_variants(fault, target, what, lost, {"User-Agent": sig.user_agent})
 
 
+def _content(fault, nearest: str) -> tuple[dict, list[str]]:
+    """What the content fault types share: no `every` or `probability`; `response_match` as
+    the `code` and `response_headers` selectors."""
+    if fault.every is not None:
+        raise Unmappable("HTTPChaos cannot act on every Nth request",
+                         "the fault with `flap:` instead of `every:` (a Chaos Mesh Schedule)")
+    _no_probability(fault, nearest)
+    selectors: dict[str, Any] = {}
+    lost: list[str] = []
+    rm = getattr(fault, "response_match", None)
+    if rm is not None:
+        if isinstance(rm.status, list) and len(rm.status) > 1:
+            raise Unmappable("HTTPChaos selects one response code",
+                             "one fault per status in response_match.status")
+        if rm.status is not None:
+            selectors["code"] = rm.status if isinstance(rm.status, int) else rm.status[0]
+        if rm.headers:
+            if any("*" in v or "?" in v or "[" in v for v in rm.headers.values()):
+                raise Unmappable("HTTPChaos matches response headers exactly, not by pattern",
+                                 "the same fault with exact values in response_match.headers")
+            selectors["response_headers"] = dict(rm.headers)
+    return selectors, lost
+
+
+def _new_body(fault, lost: list[str]) -> bytes | None:
+    if fault.body_random is not None:
+        import random
+
+        lost.append("body_random: HTTPChaos sends the same bytes each time (a digest still "
+                    "never matches)")
+        return random.Random(fault.body_random).randbytes(fault.body_random)
+    return fault.new_body()
+
+
+def http_respond(fault, target: Target) -> list[MeshChaos]:
+    what, lost = _content(fault, "http-respond without probability")
+    lost.append("the request still reaches the server (HTTPChaos replaces its answer)")
+    headers = dict(fault.headers)
+    ctype = fault.new_content_type(fault.headers)
+    if ctype is not None:
+        headers["content-type"] = ctype
+    replace: dict[str, Any] = {"code": fault.status, "body": _body(_new_body(fault, lost) or b"")}
+    if headers:
+        replace["headers"] = headers
+    what["replace"] = replace
+    if fault.delay:
+        what["delay"] = go_duration(fault.delay)
+    return _http_variants(fault, target, what, lost)
+
+
+def _side(fault) -> str:
+    return "Request" if fault.target == "request" else "Response"
+
+
+def http_abort(fault, target: Target) -> list[MeshChaos]:
+    what, lost = _content(fault, "http-abort without probability")
+    if fault.how == "reset":
+        lost.append("how reset: HTTPChaos aborts the connection its own way")
+    what["abort"] = True
+    return _http_variants(fault, target, what, lost, side=_side(fault))
+
+
+def http_delay(fault, target: Target) -> list[MeshChaos]:
+    what, lost = _content(fault, "http-delay without probability")
+    what["delay"] = go_duration(fault.delay)
+    return _http_variants(fault, target, what, lost, side=_side(fault))
+
+
+def http_replace(fault, target: Target) -> list[MeshChaos]:
+    what, lost = _content(fault, "http-replace without probability")
+    if fault.truncate is not None:
+        raise Unmappable("HTTPChaos cannot cut a body short",
+                         "http-replace with the truncated document as body_base64")
+    replace: dict[str, Any] = {}
+    headers = dict(fault.headers)
+    ctype = fault.new_content_type(fault.headers)
+    if ctype is not None:
+        headers["content-type"] = ctype
+    if headers:
+        replace["headers"] = headers
+    body = _new_body(fault, lost)
+    if body is not None:
+        replace["body"] = _body(body)
+    for key in ("code", "path", "method"):
+        if getattr(fault, key) is not None:
+            replace[key] = getattr(fault, key)
+    if fault.queries:
+        replace["queries"] = dict(fault.queries)
+    what["replace"] = replace
+    return _http_variants(fault, target, what, lost, side=_side(fault))
+
+
+def http_patch(fault, target: Target) -> list[MeshChaos]:
+    import json
+
+    what, lost = _content(fault, "http-patch without probability")
+    patch: dict[str, Any] = {}
+    if fault.json_ is not None:
+        patch["body"] = {"type": "JSON", "value": json.dumps(fault.json_, separators=(",", ":"))}
+    if fault.headers:
+        patch["headers"] = [list(h) for h in fault.headers]
+    if fault.queries:
+        patch["queries"] = [list(q) for q in fault.queries]
+    what["patch"] = patch
+    return _http_variants(fault, target, what, lost, side=_side(fault))
+
+
 def hosts_entry(fault, target: Target) -> list[MeshChaos]:
     raise Unmappable("Chaos Mesh has no fault for a pod's hosts file (the kubelet writes it)",
                      "dns with answer servfail (DNSChaos error) or route-blackhole "
@@ -349,6 +467,11 @@ MAPPERS: dict[str, Callable[[Any, Target], list[MeshChaos]]] = {
     "slow": slow,
     "dns": dns,
     "http-error": http_error,
+    "http-respond": http_respond,
+    "http-abort": http_abort,
+    "http-delay": http_delay,
+    "http-replace": http_replace,
+    "http-patch": http_patch,
     "partial": partial,
     "bot-mitigation": bot_mitigation,
     "hosts-entry": hosts_entry,

@@ -83,7 +83,7 @@ class HttpReplaceAddon(FaultAddon):
         body = p.new_body()
         if body is not None:
             content.set_request_body(flow, body)
-        ctype = p.new_content_type()
+        ctype = p.new_content_type(p.headers)
         if ctype is not None:
             req.headers["content-type"] = ctype
 
@@ -100,7 +100,7 @@ class HttpReplaceAddon(FaultAddon):
             response.status_code, response.reason = p.code, pages.reason(p.code)
         for name, value in p.headers.items():
             response.headers[name] = value
-        ctype = p.new_content_type()
+        ctype = p.new_content_type(p.headers)
         if ctype is not None:
             response.headers["content-type"] = ctype
         body = p.new_body()

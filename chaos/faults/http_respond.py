@@ -65,7 +65,7 @@ class HttpRespondAddon(FaultAddon):
 
             await asyncio.sleep(p.delay)
         headers = dict(p.headers)
-        ctype = p.new_content_type()
+        ctype = p.new_content_type(p.headers)
         if ctype is not None:
             headers["content-type"] = ctype
         flow.response = http.Response.make(p.status, p.new_body() or b"", headers)

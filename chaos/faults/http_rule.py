@@ -196,9 +196,9 @@ class NewBody(Strict):
     body_random: int | None = Field(None, ge=0)
     """This many random bytes, new ones each time (a blob whose digest never matches)."""
     content_type: str | None = None
-    """The `content-type` header (default with a body: text/html for text starting with `<`,
-    application/json for text starting with `{` or `[`, text/plain for other text,
-    application/octet-stream for bytes)."""
+    """The `content-type` header (default with a body, unless `headers` has one: text/html
+    for text starting with `<`, application/json for text starting with `{` or `[`,
+    text/plain for other text, application/octet-stream for bytes)."""
 
     @model_validator(mode="after")
     def _one_body(self):
@@ -229,9 +229,13 @@ class NewBody(Strict):
             return os.urandom(self.body_random)
         return None
 
-    def new_content_type(self) -> str | None:
+    def new_content_type(self, headers: dict[str, str] | None = None) -> str | None:
+        """`content_type`, else the guess for the body unless ``headers`` (the fault's own)
+        name a content-type already; None: leave it as it is."""
         if self.content_type is not None:
             return self.content_type
+        if any(name.lower() == "content-type" for name in headers or {}):
+            return None
         if self.body is not None:
             text = self.body.lstrip()
             if text.startswith("<"):
