@@ -79,9 +79,9 @@ class PacketFilter(Fault, InContainer, ByFamily):
             ctx.fail(("destinations",), "in host mode a filter needs destinations (it would "
                                         "cut the whole machine off)")
         rule: dict = {"action": self.action, "destinations": nets, "sources": list(sources),
-                "protocol": self.protocol, "ports": list(self.ports),
-                "reject_with": self.reject_with, "probability": self.probability,
-                "after_bytes": self.after_bytes, "only_families": self.iptables_families()}
+                      "protocol": self.protocol, "ports": list(self.ports),
+                      "reject_with": self.reject_with, "probability": self.probability,
+                      "after_bytes": self.after_bytes, "only_families": self.iptables_families()}
         rule = {**rule, **(self.match.rule_fields() if self.match else {})}
         if self.established == "keep":
             rule["tcp_flags"] = SYN_ONLY
