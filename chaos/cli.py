@@ -116,8 +116,10 @@ def validate(paths) -> None:
               help="Fail only where a probe's verdict differs from this recorded baseline.")
 @click.option("--write-baseline", "write_baseline", type=click.Path(dir_okay=False),
               help="Record every probe's verdict here (exit 0 unless the run itself broke).")
+@click.option("--cache", type=click.Choice(["distribution", "nginx"]),
+              help="The registry lab's cache for every lab scenario (default: each scenario's lab.cache).")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, state_dir,
-        verbose, dry_run, baseline_path, write_baseline) -> None:
+        verbose, dry_run, baseline_path, write_baseline, cache) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
@@ -130,7 +132,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
-                         docker_host=docker_host)
+                         docker_host=docker_host, cache=cache)
     if dry_run:
         codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
                             for path, scenario in loaded]

@@ -35,6 +35,8 @@ class RunOptions:
     variables: dict = field(default_factory=dict)
     docker_host: str | None = None
     """The daemon for `container:` targets (wins over the scenario's `docker:`)."""
+    cache: str | None = None
+    """The lab's cache kind for every lab scenario (wins over the scenario's `lab.cache`)."""
 
 
 @dataclass
@@ -209,7 +211,9 @@ class Run:
                 raise PlanError(path, reason)    # code reaches run_scenario without load
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
-                               variables=self.options.variables, run_id=self.run_id, lab=s.lab,
+                               variables=self.options.variables, run_id=self.run_id,
+                               lab=s.lab and (s.lab.model_copy(update={"cache": self.options.cache})
+                                              if self.options.cache else s.lab),
                                seed=s.seed, docker_host=self.options.docker_host or s.docker,
                                ipv6=s.dual_stack)
         errors: list[PlanError] = []  # every fault's refusal, not only the first one's

@@ -68,32 +68,36 @@ class Lab:
 def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None = None,
            images: tuple[SeedImage, ...] = DEFAULT_IMAGES,
            warm: tuple[str, ...] = ("library/busybox:1",),
-           dockerd: bool = True, timeout: float = 30, on_network=None) -> Lab:
+           dockerd: bool = True, timeout: float = 30, on_network=None,
+           cache: str = "distribution") -> Lab:
     """Start the lab under ``run_dir/lab`` (must not exist) and return it.
 
     ``warm`` lists images pulled through the cache once, so they are cached; every other
     seeded image is never cached. Each component must be ready within ``timeout`` seconds,
     or ``NotReady`` (chaos.lab.ready) is raised - after undoing everything this call did.
     ``on_network(journal, topology)`` runs once the namespaces exist, before any service.
+    ``cache`` is the cache's kind: ``distribution`` (docker-registry) or ``nginx``.
     """
     if (Path(run_dir) / "lab").exists():
         raise FileExistsError(f"{Path(run_dir) / 'lab'} exists: one lab per run dir")
     mark = journal.mark()
     try:
         return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
-                   on_network)
+                   on_network, cache)
     except BaseException:
         journal.rollback(mark)
         raise
 
 
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
-        timeout: float, on_network=None) -> Lab:
+        timeout: float, on_network=None, cache_kind: str = "distribution") -> Lab:
     from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry
     from chaos.lab.ca import create_ca
     from chaos.lab.clients import Skopeo
 
     mutant = mutants.selected()  # the normal lab unless a mutation campaign chose one
+    if mutant.name and cache_kind != "distribution":
+        raise ValueError(f"mutant {mutant.name} breaks the distribution cache; the cache is {cache_kind}")
     timings: dict[str, float] = {}
     t0 = last = time.monotonic()
 
@@ -139,12 +143,19 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     front.wait_front(cdn, ca.cert, timeout)
     registry.wait_registry(upstream, ca.cert, timeout)
     # Only now: distribution's proxy asks the upstream for its auth challenge when it starts
-    # and exits (panics) if the upstream does not answer.
-    config = mutant.cache_config(registry.cache_config(
-        topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url,
-        dual_stack=topo.ipv6))
-    cache = mutant.start_cache(journal, topo, config, root / "cache", ca) or \
-        registry.spawn_registry(journal, "cache", topo.cache, config, root / "cache", ca_file=ca.cert)
+    # and exits (panics) if the upstream does not answer; nginx resolves its upstreams.
+    if cache_kind == "nginx":
+        from chaos.lab.nginx_cache import spawn_nginx_cache
+
+        cache = spawn_nginx_cache(journal, topo.cache, tls["cache"], root / "cache", ca_file=ca.cert,
+                                  registry=topo.registry, auth=topo.auth, cdn=topo.cdn,
+                                  token_service=registry.HUB_SERVICE, address6=topo.cache_address6)
+    else:
+        config = mutant.cache_config(registry.cache_config(
+            topo.cache, tls["cache"], root / "cache" / "storage", topo.registry.url,
+            dual_stack=topo.ipv6))
+        cache = mutant.start_cache(journal, topo, config, root / "cache", ca) or \
+            registry.spawn_registry(journal, "cache", topo.cache, config, root / "cache", ca_file=ca.cert)
     registry.wait_registry(cache, ca.cert, timeout)
     lap("servers ready")
 

@@ -71,7 +71,8 @@ class LabMode(Mode):
         return self.topology.resolver is not None or session.dns.wanted
 
     def startup(self, session: Session) -> list[str]:
-        steps = ["lab: upstream, token server, CDN, cache" + (", dockerd" if self.spec.dockerd else "")]
+        dockerd = ", dockerd" if self.spec.dockerd else ""
+        steps = [f"lab: upstream, token server, CDN, cache ({self.spec.cache}){dockerd}"]
         if self._resolver_wanted(session):
             steps.insert(0, f"fake DNS server on {self.DNS_ADDRESS}")
         return steps + session.edge_services()
@@ -89,7 +90,7 @@ class LabMode(Mode):
                 self._start_dns_server(session, journal)
 
         self.lab = lab = lab_up(journal, journal.run_dir, topology=topo, dockerd=spec.dockerd,
-                                warm=tuple(spec.warm), on_network=dns_first)
+                                warm=tuple(spec.warm), on_network=dns_first, cache=spec.cache)
         if spec.client_os:
             from chaos.injectors.client_profile import client_profile
 

@@ -231,6 +231,9 @@ class LabSpec(Strict):
     warm: list[str] = ["library/busybox:1"]
     """Images pulled through the cache before the run, so they are cached. The lab also
     seeds library/never-pulled:1 and library/big:1 (28 MB in three layers), never cached."""
+    cache: Literal["distribution", "nginx"] = "distribution"
+    """The pull-through cache: docker-registry (distribution) in proxy mode, or nginx as a
+    caching reverse proxy of Hub (docs/lab.md); `chaos run --cache` overrides it."""
 
     @model_validator(mode="before")
     @classmethod
