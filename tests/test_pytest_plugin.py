@@ -466,7 +466,7 @@ def test_ini_settings_for_state_dir_and_lab(pytester, state_dir):
 
         def test_lab_spec(request):
             spec = _lab_spec(request.config)
-            assert spec.warm == ["library/alpine:3", "library/busybox:1"] and not spec.dockerd
+            assert [w.image for w in spec.warm] == ["library/alpine:3", "library/busybox:1"] and not spec.dockerd
 
         def test_journal_folder(chaos_sandbox):
             assert chaos_sandbox.run("true")[0] == 0

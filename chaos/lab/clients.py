@@ -81,6 +81,15 @@ def run(journal: Journal, argv: list[str], *, netns: str | None, output: Path, t
     return start(journal, argv, netns=netns, output=output, env=env).wait(timeout, check)
 
 
+def platform_args(platform: str | None) -> list[str]:
+    """skopeo's options choosing one platform (``os/arch[/variant]``) of a multi-arch image."""
+    if not platform:
+        return []
+    os_name, arch, *variant = platform.split("/")
+    return ["--override-os", os_name, "--override-arch", arch] + (
+        ["--override-variant", variant[0]] if variant else [])
+
+
 @dataclass
 class Skopeo:
     """skopeo (a daemon-less client) inside ``netns``, trusting only the lab CA.

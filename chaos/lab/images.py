@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -151,11 +152,18 @@ def seed(skopeo, images, registry: str, *, creds: str, workdir: Path,
 
 
 def warm(skopeo, refs, cache: str, *, workdir: Path, timeout: float = 60) -> None:
-    """Pull each ``repo:tag`` through the cache (skopeo to a scratch dir), so it is cached."""
+    """Pull each ``repo:tag`` through the cache (skopeo to a scratch dir), so it is cached.
+    A ``(repo:tag, "os/arch")`` pair pulls that platform only (of a multi-arch image: the
+    cache then holds its manifest list, that platform's manifest and its blobs)."""
+    from chaos.lab.clients import platform_args
+
     running = []
-    for ref in refs:
-        scratch = workdir / ("warm-" + ref.replace("/", "_").replace(":", "_"))
-        running.append((scratch, skopeo.start_copy(f"docker://{cache}/{ref}", f"dir:{scratch}")))
+    for item in refs:
+        ref, platform = (item, None) if isinstance(item, str) else item
+        name = ref + (f"@{platform}" if platform else "")
+        scratch = workdir / ("warm-" + re.sub(r"[/:@]", "_", name))
+        running.append((scratch, skopeo.start_copy(f"docker://{cache}/{ref}", f"dir:{scratch}",
+                                                   extra=platform_args(platform))))
     try:
         for _, run in running:
             run.wait(timeout)

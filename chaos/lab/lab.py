@@ -19,6 +19,7 @@ from chaos.lab.topology import Topology
 
 if TYPE_CHECKING:
     from chaos.lab.clients import Skopeo
+    from chaos.lab.declared import DeclaredImage
     from chaos.lab.dockerd import Dockerd
     from chaos.lab.front import FrontServer
     from chaos.lab.registry import Registry
@@ -37,9 +38,11 @@ class Lab:
     cdn: FrontServer
     skopeo: Skopeo
     images: dict[str, str]
-    warmed: tuple[str, ...]
+    warmed: tuple
     dockerd: Dockerd | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    image_cache: Path | None = None
+    """Where declared images are built and kept (chaos.lab.declared)."""
 
     def docker(self, timeout: float = 60):
         """A docker SDK client for the lab dockerd."""
@@ -62,19 +65,25 @@ class Lab:
         return {"cache": t.cache.hostport, "upstream": t.registry.hostport,
                 "auth": t.auth.hostport, "cdn": t.cdn.hostport,
                 "client_ns": t.client_ns, "cache_ns": t.cache_ns, "hub_ns": t.hub_ns,
-                "docker_host": self.dockerd.base_url if self.dockerd else ""}
+                "docker_host": self.dockerd.base_url if self.dockerd else "",
+                # `{digest:library/x:1}`: what the upstream's tag named when the lab started
+                **{f"digest:{ref}": digest for ref, digest in self.images.items()}}
 
 
 def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None = None,
            images: tuple[SeedImage, ...] = DEFAULT_IMAGES,
-           warm: tuple[str, ...] = ("library/busybox:1",),
+           warm: tuple = ("library/busybox:1",), declared: tuple[DeclaredImage, ...] = (),
+           image_cache: Path | None = None,
            dockerd: bool = True, timeout: float = 30, on_network=None,
            cache: str = "distribution") -> Lab:
     """Start the lab under ``run_dir/lab`` (must not exist) and return it.
 
-    ``warm`` lists images pulled through the cache once, so they are cached; every other
-    seeded image is never cached. Each component must be ready within ``timeout`` seconds,
-    or ``NotReady`` (chaos.lab.ready) is raised - after undoing everything this call did.
+    ``warm`` lists images pulled through the cache once, so they are cached (a ref, or a
+    ``(ref, "os/arch")`` pair for one platform); every other seeded image is never cached.
+    ``declared`` images (chaos.lab.declared) are pushed beside the fixed ones, built once
+    into ``image_cache`` (default ``<state dir>/images``) and reused from there. Each
+    component must be ready within ``timeout`` seconds, or ``NotReady``
+    (chaos.lab.ready) is raised - after undoing everything this call did.
     ``on_network(journal, topology)`` runs once the namespaces exist, before any service.
     ``cache`` is the cache's kind: ``distribution`` (docker-registry) or ``nginx``.
     """
@@ -83,14 +92,15 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
     mark = journal.mark()
     try:
         return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
-                   on_network, cache)
+                   on_network, declared, image_cache, cache)
     except BaseException:
         journal.rollback(mark)
         raise
 
 
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
-        timeout: float, on_network=None, cache_kind: str = "distribution") -> Lab:
+        timeout: float, on_network=None, declared=(), image_cache=None,
+        cache_kind: str = "distribution") -> Lab:
     from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry
     from chaos.lab.ca import create_ca
     from chaos.lab.clients import Skopeo
@@ -163,6 +173,13 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     digests = images_mod.seed(skopeo, images, topo.registry.hostport,
                               creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
                               workdir=root / "images", timeout=max(timeout, 60))
+    if declared:  # only then is chaos.lab.declared imported
+        from chaos.journal import state_dir
+        from chaos.lab.declared import push
+
+        digests.update(push(skopeo, declared, topo.registry.hostport,
+                            creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
+                            cache=image_cache or state_dir() / "images", timeout=max(timeout, 120)))
     lap("seed")
     images_mod.warm(skopeo, mutant.warm(warm), topo.cache.hostport, workdir=root / "tmp",
                     timeout=max(timeout, 60))
@@ -174,4 +191,4 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     timings["total"] = round(time.monotonic() - t0, 3)
     journal.note(event="lab-ready", tag=topo.tag, timings=timings)
     return Lab(topo, root, ca, upstream, cache, auth, cdn, skopeo, digests, tuple(warm),
-               docker_d, timings)
+               docker_d, timings, image_cache)

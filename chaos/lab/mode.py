@@ -89,8 +89,12 @@ class LabMode(Mode):
             if topo.resolver is not None:
                 self._start_dns_server(session, journal)
 
+        from chaos.journal import state_dir
+
         self.lab = lab = lab_up(journal, journal.run_dir, topology=topo, dockerd=spec.dockerd,
-                                warm=tuple(spec.warm), on_network=dns_first, cache=spec.cache)
+                                warm=tuple(w.item() for w in spec.warm), on_network=dns_first,
+                                declared=tuple(i.declared() for i in spec.images),
+                                image_cache=state_dir(session.state_dir) / "images", cache=spec.cache)
         if spec.client_os:
             from chaos.injectors.client_profile import client_profile
 

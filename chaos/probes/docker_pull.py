@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from chaos.probes.base import ProbeBase
-from chaos.scenario.model import TextMatch
+from chaos.scenario.model import PLATFORM, TextMatch
 
 
 class DockerPullProbe(ProbeBase):
@@ -27,11 +27,18 @@ class DockerPullProbe(ProbeBase):
     the other checks count)."""
     error: TextMatch | None = None
     """Checks on the error text of a failed pull."""
+    platform: str | None = Field(None, pattern=PLATFORM)
+    """Pull this platform of a multi-arch image (`linux/arm64`), as `docker pull --platform`."""
+    digest: str | None = Field(None, pattern=r"^(sha256:[0-9a-f]{64}|\{digest:[^}\s]+\})$")
+    """The manifest digest the pull must have got (dockerd's `Digest:` line): `sha256:...`,
+    or `{digest:library/x:1}`, what the lab's upstream named by that tag when the lab
+    started (a stale copy from a cache shows here after a `retag` step)."""
     layers: int | None = Field(None, ge=0)
     """How many layers the pull must have downloaded (0: everything came from the local store)."""
 
     def describe(self) -> str:
-        return f"docker pull {self.docker_pull}"
+        platform = f"--platform {self.platform} " if self.platform else ""
+        return f"docker pull {platform}{self.docker_pull}"
 
     def observe(self, place, journal, result) -> None:
         import json
@@ -46,10 +53,12 @@ class DockerPullProbe(ProbeBase):
         image = place.expand(self.docker_pull)
         limit = bound(self)
         argv = [sys.executable, "-m", "chaos.probes.pull_agent", place.lab.dockerd.base_url,
-                image, str(limit)]
+                image, str(limit), *([self.platform] if self.platform else [])]
         code, out, err, took = run_process(journal, argv, Place(None, place.env), limit + 10.0)
         result.duration = took
         result.detail["image"] = image
+        if self.platform:
+            result.detail["platform"] = self.platform
         try:
             observed = json.loads(out)
         except json.JSONDecodeError:
@@ -67,15 +76,19 @@ class DockerPullProbe(ProbeBase):
         if not observed["ok"] and layers:
             result.evidence["layers"] = layers
         pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
-        if self.ok is not True or self.error is not None or self.layers is not None:
+        if self.ok is not True or self.error is not None or self.layers is not None or self.digest:
             # about an error or a count: say what came, passing or not
             result.observed = pulled + (f"; {observed.get('layers', 0)} layers downloaded, "
                                         f"{observed.get('cached_layers', 0)} cached"
-                                        if self.layers is not None else "")
+                                        if self.layers is not None else "") + (
+                                f"; digest {observed.get('digest', 'none')}" if self.digest else "")
         if self.ok is not None:
             result.checks.append(expect.Check("pull", "succeeds" if self.ok else "fails", pulled,
                                               observed["ok"] == self.ok))
         result.checks += expect.text_checks("error", self.error, observed.get("error", ""))
+        if self.digest is not None:
+            want, got = place.expand(self.digest), observed.get("digest", "none")
+            result.checks.append(expect.Check("digest", want, got, got == want))
         if self.layers is not None:
             result.checks.append(expect.Check("layers downloaded", str(self.layers),
                                               str(observed.get("layers", 0)),

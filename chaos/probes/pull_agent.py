@@ -1,8 +1,9 @@
 """The docker-pull agent: pull one image through a dockerd with the docker SDK, as JSON.
 
-`python -m chaos.probes.pull_agent DOCKER_HOST IMAGE SECONDS` removes the local copy, pulls
-and prints {"ok", "error", "layers" (downloaded), "cached_layers", "bytes", "duration",
-"hung", "progress"}. A pull still running after SECONDS is abandoned and reported as hung
+`python -m chaos.probes.pull_agent DOCKER_HOST IMAGE SECONDS [PLATFORM]` removes the local
+copy, pulls and prints {"ok", "error", "digest" (dockerd's "Digest:" line), "layers"
+(downloaded), "cached_layers", "bytes", "duration", "hung", "progress"}.
+A pull still running after SECONDS is abandoned and reported as hung
 (the runner kills this process if it does not come back). "progress" has one entry per
 layer in the order dockerd announced them: its state, the bytes that came so far, its size
 and the seconds since its last progress event, so a hung pull says which layer stalled
@@ -51,7 +52,7 @@ class Progress:
                      "idle": round(now - e["last"], 3)} for e in self.layers.values()]
 
 
-def pull(base_url: str, image: str, limit: float) -> dict:
+def pull(base_url: str, image: str, limit: float, platform: str | None = None) -> dict:
     import docker
 
     client = docker.DockerClient(base_url=base_url, version="1.41", timeout=limit + 5)
@@ -66,10 +67,13 @@ def pull(base_url: str, image: str, limit: float) -> dict:
 
     def work() -> None:
         try:
-            for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
+            for event in client.api.pull(repo, tag=tag, stream=True, decode=True,
+                                          platform=platform):
                 if "error" in event:
                     result["error"] = event["error"]
                     return
+                if str(event.get("status", "")).startswith("Digest: "):
+                    result["digest"] = event["status"].removeprefix("Digest: ").strip()
                 progress.event(event)
             result["ok"] = True
         except Exception as exc:  # the error text is the observation
@@ -94,7 +98,8 @@ def pull(base_url: str, image: str, limit: float) -> dict:
 
 def main(argv: list[str]) -> None:
     base_url, image, limit = argv[0], argv[1], float(argv[2])
-    sys.stdout.write(json.dumps(pull(base_url, image, limit)))
+    platform = argv[3] if len(argv) > 3 else None
+    sys.stdout.write(json.dumps(pull(base_url, image, limit, platform)))
     sys.stdout.flush()
 
 

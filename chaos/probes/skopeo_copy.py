@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from chaos.probes.base import ProbeBase
-from chaos.scenario.model import TextMatch
+from chaos.scenario.model import PLATFORM, TextMatch
 
 
 class SkopeoCopyProbe(ProbeBase):
@@ -21,9 +21,13 @@ class SkopeoCopyProbe(ProbeBase):
     """Whether the copy must succeed (false: it must fail; null: either)."""
     error: TextMatch | None = None
     """Checks on skopeo's output of a failed copy."""
+    platform: str | None = Field(None, pattern=PLATFORM)
+    """Copy this platform of a multi-arch image (`linux/arm64`): skopeo's --override-os,
+    --override-arch and --override-variant."""
 
     def describe(self) -> str:
-        return f"skopeo copy {self.skopeo_copy}"
+        platform = f" ({self.platform})" if self.platform else ""
+        return f"skopeo copy {self.skopeo_copy}{platform}"
 
     def observe(self, place, journal, result) -> None:
         import shutil
@@ -31,7 +35,7 @@ class SkopeoCopyProbe(ProbeBase):
         import time
         from pathlib import Path
 
-        from chaos.lab.clients import ClientError
+        from chaos.lab.clients import ClientError, platform_args
         from chaos.probes import expect
         from chaos.probes.result import HUNG
         from chaos.probes.run import OUTPUT_KEEP, bound
@@ -43,7 +47,8 @@ class SkopeoCopyProbe(ProbeBase):
         start = time.monotonic()
         try:
             done = place.lab.skopeo.copy(f"docker://{ref}", f"dir:{scratch / 'image'}",
-                                         timeout=bound(self), check=False)
+                                         timeout=bound(self), check=False,
+                                         extra=platform_args(self.platform))
             code, output = done.returncode, done.stdout
         except ClientError as exc:  # killed at the bound
             result.duration, result.verdict = time.monotonic() - start, HUNG

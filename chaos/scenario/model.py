@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from chaos.durations import PATTERN_TEXT, parse_duration
+from chaos.sizes import PATTERN_TEXT as SIZE_PATTERN, parse_size
 
 if TYPE_CHECKING:
     from chaos.probes.base import ProbeBase
@@ -212,6 +213,84 @@ class Region(Strict):
         return {"range": value} if isinstance(value, str) else value
 
 
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                              {"type": "string", "pattern": SIZE_PATTERN}],
+                    "description": "a size: 10kB, 50MB, 1GiB or a number of bytes"}),
+]
+
+IMAGE_REF = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+PLATFORM = r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$"
+
+
+class LayerCount(Strict):
+    """`count` layers of `size` bytes each."""
+
+    count: int = Field(ge=1, le=500)
+    """How many layers."""
+    size: Size
+    """The size of each (random bytes, incompressible)."""
+
+
+class LabImage(Strict):
+    """An image the lab builds offline and pushes to its upstream before the run: layers of
+    seeded random bytes (the same declaration gives the same digests, in every run), or a
+    runnable busybox layer; one platform, or a manifest list of several. Built once and
+    reused by later runs from `<state dir>/images/<hash of the declaration>`."""
+
+    name: str = Field(pattern=IMAGE_REF)
+    """`repo[:tag]` in the upstream (Hub's names: `library/x`); the tag defaults to 1."""
+    layers: list[Size] | LayerCount = []
+    """The layers' sizes (`[50MB]`, `[1MB, 1MB]`) or `{count: 100, size: 10kB}`; default:
+    one busybox layer naming the image and platform in /etc/chaos-image."""
+    platforms: list[Annotated[str, Field(pattern=PLATFORM)]] = []
+    """`os/arch[/variant]` each (`[linux/amd64, linux/arm64]`): a manifest list with one
+    image per platform, each with its own layers; default: one linux/amd64 image."""
+
+    @field_validator("layers")
+    @classmethod
+    def _bounded(cls, layers):
+        sizes = [layers.size] * layers.count if isinstance(layers, LayerCount) else layers
+        if any(size < 1 for size in sizes):
+            raise ValueError("a layer must hold at least 1 byte")
+        if sum(sizes) > 2 * 1000**3:
+            raise ValueError("an image's layers may hold at most 2GB in all")
+        return layers
+
+    @property
+    def ref(self) -> str:
+        return self.name if ":" in self.name.rsplit("/", 1)[-1] else f"{self.name}:1"
+
+    def declared(self):
+        """The lab's description of this image (chaos.lab.declared.DeclaredImage)."""
+        from chaos.lab.declared import DeclaredImage
+
+        repo, _, tag = self.ref.rpartition(":")
+        layers = self.layers
+        sizes = (layers.size,) * layers.count if isinstance(layers, LayerCount) else tuple(layers)
+        return DeclaredImage(repo, tag, sizes, tuple(self.platforms))
+
+
+class WarmImage(Strict):
+    """An image pulled through the cache before the run, so it is cached."""
+
+    image: str = Field(pattern=IMAGE_REF)
+    """`repo:tag`."""
+    platform: str | None = Field(None, pattern=PLATFORM)
+    """Pull only this platform of a multi-arch image (`linux/arm64`): the cache then holds
+    the manifest list and that platform's image, nothing of the others."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, value):
+        return {"image": value} if isinstance(value, str) else value
+
+    def item(self):
+        return self.image if self.platform is None else (self.image, self.platform)
+
+
 class LabSpec(Strict):
     """The registry lab (`lab: registry`): an upstream answering as registry-1.docker.io with
     Hub's token flow and CDN redirect, a pull-through cache, a client dockerd and skopeo.
@@ -228,12 +307,29 @@ class LabSpec(Strict):
     client_os: Literal["linux", "macos", "windows", "network-device"] | None = None
     """Make the docker host's kernel send what that OS family sends (initial TTL, TCP
     options), for packet-level bot-mitigation faults."""
-    warm: list[str] = ["library/busybox:1"]
-    """Images pulled through the cache before the run, so they are cached. The lab also
-    seeds library/never-pulled:1 and library/big:1 (28 MB in three layers), never cached."""
+    images: list[LabImage] = []
+    """More images in the upstream, beside library/busybox:1, library/never-pulled:1 and
+    library/big:1 (28 MB in three layers), which it always holds (docs/lab.md)."""
+    warm: list[WarmImage] = [WarmImage(image="library/busybox:1")]
+    """Images pulled through the cache before the run, so they are cached (`repo:tag`, or
+    `{image: repo:tag, platform: os/arch}` for one platform); every other image is not."""
     cache: Literal["distribution", "nginx"] = "distribution"
     """The pull-through cache: docker-registry (distribution) in proxy mode, or nginx as a
     caching reverse proxy of Hub (docs/lab.md); `chaos run --cache` overrides it."""
+
+    @model_validator(mode="after")
+    def _known_images(self):
+        fixed = {"library/busybox:1", "library/never-pulled:1", "library/big:1"}
+        declared = [image.ref for image in self.images]
+        for index, ref in enumerate(declared):
+            if ref in fixed or ref in declared[:index]:
+                raise ValueError(f"images[{index}].name: {ref} is declared twice (or is one "
+                                 "of the lab's own images)")
+        for index, warm in enumerate(self.warm):
+            if warm.platform and not any(i.ref == warm.image and i.platforms for i in self.images):
+                raise ValueError(f"warm[{index}].platform: {warm.image} is not a multi-arch "
+                                 "image (declare it with `platforms:`)")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -306,18 +402,21 @@ def probe_union(classes: tuple[type[ProbeBase], ...]) -> Any:
     key a mapping holds); tagged with their kind names."""
     from chaos.probes import PROBES, probe_key
 
-    kinds = {cls.key: cls.kind for cls in classes}
+    # A kind several classes share (`step`: chaos.steps) is told apart by their keys.
+    shared = {cls.kind for cls in classes if sum(c.kind == cls.kind for c in classes) > 1}
+    tags = {cls: f"{cls.kind}-{cls.key}" if cls.kind in shared else cls.kind for cls in classes}
+    kinds = {cls.key: tags[cls] for cls in classes}
 
     def tag(value: Any) -> str | None:
         if isinstance(value, dict):
             key = probe_key(value)
             return None if key is None else kinds.get(key, key)
-        return getattr(type(value), "kind", None)
+        return tags.get(type(value), getattr(type(value), "kind", None))
 
     # Union[...] of a tuple built at run time has no `X | Y` spelling (ruff's UP007 fix would
     # turn it into the bare tuple).
     return Annotated[
-        Union[tuple(Annotated[cls, Tag(cls.kind)] for cls in classes)],  # noqa: UP007
+        Union[tuple(Annotated[cls, Tag(tags[cls])] for cls in classes)],  # noqa: UP007
         Discriminator(tag, custom_error_type="probe_kind",
                       custom_error_message="a probe needs one of the keys " + ", ".join(PROBES)),
     ]
@@ -416,6 +515,23 @@ class ScenarioBase(Strict):
                     known = ", ".join(sorted(known_regions)) or "none declared"
                     raise ValueError(f"expect.{phase}[{index}].region: unknown region "
                                      f"{probe.region!r} (regions: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _steps_have_a_lab(self):
+        for phase in ("before", "during", "after"):
+            for index, item in enumerate(getattr(self.expect, phase)):
+                if getattr(item, "needs_lab", False) and self.lab is None:
+                    raise ValueError(f"expect.{phase}[{index}].{item.key}: a `{item.key}` step "
+                                     "acts on the registry lab: add `lab: registry`")
+                digest = getattr(item, "digest", None)
+                if isinstance(digest, str) and digest.startswith("{digest:"):
+                    ref = digest[len("{digest:"):-1]
+                    known = {"library/busybox:1", "library/never-pulled:1", "library/big:1"} | {
+                        i.ref for i in (self.lab.images if self.lab else [])}
+                    if ref not in known:
+                        raise ValueError(f"expect.{phase}[{index}].digest: {ref} is not one of the "
+                                         f"lab's images ({', '.join(sorted(known))})")
         return self
 
     @model_validator(mode="after")

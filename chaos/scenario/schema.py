@@ -59,6 +59,7 @@ SHORTHANDS: dict[str, dict] = {
     # before-validator in the models and fails when one is missing here. The loader's own
     # step before pydantic (chaos.scenario.load) only makes keys text, as JSON keys are.
     "LabSpec": {"const": "registry", "description": "`lab: registry`: the lab with its defaults."},
+    "WarmImage": {"type": "string", "description": "`repo:tag` alone: every platform it has."},
     "Region": {"type": "string", "format": "ipv4network",
                "description": "The region's source range alone, e.g. `ES: 198.18.64.0/24`."},
 }
