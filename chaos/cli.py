@@ -285,11 +285,18 @@ def list_faults() -> None:
 
     for name in FAULTS:
         show(name, fault_class(name), plugins.origin(plugins.FAULTS_GROUP, name))
+    from chaos.steps import STEPS
+
     click.secho("Probe kinds (a probe is of the kind whose key it holds)", bold=True)
     click.echo()
     for key in PROBES:
-        cls = probe_class(key)
-        show(f"{key}: ({cls.kind} probe)", cls, plugins.origin(plugins.PROBES_GROUP, key), skip="")
+        if key not in STEPS:
+            cls = probe_class(key)
+            show(f"{key}: ({cls.kind} probe)", cls, plugins.origin(plugins.PROBES_GROUP, key), skip="")
+    click.secho("Steps (actions a phase runs in order beside its probes; docs/lab.md)", bold=True)
+    click.echo()
+    for key in STEPS:
+        show(f"{key}: (step)", probe_class(key), None, skip="")
 
 
 @cli.command()

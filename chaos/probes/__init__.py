@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from chaos.steps import STEPS
+
 if TYPE_CHECKING:
     from chaos.probes.base import ProbeBase
 
@@ -26,6 +28,8 @@ PROBES = {  # key -> "module:Class" in this package
     "python": "python:PythonProbe",
     "connections": "connections:ConnectionsProbe",
 }
+# The steps (chaos/steps) are phase items too, told apart by their keys after every probe's.
+PROBES.update({key: f"chaos.steps.{target}" for key, target in STEPS.items()})
 
 
 def probe_class(key: str) -> type[ProbeBase]:
@@ -36,7 +40,7 @@ def probe_class(key: str) -> type[ProbeBase]:
     if plugins.origin(plugins.PROBES_GROUP, key):
         return plugins.plugin_class(plugins.PROBES_GROUP, key, PROBES[key], _not_a_probe(key))
     module, _, cls = PROBES[key].partition(":")
-    return getattr(import_module(f"{__name__}.{module}"), cls)
+    return getattr(import_module(module if "." in module else f"{__name__}.{module}"), cls)
 
 
 def _not_a_probe(key: str):

@@ -1,4 +1,4 @@
-"""The timeline of a run: when each fault was on, each probe's span and verdict.
+"""The timeline of a run: when each fault was on, each probe's and step's span and verdict.
 
 From a ScenarioResult's events and probes: text bars for the console, and an SVG picture
 (`chaos run --timeline DIR` writes one per scenario).
@@ -11,12 +11,12 @@ from html import escape
 from pathlib import Path
 
 COLOURS = {"passed": "#2e9e4f", "failed": "#d64541", "hung": "#9b59b6", "error": "#e67e22",
-           "fault": "#f0b429", "phase": "#8899aa"}
+           "fault": "#f0b429", "phase": "#8899aa", "step": "#3b7dd8"}
 
 
 @dataclass
 class Row:
-    kind: str          # "fault" or "probe"
+    kind: str          # "fault", "probe" or "step" (chaos.steps: a restart, a retag, ...)
     label: str
     spans: list[tuple[float, float]]
     verdict: str = ""
@@ -42,7 +42,8 @@ def rows(result) -> tuple[list[Row], list[tuple[str, float]], float]:
                 row.spans.append((opened.pop(label), start))
     for label, start in opened.items():  # still on when the run ended (interrupted, stuck)
         faults[label].spans.append((start, end))
-    probes = [Row("probe", p.name, [(p.started, p.started + p.duration)], p.verdict, p.phase)
+    probes = [Row("step" if p.kind == "step" else "probe", p.name,
+                  [(p.started, p.started + p.duration)], p.verdict, p.phase)
               for p in result.probes if p.verdict != "skipped"]  # never ran: no span to draw
     return list(faults.values()) + probes, phases, end
 
@@ -57,7 +58,7 @@ def text(result, width: int = 48) -> list[str]:
     lines = [f"{'timeline':<{label_width}}0s{' ' * (width - 2 - len(f'{end:.1f}s'))}{end:.1f}s"]
     for row in all_rows:
         cells = [" "] * width
-        mark = "█" if row.kind == "fault" else "▬"
+        mark = {"fault": "█", "step": "◆"}.get(row.kind, "▬")
         for start, stop in row.spans:
             a = min(width - 1, int(start * scale))
             b = max(a + 1, min(width, int(stop * scale + 0.999)))
@@ -69,7 +70,8 @@ def text(result, width: int = 48) -> list[str]:
 
 
 def svg(result) -> str:
-    """A picture of the run: faults as amber bars, probes coloured by verdict, phases marked."""
+    """A picture of the run: faults as amber bars, probes coloured by verdict, steps blue
+    (red when not done), phases marked."""
     all_rows, phases, end = rows(result)
     left, right, top, row_h = 300, 30, 62, 22
     width = 1000
@@ -93,7 +95,9 @@ def svg(result) -> str:
     for i, row in enumerate(all_rows):
         y = top + i * row_h
         colour = COLOURS["fault"] if row.kind == "fault" else COLOURS.get(row.verdict, "#777")
-        prefix = "fault: " if row.kind == "fault" else f"{row.phase}: "
+        if row.kind == "step" and row.verdict == "passed":
+            colour = COLOURS["step"]  # a step done is an action, not a verdict: its own colour
+        prefix = {"fault": "fault: ", "step": f"{row.phase} step: "}.get(row.kind, f"{row.phase}: ")
         out.append(f'<text x="10" y="{y + 15}">{escape((prefix + row.label)[:42])}</text>')
         for start, stop in row.spans:
             w = max(2.0, x(stop) - x(start))
