@@ -82,14 +82,26 @@ def _command(proc: subprocess.Popen) -> tuple[str | None, list[str]]:
     return netns, args[args.index("chaos-gate") + 1:]
 
 
-def start(lab: Lab, name: str, timeout: float) -> None:
-    """Start the component again (refused while it runs) and wait until it answers, at most
-    ``timeout`` seconds: ``chaos.lab.ready.NotReady`` names it and shows its log's tail."""
+def start(lab: Lab, name: str, timeout: float) -> bool:
+    """Start the component again unless its process still runs, then wait until it answers,
+    at most ``timeout`` seconds (``chaos.lab.ready.NotReady`` names it and shows its log's
+    tail). True if a process was started."""
+    import time
+
+    from chaos.lab.ready import NotReady
     from chaos.processes import spawn
 
     handle = _handle(lab, name)
-    if handle.proc.poll() is None:
-        raise RuntimeError(f"{handle.name} is running: `stop` or `restart` it")
+    deadline = time.monotonic() + timeout
+    if handle.proc.poll() is None:  # still there (maybe still coming up): only wait for it
+        try:
+            wait(lab, handle.name, timeout)
+            return False
+        except NotReady:
+            if handle.proc.poll() is None:
+                raise
+        # it exited while we waited (a cache whose upstream came back cut): start it anew
+        timeout = max(0.5, deadline - time.monotonic())
     netns, argv = _command(handle.proc)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")
            and k not in ("DOCKER_HOST", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
@@ -105,6 +117,7 @@ def start(lab: Lab, name: str, timeout: float) -> None:
     if hasattr(holder, "entry"):
         holder.entry = entry
     wait(lab, handle.name, timeout)
+    return True
 
 
 def wait(lab: Lab, name: str, timeout: float) -> None:

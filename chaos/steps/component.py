@@ -30,7 +30,8 @@ class StopStep(StepBase):
 
 class StartStep(StepBase):
     """Start a stopped lab component again, with its configuration and storage (a cache
-    keeps what it had cached). Passes once it answers its readiness check (`GET /v2/`,
+    keeps what it had cached); one whose process still runs is only waited for. Passes
+    once it answers its readiness check (`GET /v2/`,
     `/healthz` or dockerd's `/_ping`), within the step's bound (`within`, else `timeout`,
     else 30s); a component that does not come up fails the step and the run goes on."""
 
@@ -44,8 +45,9 @@ class StartStep(StepBase):
     def act(self, lab, journal, limit) -> str:
         from chaos.lab import components
 
-        components.start(lab, self.start, limit)
-        return f"{self.start} started and ready"
+        if components.start(lab, self.start, limit):
+            return f"{self.start} started and ready"
+        return f"{self.start} was running; it answers"
 
 
 class RestartStep(StepBase):
