@@ -300,6 +300,29 @@ expect:
       stdout: {contains: "401"}
 """
 
+# The registry lab with steps (chaos/steps): a cache restart and a push while a fault is on,
+# so a kill can land while a component is being started again or an image pushed.
+LAB_STEPS = """\
+name: campaign-lab-steps
+description: the registry lab changed by steps while a fault is on; kills land mid-step
+lab: {warm: []}
+faults:
+  - type: hosts-entry
+    region: default
+    names: [registry-1.docker.io, auth.docker.io]
+expect:
+  during:
+    - restart: cache
+      within: 10s
+    - push: {name: library/campaign, layers: [4MB]}
+      within: 20s
+    - restart: dockerd
+      within: 20s
+  after:
+    - run: curl -sS -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/
+      stdout: {contains: "401"}
+"""
+
 # The one registry-lab scenario of the long campaign (dockerd, containerd, registries):
 # it runs in about 4 s and has come back clean after every stop so far.
 LAB_SCENARIO = SCENARIOS / "registry" / "01-hosts-redirect-upstream.yaml"
@@ -315,6 +338,7 @@ def shipped(lab: bool = False) -> list[Item]:
         items.append(Item(path.stem, text))
     if lab:
         items.append(Item(LAB_SCENARIO.stem, LAB_SCENARIO.read_text(), lab=True))
+        items.append(Item("lab-steps", LAB_STEPS, lab=True))
     return items
 
 

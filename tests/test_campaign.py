@@ -139,6 +139,32 @@ def test_lab_crash_campaign(workdir):
         assert f"lab {name}" in started, f"killed before the lab's {name} was started"
 
 
+def test_lab_steps_crash(workdir):
+    """A run whose steps change the lab, SIGKILLed while the restarted cache is coming up
+    and while a push runs (its skopeo in the hub namespace); `chaos recover` leaves nothing:
+    the restarted cache, skopeo, every lab process, namespace and table."""
+    item = c.Item("lab-steps", c.LAB_STEPS, lab=True)
+    clean = c.run_and_stop(item, c.Stop("none"), workdir, timeout=180)
+    assert clean.code == 0, clean.output
+    probes = [r for r, where in c._walk(clean.records) if where == "probes"]
+
+    def index(text: str) -> int:
+        return next(i for i, r in enumerate(probes) if r.get("op") == "do" and text in r.get("what", ""))
+
+    restarted, pushing = index("lab cache (restarted)"), index("skopeo copy")
+    assert restarted < pushing
+    before = c.machine()
+    results = [c.crash_and_recover(item, c.Stop("probes", n + 1), workdir, before)
+               for n in (restarted, pushing)]
+    bad = [f"{r.outcome.stop} -> {r.outcome.moment}: {r.residue}\n{r.recover.stdout[-500:]}"
+           for r in results if r.residue]
+    assert not bad, "\n".join(bad)
+    for result, what in zip(results, ("lab cache (restarted)", "skopeo copy"), strict=True):
+        started = [r.get("what", "") for r in result.outcome.records if r.get("op") == "do"]
+        assert any(what in w for w in started), f"killed before {what} started"
+        assert result.outcome.moment == "probes"
+
+
 def test_signal_campaign(workdir, calibrated):
     """SIGINT / SIGTERM at random moments: the run reverts by itself (no recover), exits 130
     / 143, or with its own code when it had finished."""
