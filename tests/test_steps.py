@@ -164,3 +164,11 @@ def test_timeline_draws_steps_apart_from_probes():
     svg = timeline.svg(result)
     assert "during step: restart cache" in svg and timeline.COLOURS["step"] in svg
     assert svg.count(timeline.COLOURS["failed"]) >= 1  # a step not done is drawn red
+
+
+def test_export_leaves_steps_out_and_says_why(chaos):
+    from conftest import SCENARIOS
+
+    result = chaos("export", "--to", "chaos-mesh",
+                   str(SCENARIOS / "registry" / "15-cache-restarted-upstream-hangs.yaml"))
+    assert "expect.during[0] (step): a step changes the registry lab" in result.stdout + result.stderr

@@ -197,6 +197,8 @@ class _Checks:
 
     @staticmethod
     def _why_not(probe) -> str | None:
+        if getattr(probe, "kind", None) == "step":
+            return "a step changes the registry lab, which a cluster does not have"
         if getattr(probe, "key", None) != "http":
             return "a StatusCheck only makes HTTP requests: run it in the probe Job"
         if probe.method not in ("GET", "POST"):
