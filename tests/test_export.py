@@ -31,7 +31,8 @@ FIELDS = {"networkChaos": "NetworkChaos", "dnsChaos": "DNSChaos", "httpChaos": "
 MAPS = {"cdn-bot-challenge-1010", "cdn-geo-block-es", "cdn-outage-5xx", "dns-nxdomain-registry",
         "dockerhub-route-blackhole", "upstream-accepts-never-answers",
         "02-route-blackhole-upstream", "03-geo-block-cdn", "05-cdn-outage-5xx",
-        "06-dns-failures", "07-upstream-never-answers", "09-rate-limited-manifests"}
+        "06-dns-failures", "07-upstream-never-answers", "09-rate-limited-manifests",
+        "15-cache-restarted-upstream-hangs"}
 
 
 @cache
