@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch
-from chaos.injectors.http_faults import actions, pages
-from chaos.injectors.http_faults.rules import FaultAddon, pick
+from chaos.faults.http_rule import HttpRequestsFault, answer_rule
+from chaos.injectors.http_faults import pages
+from chaos.injectors.http_faults.rules import FaultAddon
 from chaos.scenario.model import Duration
 
 
-class HttpError(HttpFault):
+class HttpError(HttpRequestsFault):
     """Answer matching requests with an HTTP error, the way a CDN does.
 
     5xx statuses come with a CDN-style HTML error page (`server: cloudflare`, a `cf-ray`
@@ -37,14 +37,6 @@ class HttpError(HttpFault):
     """Seconds in a `retry-after` header (429, 503)."""
     headers: dict[str, str] = {}
     """More response headers."""
-    match: HttpMatch | None = None
-    """Only these requests (default: every request through the proxy)."""
-    ports: list[int] = [80, 443]
-    """Server ports whose traffic goes through the fault proxy."""
-    probability: float | None = Field(None, gt=0, le=1)
-    """Answer this way for that share of requests; the rest pass."""
-    every: int | None = Field(None, ge=2)
-    """Answer this way for every Nth matching request only (a deterministic flap)."""
 
 
     @classmethod
@@ -60,15 +52,9 @@ class HttpErrorAddon(FaultAddon):
     """Answers matching requests with a CDN error; the origin is never contacted."""
 
     async def request(self, flow, rules) -> None:
-        rule = pick(flow, rules)
-        if rule is None:
-            return
-        actions.claim(flow, rule)
-        if rule.params.delay:
-            import asyncio  # here: the plan imports this module and needs no event loop
-
-            await asyncio.sleep(rule.params.delay)
-        flow.response = make_response(rule.params, flow.request.pretty_host)
+        rule = await answer_rule(flow, rules)
+        if rule is not None:
+            flow.response = make_response(rule.params, flow.request.pretty_host)
 
 
 def make_response(p: HttpError, host: str):

@@ -7,13 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from chaos.faults.http_rule import HttpFault, HttpMatch, NewBody
-from chaos.injectors.http_faults import actions
-from chaos.injectors.http_faults.rules import FaultAddon, pick
+from chaos.faults.http_rule import HttpRequestsFault, NewBody, answer_rule
+from chaos.injectors.http_faults.rules import FaultAddon
 from chaos.scenario.model import Duration
 
 
-class HttpRespond(HttpFault, NewBody):
+class HttpRespond(HttpRequestsFault, NewBody):
     """Answer matching requests with any status, body, content type and headers; the request
     never reaches the origin.
 
@@ -31,14 +30,6 @@ class HttpRespond(HttpFault, NewBody):
     """Response headers (beside `content-type` and `content-length`)."""
     delay: Duration | None = None
     """Wait this long before answering."""
-    match: HttpMatch | None = None
-    """Only these requests (default: every request through the proxy)."""
-    ports: list[int] = [80, 443]
-    """Server ports whose traffic goes through the fault proxy."""
-    probability: float | None = Field(None, gt=0, le=1)
-    """Answer this way for that share of matching requests; the rest pass."""
-    every: int | None = Field(None, ge=2)
-    """Answer this way for every Nth matching request only (a deterministic flap)."""
 
     @classmethod
     def http_addon(cls) -> FaultAddon:
@@ -53,17 +44,12 @@ class HttpRespondAddon(FaultAddon):
     """Answers matching requests itself; the origin is never contacted."""
 
     async def request(self, flow, rules) -> None:
-        rule = pick(flow, rules)
+        rule = await answer_rule(flow, rules)
         if rule is None:
             return
         from mitmproxy import http
 
-        actions.claim(flow, rule)
         p: HttpRespond = rule.params
-        if p.delay:
-            import asyncio  # here: the plan imports this module and needs no event loop
-
-            await asyncio.sleep(p.delay)
         headers = dict(p.headers)
         ctype = p.new_content_type(p.headers)
         if ctype is not None:

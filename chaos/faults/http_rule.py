@@ -143,7 +143,38 @@ class ResponseMatch(Strict):
                    for name, value in (self.headers or {}).items())
 
 
-class HttpTargetFault(HttpFault):
+class HttpRequestsFault(HttpFault):
+    """An HTTP fault type that picks requests by `match:` at `ports:`, and acts on a share
+    of them (`probability`) or on every Nth (`every`)."""
+
+    match: HttpMatch | None = None
+    """Only these requests (default: every request through the proxy)."""
+    ports: list[int] = [80, 443]
+    """Server ports whose traffic goes through the fault proxy. HTTPChaos `port`."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Act on this share of matching requests; the rest pass."""
+    every: int | None = Field(None, ge=2)
+    """Act on every Nth matching request only (a deterministic flap)."""
+
+
+async def answer_rule(flow, rules):
+    """For a type that answers in the origin's place: the rule that answers this flow,
+    claimed and its `delay` waited out (None: the flow is not this type's)."""
+    from chaos.injectors.http_faults import actions
+    from chaos.injectors.http_faults.rules import pick
+
+    rule = pick(flow, rules)
+    if rule is None:
+        return None
+    actions.claim(flow, rule)
+    if rule.params.delay:
+        import asyncio  # here: the plan imports this module and needs no event loop
+
+        await asyncio.sleep(rule.params.delay)
+    return rule
+
+
+class HttpTargetFault(HttpRequestsFault):
     """What the HTTPChaos-like types share (http-abort, http-delay, http-replace, http-patch):
     a `target` (the request on its way to the origin, or the origin's answer on its way
     back), which requests, which answers, how often."""
@@ -151,16 +182,8 @@ class HttpTargetFault(HttpFault):
     target: Literal["request", "response"] = "request"
     """`request`: act on the request before the origin sees it; `response`: on the origin's
     answer before the client sees it (the origin got the request). HTTPChaos `target`."""
-    match: HttpMatch | None = None
-    """Only these requests (default: every request through the proxy)."""
     response_match: ResponseMatch | None = None
     """With `target: response`: only answers with this status / these headers."""
-    ports: list[int] = [80, 443]
-    """Server ports whose traffic goes through the fault proxy. HTTPChaos `port`."""
-    probability: float | None = Field(None, gt=0, le=1)
-    """Act on this share of matching requests; the rest pass."""
-    every: int | None = Field(None, ge=2)
-    """Act on every Nth matching request only (a deterministic flap)."""
 
     @model_validator(mode="after")
     def _response_match_needs_response(self):
