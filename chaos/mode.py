@@ -18,6 +18,7 @@ from chaos.errors import PlanError
 
 if TYPE_CHECKING:
     from chaos.lab.ca import LabCA
+    from chaos.lab.host_stack import DockerCache
     from chaos.lab.lab import Lab
     from chaos.plan import Net
     from chaos.sandbox.netns import Sandbox
@@ -122,17 +123,56 @@ class Mode:
 
 class HostMode(Mode):
     """`--host`: the machine itself; clients are the host's processes, /etc/hosts is the
-    machine's. Nothing to start, no edge: only faults that act on the host apply."""
+    machine's. No edge: only faults that act on the host apply. ``open`` starts nothing,
+    unless the scenario names a host set-up (`host_setup: docker-cache`, chaos.lab.host_stack)
+    and no `--var cache=` names a cache of the user's own."""
 
     name = "host"
     host_mode = True
 
-    def __init__(self, hosts: dict | None = None) -> None:
+    def __init__(self, hosts: dict | None = None, setup: str | None = None,
+                 variables: dict | None = None, run_id: str = "") -> None:
         super().__init__()
-        self.zone, self.zone6 = split_hosts(hosts)
+        self.run_id = run_id
+        # A cache of the user's own (`--var cache=`) stands in for the set-up: nothing to start.
+        self.setup = setup if setup and "cache" not in (variables or {}) else None
+        self.started: DockerCache | None = None
+        """What the set-up started (chaos.lab.host_stack.DockerCache), once open."""
+        if self.setup:
+            from chaos.lab import host_stack
+
+            self.zone.update(host_stack.zone())
+        zone, self.zone6 = split_hosts(hosts)
+        self.zone.update(zone)
+
+    @property
+    def own_docker(self) -> bool:  # type: ignore[override]
+        return self.setup is not None
 
     def clients(self) -> dict[str, tuple[str | None, Path]]:
         return {"host": (None, Path("/etc/hosts"))}
+
+    def startup(self, session: Session) -> list[str]:
+        return [f"host set-up {self.setup}: bridge, dockerd, stand-in Hub, cache"] if self.setup else []
+
+    def describe(self, run_id: str) -> list[str]:
+        if not self.setup:
+            return []
+        from chaos.lab import host_stack
+
+        return host_stack.describe(run_id.removeprefix("chaos-"))
+
+    def open(self, session: Session, step) -> None:
+        if not self.setup:
+            return
+        from chaos.lab import host_stack
+
+        journal = session.opened
+        self.started = started = host_stack.start(journal, journal.run_dir / "host-setup",
+                                                  self.run_id.removeprefix("chaos-"), step)
+        place = session.place
+        place.variables = {**started.placeholders(), **place.variables}
+        place.env["DOCKER_HOST"] = started.dockerd.base_url
 
 
 def split_hosts(hosts) -> tuple[dict[str, str], dict[str, str]]:
@@ -157,14 +197,18 @@ def mode_name(host_mode: bool, lab) -> str:
 
 
 def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, regions=None,
-              lab=None, ipv6: bool = False) -> Mode:
+              lab=None, ipv6: bool = False, host_setup: str | None = None,
+              variables: dict | None = None) -> Mode:
     """The mode a run asks for; what the host cannot give is refused here."""
     if host_mode:
         for key, value in (("serve", serve), ("regions", regions), ("lab", lab)):
             if value:
                 raise PlanError((key,), f"`{key}:` needs the sandbox; with --host, point probes "
                                         "at servers you run yourself")
-        return HostMode(hosts)
+        return HostMode(hosts, host_setup, variables, run_id)
+    if host_setup:
+        raise PlanError(("host_setup",), "a host drill: it starts its set-up and changes this "
+                                         "machine itself, so it runs only with --host")
     if lab is not None:
         from chaos.lab.mode import LabMode
 

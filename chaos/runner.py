@@ -215,7 +215,7 @@ class Run:
                                lab=s.lab and (s.lab.model_copy(update={"cache": self.options.cache})
                                               if self.options.cache else s.lab),
                                seed=s.seed, docker_host=self.options.docker_host or s.docker,
-                               ipv6=s.dual_stack)
+                               ipv6=s.dual_stack, host_setup=s.host_setup)
         errors: list[PlanError] = []  # every fault's refusal, not only the first one's
         for i, fault in enumerate(s.faults):
             try:

@@ -39,7 +39,8 @@ class RouteBlackhole(Fault, InContainer, ByFamily):
         nets = []
         for index, dest in enumerate(self.destinations):
             nets += ctx.destinations(dest, ("destinations", index), self.family)
-        nets = [str(n) for n in nets]
+        # Names sharing an address (Hub's names on one CDN or stand-in) give one route each.
+        nets = list(dict.fromkeys(str(n) for n in nets))
         out: list = []
         for netns, _ in ctx.client_sides(self.region, self.container):
             found = OpenConnections(netns, nets, reset=self.established == "reset",

@@ -25,6 +25,8 @@ UNDO = {
     "sysctl": "chaos.injectors.client_profile:undo",
     "connections": "chaos.injectors.connections:undo",
     "ip-rule": "chaos.injectors.routes:undo_rule",
+    "host-link": "chaos.lab.host_stack:undo_link",
+    "docker-container": "chaos.lab.host_stack:undo_container",
 }
 
 

@@ -57,7 +57,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 class Dockerd:
     """A running lab dockerd (and its containerd)."""
 
-    netns: str
+    netns: str | None
+    """Its network namespace; None: the machine's own (a host drill's dockerd)."""
     socket: Path
     config: Path
     data_root: Path
@@ -111,7 +112,7 @@ def container_network(bip: str, pools: tuple[str, ...]) -> dict:
     return {"bip": bip, "default-address-pools": [{"base": p, "size": 24} for p in pools]}
 
 
-def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
+def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: str,
                   ca_file: Path | None = None, mirrors: Sequence[str] = (),
                   containers: dict | None = None, containerd_timeout: float = 20,
                   extra: dict | None = None) -> Dockerd:
@@ -139,7 +140,7 @@ def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
         env.pop(k, None)
     with open(ctd_log, "ab") as out:
         ctd, _ = spawn(journal, keep_sys_argv(netns, ["containerd", "--config", str(ctd_cfg)]),
-                       what=f"lab containerd in {netns}", stdin=subprocess.DEVNULL,
+                       what=f"lab containerd in {netns or 'the host namespace'}", stdin=subprocess.DEVNULL,
                        stdout=out, stderr=out, env=env)
     wait_until(f"containerd (in {netns})", ctd_sock.exists, containerd_timeout, proc=ctd, log=ctd_log)
 
@@ -161,8 +162,15 @@ def spawn_dockerd(journal: Journal, netns: str, workdir: Path, *, tag: str,
     cfg = workdir / "daemon.json"
     cfg.write_text(json.dumps(config, indent=2))
     argv = ["dockerd", "--config-file", str(cfg)]
+    if netns is None:
+        # On the host: into containerd's private mount namespace (its socket is up, so it is
+        # there), so runc sees what dockerd mounts: a host-network container joins the
+        # <exec-root>/netns/default file dockerd bind-mounts, and fails to start without it.
+        argv = ["nsenter", f"--mount=/proc/{ctd.pid}/ns/mnt", *argv]
+    else:
+        argv = keep_sys_argv(netns, argv)
     with open(log, "ab") as out:
-        proc, _ = spawn(journal, keep_sys_argv(netns, argv), what=f"lab dockerd in {netns}",
+        proc, _ = spawn(journal, argv, what=f"lab dockerd in {netns or 'the host namespace'}",
                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
     return Dockerd(netns, sock, cfg, data_root, exec_root, proc, ctd, log, ctd_log)
 

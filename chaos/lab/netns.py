@@ -83,14 +83,18 @@ def build(journal: Journal, topo: Topology) -> None:
         _ip("-n", hub, "addr", "add", f"{topo.resolver}/{plen}", "dev", topo.bridge)
 
 
-def keep_sys_argv(ns: str, argv: list[str]) -> list[str]:
+def keep_sys_argv(ns: str | None, argv: list[str]) -> list[str]:
     """Run argv in netns ``ns`` with a private mount namespace, like ``ip netns exec`` but
     without remounting /sys: ip netns exec mounts a fresh sysfs, which hides
     /sys/fs/cgroup, and dockerd refuses to start without cgroups ("Devices cgroup isn't
     mounted"). Like ip netns exec, each /etc/netns/<ns>/<file> is bind-mounted over
     /etc/<file> (once, at start: edit those files in place, do not replace them). Mounts
     made inside (dockerd's data-root bind) stay private and die with the process. The pid
-    is kept through every exec, so the journaled pid is the daemon's."""
+    is kept through every exec, so the journaled pid is the daemon's. ``ns`` None: the
+    machine's own network namespace, still with a private mount namespace (a host drill's
+    dockerd)."""
+    if ns is None:
+        return ["unshare", "--mount", "--propagation", "slave", *argv]
     etc = ETC_NETNS / ns
     script = (f'for f in "{etc}"/*; do [ -e "$f" ] && [ -e "/etc/${{f##*/}}" ] && '
               f'mount --bind "$f" "/etc/${{f##*/}}"; done; exec "$@"')

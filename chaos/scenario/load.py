@@ -377,8 +377,10 @@ def plan_in_sandbox(scenario) -> list[Problem]:
     from chaos.errors import NeedsMachine
     from chaos.runner import Reporter, Run, RunOptions
 
+    # A host drill (`host_setup:`) runs only with --host: planned as that run would be.
+    options = RunOptions(host_mode=getattr(scenario, "host_setup", None) is not None)
     try:
-        Run(scenario, "", RunOptions(), Reporter()).plan()
+        Run(scenario, "", options, Reporter()).plan()
     except PlanError as exc:
         errors = [e for e in getattr(exc, "errors", [exc]) if not isinstance(e, NeedsMachine)]
         return [plan_problem(scenario, e) for e in errors]

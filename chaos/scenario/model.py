@@ -449,6 +449,11 @@ class ScenarioBase(Strict):
     docker: str | None = None
     """The docker daemon to ask about `container:` targets (`unix:///path/docker.sock` or a
     socket path); --docker-host wins over it; default DOCKER_HOST, else the local socket."""
+    host_setup: Literal["docker-cache"] | None = None
+    """A host drill's own set-up, started on this machine (needs --host) unless `--var
+    cache=HOST:PORT` names a cache of yours: `docker-cache` starts a dockerd, a stand-in Docker
+    Hub and a pull-through cache container (`{cache}`, `{hub}`, `{docker_host}`; Hub's names
+    plan to the stand-in's address). All undone at the end (docs/host-drills.md)."""
     seed: int | None = None
     """Seed of every random choice the run's fault servers make (probabilities, random
     answers), so a run can be repeated; default: fresh randomness each run."""
