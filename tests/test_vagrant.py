@@ -85,3 +85,16 @@ def test_the_vm_is_debian_12_provisioned_by_scripts_setup():
     assert "bash scripts/setup" in (ROOT / "README.md").read_text()
     assert "bash scripts/setup" in (ROOT / ".ci" / "run").read_text()
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "setup")]).returncode == 0
+
+
+def test_the_vms_documented_commands_name_files_that_exist():
+    """`sudo chaos run --host /opt/chaos/scenarios/...` in the Vagrantfile and the docs: each
+    /opt/chaos path is the project's (rsynced there), so it must exist here."""
+    texts = [VAGRANTFILE.read_text(), (ROOT / "docs" / "host-drills.md").read_text(),
+             (ROOT / "docs" / "reliability.md").read_text()]
+    paths = {m for text in texts for m in re.findall(r"/opt/chaos/([\w./-]+)", text)}
+    assert "scenarios/host/dockerhub-dzone-drill.yaml" in paths, paths
+    assert "scenarios/host/baseline.json" in paths, paths
+    missing = [p for p in paths if not (ROOT / p.rstrip(".")).exists()]
+    assert missing == [], missing
+    assert "scenarios/..." not in VAGRANTFILE.read_text()  # a placeholder is not a command
