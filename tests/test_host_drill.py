@@ -164,3 +164,46 @@ def test_dzone_drill_runs_on_this_machine_and_leaves_nothing(chaos, state_dir, t
     assert not (state_dir / "runs").exists() or not any((state_dir / "runs").iterdir())
     left = leftovers(before, machine(), own)
     assert left == [], "\n".join(left)
+
+
+@pytest.mark.slow
+def test_a_drill_killed_mid_fault_is_cleaned_by_recover(state_dir):
+    """SIGKILL while the faults are on (dockerd, both containers, the bridge, the hosts block
+    and the route all up): `chaos recover` removes the containers while their dockerd still
+    runs, then dockerd, containerd, the bridge, the route and the hosts block."""
+    import time
+
+    from conftest import chaos_cmd
+
+    require_binaries(*NEEDED, why="the host drill needs")
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it changes this machine's /etc/hosts and routes")
+    before = machine()
+    env = {**os.environ, "CHAOS_STATE_DIR": str(state_dir)}
+    proc = subprocess.Popen(chaos_cmd("run", "--host", str(DRILL)), cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    own: tuple[str, ...] = (str(state_dir),)
+    try:
+        deadline = time.monotonic() + 120
+        while "unreachable 198.19.248.2" not in _out("ip", "route", "show", "198.19.248.2"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        (journal,) = (state_dir / "runs").glob("*/journal.jsonl")
+        own += (journal.parent.name.removeprefix("chaos-"),)
+        assert b"registry-1.docker.io" in Path("/etc/hosts").read_bytes()
+        proc.kill()
+        proc.wait(timeout=30)
+        assert leftovers(before, machine(), own) != [], "killed mid-fault: the drill is still up"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        result = subprocess.run(chaos_cmd("recover"), cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for undone in ("undo container chaos-", "undo lab dockerd in the host namespace", "undo bridge chd-",
+                   "undo unreachable route 198.19.248.2/32 on the host", "recovered"):
+        assert undone in result.stdout, result.stdout
+    assert result.stdout.index("-cache") < result.stdout.index("undo lab dockerd")
+    left = leftovers(before, machine(), own)
+    assert left == [], "\n".join(left)
