@@ -114,6 +114,16 @@ def test_the_drill_is_a_host_drill_only(chaos):
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "stand-in Hub 198.19.248.2:5000" in dry.stdout
     assert "unreachable route 198.19.248.2/32 on the host" in dry.stdout  # three names, one route
+    # With a cache of your own nothing is started and Hub's names go to DNS: offline the run
+    # is refused at the route's line, online it plans routes to Hub's real addresses.
+    own = chaos("run", "--host", "--dry-run", "--var", "cache=127.0.0.1:1", str(DRILL))
+    assert "stand-in Hub" not in own.stdout and "host set-up" not in own.stdout
+    if own.returncode == 2:
+        assert f"{DRILL}:21:" in own.stderr + own.stdout
+        assert "cannot resolve 'registry-1.docker.io'" in own.stderr + own.stdout
+    else:
+        assert own.returncode == 0 and "unreachable route" in own.stdout, own.stdout + own.stderr
+        assert "198.19.248.2" not in own.stdout
 
 
 def test_a_cache_of_your_own_skips_the_set_up():
