@@ -141,8 +141,11 @@ def test_a_cache_of_your_own_skips_the_set_up():
 def test_names_sharing_an_address_get_one_route():
     ctx = PlanContext("chaos-000000", True, {"host": (None, Path("/etc/hosts"))},
                       zone={"a.test": "198.19.255.3", "b.test": "198.19.255.3"}, path=("faults", 0))
-    (injector,) = RouteBlackhole(destinations=["a.test", "b.test", "198.19.255.3/32"]).injectors(ctx)
-    assert injector.destinations == ["198.19.255.3/32"]
+    from chaos.injectors.routes import RouteInjector
+
+    injectors = RouteBlackhole(destinations=["a.test", "b.test", "198.19.255.3/32"]).injectors(ctx)
+    (routes,) = [i for i in injectors if isinstance(i, RouteInjector)]
+    assert routes.destinations == ["198.19.255.3/32"]
 
 
 @pytest.mark.slow
