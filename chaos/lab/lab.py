@@ -101,7 +101,8 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
         timeout: float, on_network=None, declared=(), image_cache=None,
         cache_kind: str = "distribution") -> Lab:
-    from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry
+    from chaos.journal import state_dir
+    from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry, seeded
     from chaos.lab.ca import create_ca
     from chaos.lab.clients import Skopeo
 
@@ -135,6 +136,10 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     logs = root / "logs"
     logs.mkdir()
     upstream_storage = root / "upstream" / "storage"
+    # The seed push's result, kept from an earlier lab: copied in before the upstream starts.
+    image_dir = image_cache or state_dir() / "images"
+    seed_key = seeded.key(images, registry.REGISTRY_BIN)
+    digests = seeded.restore(image_dir, seed_key, upstream_storage)
     auth = front.start_auth(journal, topo.auth, ca, signer, logs, issuer=registry.HUB_ISSUER,
                             registry_service=registry.HUB_SERVICE)
     cdn = front.start_cdn(journal, topo.cdn, ca, upstream_storage, logs)
@@ -170,16 +175,17 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     lap("servers ready")
 
     skopeo = Skopeo(journal, topo.client_ns, ca.cert_dir, root / "tmp")
-    digests = images_mod.seed(skopeo, images, topo.registry.hostport,
-                              creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
-                              workdir=root / "images", timeout=max(timeout, 60))
+    if digests is None:
+        digests = images_mod.seed(skopeo, images, topo.registry.hostport,
+                                  creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
+                                  workdir=root / "images", timeout=max(timeout, 60))
+        seeded.save(image_dir, seed_key, upstream_storage, digests)
     if declared:  # only then is chaos.lab.declared imported
-        from chaos.journal import state_dir
         from chaos.lab.declared import push
 
         digests.update(push(skopeo, declared, topo.registry.hostport,
                             creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",
-                            cache=image_cache or state_dir() / "images", timeout=max(timeout, 120)))
+                            cache=image_dir, timeout=max(timeout, 120)))
     lap("seed")
     images_mod.warm(skopeo, mutant.warm(warm), topo.cache.hostport, workdir=root / "tmp",
                     timeout=max(timeout, 60))
