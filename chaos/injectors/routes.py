@@ -1,4 +1,13 @@
-"""Blackhole / unreachable / prohibit routes through netlink (pyroute2), in a namespace or the host."""
+"""Blackhole / unreachable / prohibit routes through netlink, in a namespace or the host.
+
+One ``RouteInjector`` is one batch: its routes are checked against one dump of the routing
+table, journaled as one record (one fsync), added through one socket in batches of messages
+(``chaos.injectors.rtnetlink``), and removed the same way. The record lists every route of
+the batch before any is added, so ``chaos recover`` after a crash part way deletes what was
+added; deleting a route that was never added is a no-op (ESRCH), and a route that collides
+with one already there is refused before the record is written, so its undo never touches
+a route that is not ours.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +15,16 @@ import errno
 import ipaddress
 
 from chaos.injectors.base import Injector
+from chaos.injectors.rtnetlink import RTM_DELROUTE, RTM_NEWROUTE, Route, Socket, collisions, network_text, route_key
 from chaos.journal import Journal
 from chaos.sandbox.enter import iproute as _iproute
 
 KINDS = ("blackhole", "unreachable", "prohibit")
 
 
-def _route_args(dst: str, kind: str, table: int) -> dict:
-    net = ipaddress.ip_network(dst, strict=False)
-    return {"dst": str(net), "type": kind, "table": table,
-            "family": 10 if net.version == 6 else 2}
+def _shown(dsts: list[str], most: int = 3) -> str:
+    more = f" (+{len(dsts) - most} more)" if len(dsts) > most else ""
+    return ", ".join(dsts[:most]) + more
 
 
 class RouteInjector(Injector):
@@ -28,65 +37,66 @@ class RouteInjector(Injector):
         super().__init__()
         if route_kind not in KINDS:
             raise ValueError(f"route kind must be one of {', '.join(KINDS)}")
+        # One route per network: two spellings of one network are one route, not a collision.
+        keys: dict[Route, str] = {}
+        for dst in destinations:
+            key = route_key(dst, table)
+            keys.setdefault(key, network_text(key))
+        self.keys = keys
         self.destinations, self.route_kind, self.netns, self.table = (
-            destinations, route_kind, netns, table)
+            list(keys.values()), route_kind, netns, table)
 
     def describe(self) -> str:
         where = f" in {self.netns}" if self.netns else " on the host"
-        return f"{self.route_kind} route {', '.join(self.destinations)}{where}"
+        return f"{self.route_kind} route {_shown(self.destinations)}{where}"
 
     def apply(self, journal: Journal) -> None:
         if self.applied:
             return
-        from pyroute2 import NetlinkError
+        with Socket(self.netns) as sock:
+            taken = collisions(sock, self.keys)
+            if taken:
+                # Checked before the journal line: a crash between that line and the refusal
+                # would leave a record whose undo deletes the user's route.
+                raise RuntimeError(f"a route to {_shown([self.keys[k] for k in taken])} already "
+                                   f"exists in table {self.table}; refusing to replace it")
+            entry = self.record(journal, self._record(self.destinations), self.describe())
+            codes = sock.send_all(RTM_NEWROUTE, self.keys, self.route_kind)
+        failed = {dst: code for dst, code in zip(self.destinations, codes, strict=True) if code}
+        if not failed:
+            return
+        # Refused part way (a route added by someone else since the dump, or the kernel's
+        # refusal): the record is narrowed to the routes that may be ours first, then the
+        # whole batch forgotten, so no undo ever deletes a route that was there before ours.
+        exists = [dst for dst, code in failed.items() if code == errno.EEXIST]
+        self.record(journal, self._record([d for d in self.destinations if d not in exists]),
+                    self.describe())
+        journal.forget(entry)
+        self.entries.remove(entry)
+        dst, code = next(iter(failed.items()))
+        if exists:
+            raise RuntimeError(f"a route to {_shown(exists)} already exists in table "
+                               f"{self.table}; refusing to replace it")
+        raise OSError(code, f"adding the {self.route_kind} route {dst}: {errno.errorcode.get(code, code)}")
 
-        with _iproute(self.netns) as ipr:
-            for dst in self.destinations:
-                if _exists(ipr, dst, self.table):
-                    # Checked before the journal line: a crash between that line and the
-                    # refusal below would leave a record whose undo deletes the user's route.
-                    raise RuntimeError(f"a route to {dst} already exists in table "
-                                       f"{self.table}; refusing to replace it")
-                record = {"netns": self.netns, "dst": dst, "kind": self.route_kind,
-                          "table": self.table}
-                entry = self.record(journal, record, f"{self.route_kind} route {dst}"
-                                    + (f" in {self.netns}" if self.netns else " on the host"))
-                try:
-                    ipr.route("add", **_route_args(dst, self.route_kind, self.table))
-                except NetlinkError as exc:
-                    journal.forget(entry)  # not ours: a revert must never delete it
-                    if exc.code == errno.EEXIST:
-                        raise RuntimeError(f"a route to {dst} already exists in table "
-                                           f"{self.table}; refusing to replace it") from None
-                    raise
-
-
-def _exists(ipr, dst: str, table: int) -> bool:
-    """A route to exactly ``dst`` that ours would collide with: same table, prefix and
-    priority (ours gets the kernel's default: none for IPv4, 1024 for IPv6)."""
-    args = _route_args(dst, "unicast", table)
-    net = ipaddress.ip_network(args["dst"])
-    ours = 1024 if net.version == 6 else None
-    for route in ipr.route("dump", family=args["family"]):
-        if (route.get_attr("RTA_TABLE") or route["table"]) != table or route["dst_len"] != net.prefixlen:
-            continue
-        if ipaddress.ip_address(route.get_attr("RTA_DST") or ("::" if net.version == 6 else "0.0.0.0")) \
-                == net.network_address and (route.get_attr("RTA_PRIORITY") or None) == ours:
-            return True
-    return False
+    def _record(self, dsts: list[str]) -> dict:
+        return {"netns": self.netns, "dsts": dsts, "kind": self.route_kind, "table": self.table}
 
 
 def undo(record: dict) -> None:
-    from pyroute2 import NetlinkError
-
+    """Delete every route of the record through one socket; idempotent (a route that is not
+    there, never added or gone, is skipped). Records of older versions hold one ``dst``."""
+    dsts = record["dsts"] if "dsts" in record else [record["dst"]]
     try:
-        with _iproute(record["netns"]) as ipr:
-            ipr.route("del", **_route_args(record["dst"], record["kind"], record["table"]))
-    except NetlinkError as exc:
-        if exc.code != errno.ESRCH:  # ESRCH: the route is not there (never added, or gone)
-            raise
+        with Socket(record["netns"]) as sock:
+            codes = sock.send_all(RTM_DELROUTE, [route_key(d, record["table"]) for d in dsts],
+                                  record["kind"])
     except FileNotFoundError:
-        pass  # the namespace is gone, and the route with it
+        return  # the namespace is gone, and the routes with it
+    failed = [(d, c) for d, c in zip(dsts, codes, strict=True) if c and c != errno.ESRCH]
+    if failed:
+        dst, code = failed[0]
+        raise OSError(code, f"deleting {len(failed)} route(s), first {dst}: {errno.errorcode.get(code, code)}")
 
 
 KEEP_PRIORITY = 100  # before `main` (32766): a kept connection's rule is read first
