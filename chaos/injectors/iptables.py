@@ -188,15 +188,18 @@ def remove_chain(netns: str | None, family: str, table: str, chain: str,
     if not netns_exists(netns):
         return False  # the namespace, and everything in it, is gone already
     if not table_existed and _can_drop_tables():
+        # Our chain first, as installed: then the table read below is short, whatever the
+        # number of rules ours held (reading them as text was most of a long filter's revert).
+        removed = installed is not None and _remove_installed(netns, family, table, chain, *installed)
         dropped = nft.drop_table_if_only(netns, _NFT_FAMILY[family], table, chain)  # no process
         if dropped is not None:
-            return dropped
+            return dropped or removed
         current = save(netns, family).get(table)
         if current is not None and _pristine_without(current, chain):
             nft.run(netns, f"delete table {_NFT_FAMILY[family]} {table}")
-            return chain in current.user_chains
+            return removed or chain in current.user_chains
         # Others use the table now: take ours out, leave the table to them.
-        return _remove_as_read(netns, family, table, chain, current)
+        return _remove_as_read(netns, family, table, chain, current) or removed
     if installed is not None and _remove_installed(netns, family, table, chain, *installed):
         return True
     return _remove_as_read(netns, family, table, chain, save(netns, family).get(table))

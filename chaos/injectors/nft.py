@@ -77,7 +77,9 @@ class Context:
         lib.nft_ctx_output_set_flags(ptr, _OUTPUT_HANDLE | _OUTPUT_STATELESS)
         # libnftables 1.0.6 opens the socket in nft_ctx_new (checked); a first command here,
         # inside the namespace, keeps it there with a version that opens it on first use.
-        lib.nft_run_cmd_from_buffer(ptr, b"list tables")
+        # Not `list tables`: it reads every rule of every table into the cache, which cost
+        # a filter of thousands of rules most of its revert (docs/benchmarks.md).
+        lib.nft_run_cmd_from_buffer(ptr, b"list flowtables")
         return ptr
 
     def run(self, commands: str) -> str:
