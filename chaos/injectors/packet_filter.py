@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
@@ -122,11 +123,18 @@ class FilterRule:
             raise ValueError(f"only_families {self.only_families!r}: expected ipv4 and/or ipv6")
         if self.after_bytes is not None and self.after_bytes < 0:
             raise ValueError("after_bytes must be >= 0")
-        self.families()  # mixed-family sources/destinations fail here, not at apply time
+        # Parsed once (a list of thousands was parsed three times per family), and
+        # mixed-family sources/destinations fail here, not at apply time.
+        self._by_family = _split(self.sources), _split(self.destinations)
+        self.families()
+
+    def split(self) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+        """(sources, destinations), each family -> its (kind, text) entries."""
+        return self._by_family
 
     def families(self) -> list[str]:
         """The address families this rule has anything to match in."""
-        src, dst = _split(self.sources), _split(self.destinations)
+        src, dst = self._by_family
         found = [f for f in iptables.FAMILIES
                  if (not self.sources or src[f]) and (not self.destinations or dst[f])
                  and (self.only_families is None or f in self.only_families)]
@@ -181,6 +189,9 @@ def _tcp_flags(value) -> tuple[str, str]:
 
 def _address(text: str) -> tuple[str, str, str]:
     """-> (family, "net" | "range", normalized text)."""
+    v4 = _ipv4(text)
+    if v4 is not None:
+        return "ipv4", "net", v4
     if "-" in text:
         first, last = (ipaddress.ip_address(x.strip()) for x in text.split("-", 1))
         if first.version != last.version or int(first) > int(last):
@@ -188,6 +199,23 @@ def _address(text: str) -> tuple[str, str, str]:
         return f"ipv{first.version}", "range", f"{first}-{last}"
     net = ipaddress.ip_network(text, strict=False)
     return f"ipv{net.version}", "net", str(net)
+
+
+def _ipv4(text: str) -> str | None:
+    """An IPv4 address or CIDR as ``ip_network(strict=False)`` writes it, None if it is not
+    one; without ``ipaddress`` objects, which were most of the cost of a long list."""
+    address, _, length = text.partition("/")
+    if ":" in address or "-" in text or "." not in address:
+        return None
+    try:
+        raw = int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+        prefix = int(length) if length else 32
+    except (OSError, ValueError):
+        return None
+    if not 0 <= prefix <= 32 or (length and not length.isdigit()):
+        return None
+    raw &= ~((1 << (32 - prefix)) - 1) & 0xFFFFFFFF
+    return f"{socket.inet_ntop(socket.AF_INET, raw.to_bytes(4, 'big'))}/{prefix}"
 
 
 def _split(addresses: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -235,8 +263,9 @@ def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[
     if family not in rule.families():
         return []
     v6 = family == "ipv6"
-    srcs: list[tuple[str, str] | None] = [*_split(rule.sources)[family]] or [None]
-    dsts: list[tuple[str, str] | None] = [*_split(rule.destinations)[family]] or [None]
+    by_source, by_destination = rule.split()
+    srcs: list[tuple[str, str] | None] = [*by_source[family]] or [None]
+    dsts: list[tuple[str, str] | None] = [*by_destination[family]] or [None]
     chunks = port_chunks([str(p) for p in rule.ports]) or [[]]  # port_text() made them text
     lines = []
     for src in srcs:
