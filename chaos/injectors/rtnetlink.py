@@ -44,8 +44,11 @@ def route_key(dst: str, table: int) -> Route:
     try:
         raw = socket.inet_pton(family, text)
         prefix = int(length) if length else bits
-    except (OSError, ValueError):
-        raise ValueError(f"{dst!r} is not an address or CIDR") from None
+    except (OSError, ValueError):  # a netmask, or not an address: ipaddress says which
+        import ipaddress
+
+        net = ipaddress.ip_network(dst, strict=False)
+        return family, net.prefixlen, net.network_address.packed, table
     if not 0 <= prefix <= bits:
         raise ValueError(f"{dst!r}: prefix length must be 0..{bits}")
     if prefix < bits:
