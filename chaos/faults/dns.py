@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from chaos.faults.base import Fault
+from chaos.injectors.base import shown
 from chaos.scenario.model import Duration
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -122,9 +123,9 @@ class Dns(Fault):
         # per-run server: unique enough, and a seed repeats
         rule = self.rule(f"fault-{ctx.path[-1] if ctx.path else 0}")
         return [LateRule("dns-rule", ctx.use_dns(),
-                         f"fake DNS: {', '.join(self.names)} -> {self.answer}",
+                         f"fake DNS: {shown(self.names)} -> {self.answer}",
                          lambda dns: dns.server.rule(rule))]
 
     def label(self) -> str:
         extra = f" p={self.probability:g}" if self.probability else ""
-        return self.name or f"dns {', '.join(self.names)} -> {self.answer}{extra}"
+        return self.name or f"dns {shown(self.names)} -> {self.answer}{extra}"

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from chaos.faults.base import ByFamily, Established
 from chaos.faults.http_rule import HttpFault
+from chaos.injectors.base import shown
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Destination
@@ -122,7 +123,7 @@ class GeoBlock(HttpFault, ByFamily):
 
     def label(self) -> str:
         family = "" if self.family == "both" else f", {self.family}"
-        return self.name or f"geo-block {self.region}: {', '.join(self.block)} ({self.action}{family})"
+        return self.name or f"geo-block {self.region}: {shown(self.block)} ({self.action}{family})"
 
 
 def _is_address(text: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.tcp_rule import TcpFault
+from chaos.injectors.base import shown
 from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
 
@@ -35,7 +36,7 @@ class Hang(TcpFault):
         return HangToxic(rule)
 
     def label(self) -> str:
-        return self.name or f"hang {self.at} {', '.join(self.destinations) or 'all'}:{','.join(map(str, self.ports))}"
+        return self.name or f"hang {self.at} {shown(self.destinations) or 'all'}:{','.join(map(str, self.ports))}"
 
 
 class HangToxic(Toxic):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from chaos.faults.base import ByFamily, Fault, InContainer
+from chaos.injectors.base import shown
 from chaos.scenario.model import HostName
 
 
@@ -68,4 +69,4 @@ class HostsEntry(Fault, InContainer, ByFamily):
                 for _, hosts in ctx.client_sides(self.region, self.container)]
 
     def label(self) -> str:
-        return self.name or f"hosts-entry {', '.join(self.names)} -> {self.address}"
+        return self.name or f"hosts-entry {shown(self.names)} -> {self.address}"

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from chaos.faults.base import ByFamily, Established, Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
+from chaos.injectors.base import shown
 from chaos.scenario.model import Destination
 
 SYN_ONLY = ("SYN,ACK,FIN,RST", "SYN")
@@ -107,4 +108,4 @@ class PacketFilter(Fault, InContainer, ByFamily):
     def label(self) -> str:
         family = "" if self.family == "both" else f" ({self.family})"
         return self.name or (f"packet-filter {self.action} "
-                             f"{', '.join(self.destinations) or 'all'}{family}")
+                             f"{shown(self.destinations) or 'all'}{family}")

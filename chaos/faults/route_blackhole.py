@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from chaos.faults.base import ByFamily, Established, Fault, InContainer
+from chaos.injectors.base import shown
 from chaos.scenario.model import Destination
 
 
@@ -55,4 +56,4 @@ class RouteBlackhole(Fault, InContainer, ByFamily):
 
     def label(self) -> str:
         family = "" if self.family == "both" else f" ({self.family})"
-        return self.name or f"{self.kind} route {', '.join(self.destinations)}{family}"
+        return self.name or f"{self.kind} route {shown(self.destinations)}{family}"

@@ -8,6 +8,14 @@ from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 from chaos.journal import Entry, Journal, RevertFailure
 
 
+def shown(items, most: int = 5) -> str:
+    """The first ``most`` of a list, comma separated, and how many more: a fault with
+    thousands of destinations keeps a one-line label, describe() and journal line."""
+    items = [str(i) for i in items]
+    more = f" (+{len(items) - most} more)" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
 class Injector(ABC):
     """One mechanism applying one change set.
 

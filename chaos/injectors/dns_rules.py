@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.injectors import rule_service
-from chaos.injectors.base import Injector
+from chaos.injectors.base import Injector, shown
 from chaos.injectors.rule_service import STATUS_FILE, RuleError, check_id, read_status, write_atomic
 from chaos.journal import Entry, Journal, is_alive
 
@@ -177,7 +177,7 @@ class DnsRule(Injector):
 
     def describe(self) -> str:
         extra = f" p={self.rule.probability:g}" if self.rule.probability < 1 else ""
-        return f"fake DNS: {', '.join(self.rule.names)} -> {self.rule.answer}{extra}"
+        return f"fake DNS: {shown(self.rule.names)} -> {self.rule.answer}{extra}"
 
     def apply(self, journal: Journal) -> None:
         if any(not e.undone for e in self.entries):

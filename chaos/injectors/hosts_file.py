@@ -24,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-from chaos.injectors.base import Injector
+from chaos.injectors.base import Injector, shown
 from chaos.journal import Journal
 
 
@@ -110,7 +110,7 @@ class HostsBlock(Injector):
         """4 or 6: only the names' lines of that family are disabled (None: every line)."""
 
     def describe(self) -> str:
-        names = ", ".join(f"{name} -> {addr}" for addr, name in self.entries_to_add)
+        names = shown(f"{name} -> {addr}" for addr, name in self.entries_to_add)
         return f"hosts {self.path}: {names}"
 
     def apply(self, journal: Journal) -> None:

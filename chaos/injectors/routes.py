@@ -14,17 +14,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 
-from chaos.injectors.base import Injector
+from chaos.injectors.base import Injector, shown
 from chaos.injectors.rtnetlink import RTM_DELROUTE, RTM_NEWROUTE, Route, Socket, collisions, network_text, route_key
 from chaos.journal import Journal
 from chaos.sandbox.enter import iproute as _iproute
 
 KINDS = ("blackhole", "unreachable", "prohibit")
-
-
-def _shown(dsts: list[str], most: int = 3) -> str:
-    more = f" (+{len(dsts) - most} more)" if len(dsts) > most else ""
-    return ", ".join(dsts[:most]) + more
 
 
 class RouteInjector(Injector):
@@ -48,7 +43,7 @@ class RouteInjector(Injector):
 
     def describe(self) -> str:
         where = f" in {self.netns}" if self.netns else " on the host"
-        return f"{self.route_kind} route {_shown(self.destinations)}{where}"
+        return f"{self.route_kind} route {shown(self.destinations)}{where}"
 
     def apply(self, journal: Journal) -> None:
         if self.applied:
@@ -58,7 +53,7 @@ class RouteInjector(Injector):
             if taken:
                 # Checked before the journal line: a crash between that line and the refusal
                 # would leave a record whose undo deletes the user's route.
-                raise RuntimeError(f"a route to {_shown([self.keys[k] for k in taken])} already "
+                raise RuntimeError(f"a route to {shown([self.keys[k] for k in taken])} already "
                                    f"exists in table {self.table}; refusing to replace it")
             entry = self.record(journal, self._record(self.destinations), self.describe())
             codes = sock.send_all(RTM_NEWROUTE, self.keys, self.route_kind)
@@ -75,7 +70,7 @@ class RouteInjector(Injector):
         self.entries.remove(entry)
         dst, code = next(iter(failed.items()))
         if exists:
-            raise RuntimeError(f"a route to {_shown(exists)} already exists in table "
+            raise RuntimeError(f"a route to {shown(exists)} already exists in table "
                                f"{self.table}; refusing to replace it")
         raise OSError(code, f"adding the {self.route_kind} route {dst}: {errno.errorcode.get(code, code)}")
 
@@ -121,7 +116,7 @@ class KeepConnections(Injector):
 
     def describe(self) -> str:
         where = f" in {self.netns}" if self.netns else " on the host"
-        return f"keep open connections to {', '.join(self.destinations)} on their routes{where}"
+        return f"keep open connections to {shown(self.destinations)} on their routes{where}"
 
     def apply(self, journal: Journal) -> None:
         if self.applied:
