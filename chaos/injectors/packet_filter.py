@@ -189,7 +189,7 @@ def _tcp_flags(value) -> tuple[str, str]:
 
 def _address(text: str) -> tuple[str, str, str]:
     """-> (family, "net" | "range", normalized text)."""
-    v4 = _ipv4(text)
+    v4 = ipv4_text(text)
     if v4 is not None:
         return "ipv4", "net", v4
     if "-" in text:
@@ -201,7 +201,7 @@ def _address(text: str) -> tuple[str, str, str]:
     return f"ipv{net.version}", "net", str(net)
 
 
-def _ipv4(text: str) -> str | None:
+def ipv4_text(text: str) -> str | None:
     """An IPv4 address or CIDR as ``ip_network(strict=False)`` writes it, None if it is not
     one; without ``ipaddress`` objects, which were most of the cost of a long list."""
     address, _, length = text.partition("/")

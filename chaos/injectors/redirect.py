@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from chaos.injectors import iptables
 from chaos.injectors.base import Clash, Injector
-from chaos.injectors.packet_filter import port_chunks, port_text
+from chaos.injectors.packet_filter import ipv4_text, port_chunks, port_text
 from chaos.journal import Journal
 
 
@@ -191,18 +191,25 @@ def forget_open_connections(netns: str, ports: list[str], destinations: list[str
     from chaos.sandbox.enter import in_netns
 
     spans = [_span(text) for text in ports]
-    nets = [ipaddress.ip_network(d, strict=False) for d in destinations]
-
-    def wanted(daddr: str, dport: int) -> bool:
-        return (any(a <= dport <= b for a, b in spans)
-                and (not nets or any(ipaddress.ip_address(daddr) in net for net in nets)))
 
     def forget() -> int:
         try:
             tracked = _tracked_tcp()
         except FileNotFoundError:  # a kernel without conntrack's /proc file: ask netlink
             tracked = _tracked_tcp_netlink()
-        doomed = [t for t in tracked if wanted(t[1], t[3])]
+        doomed = [t for t in tracked if any(a <= t[3] <= b for a, b in spans)]
+        if doomed and destinations:
+            # Only now, and single addresses as a set: a fault with thousands of
+            # destinations parsed them all, and compared each connection with each.
+            hosts, nets = set(), []
+            for d in destinations:
+                text = ipv4_text(d)
+                if text is not None and text.endswith("/32"):
+                    hosts.add(text[:-3])
+                else:
+                    nets.append(ipaddress.ip_network(d, strict=False))
+            doomed = [t for t in doomed if t[1] in hosts
+                      or any(ipaddress.ip_address(t[1]) in net for net in nets)]
         if doomed:  # netlink only now: a pyroute2 socket's dump costs more than the whole read
             _untrack(doomed)
         return len(doomed)
