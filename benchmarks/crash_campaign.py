@@ -18,6 +18,9 @@ same run (docs/reliability.md records them).
           (strace's write-delay injection); a run is harmed if recover undoes or removes anything of it, or it
           ends otherwise than uninterrupted, or leaves anything. Peer: each scenario's uninterrupted
           run alone (its run time beside the loop vs alone).
+- batch:  --batches SIGKILLs at a random moment of a 10,000-route route-blackhole applied
+          and reverted in a namespace of its own (one journal record, batched netlink), then
+          `chaos recover`; no route may be left. Peer: the uninterrupted apply + revert.
 - fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
           tests/test_fuzz.py. Peer: loading and planning the shipped scenarios (cases/s).
 """
@@ -26,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -202,6 +207,80 @@ def recover_loop(args, workdir) -> dict:
     return out
 
 
+BATCH_ROUTES = 10_000
+BATCH_CHILD = r"""
+import ipaddress, sys
+from chaos.injectors.routes import RouteInjector
+from chaos.journal import Journal
+
+journal = Journal.create(sys.argv[3], sys.argv[2])
+first = int(ipaddress.ip_address("198.18.0.1"))
+routes = RouteInjector([f"{ipaddress.ip_address(first + i)}/32" for i in range(int(sys.argv[4]))],
+                       "unreachable", sys.argv[1])
+print("ready", flush=True)
+routes.apply(journal)
+assert journal.rollback() == []
+journal.finish()
+"""
+
+
+def _unreachable(netns: str) -> int:
+    out = subprocess.run(["ip", "-n", netns, "route", "show", "type", "unreachable"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def _batch_once(workdir: Path, k: int, delay: float | None) -> dict:
+    """One apply + revert of BATCH_ROUTES routes, SIGKILLed ``delay`` s after it starts (None:
+    not killed), then `chaos recover`."""
+    netns, state = f"chaos-cbatch-{os.getpid()}-{k}", workdir / f"batch-{k}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        child = subprocess.Popen([sys.executable, "-c", BATCH_CHILD, netns, str(state), f"chaos-batch{k}",
+                                  str(BATCH_ROUTES)], cwd=c.ROOT, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        t0 = time.monotonic()
+        if delay is None:
+            code = child.wait(60)
+            return {"code": code, "seconds": time.monotonic() - t0, "left": _unreachable(netns)}
+        time.sleep(delay)
+        child.kill()
+        child.wait()
+        at_kill = _unreachable(netns)
+        t1 = time.monotonic()
+        result = c.recover(state)
+        return {"at_kill": at_kill, "recover_code": result.returncode, "recover_s": time.monotonic() - t1,
+                "left": _unreachable(netns), "again": c.recover(state).stdout.strip(),
+                "finished": child.returncode != -signal.SIGKILL}
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def batch(args, workdir) -> dict:
+    print(f"== batch campaign: {args.batches} SIGKILLs in a {BATCH_ROUTES:,}-route apply + revert", flush=True)
+    rng = random.Random(args.seed + 13)
+    peers = [_batch_once(workdir, -1 - i, None) for i in range(3)]
+    clean = _median([p["seconds"] for p in peers])
+    print(f"  peer  uninterrupted apply + revert {clean:.2f}s, left {[p['left'] for p in peers]}", flush=True)
+    landed, residue, recover_s = Counter(), [], []
+    for k in range(args.batches):
+        r = _batch_once(workdir, k, rng.uniform(0, clean))
+        where = ("finished" if r["finished"] else "none in" if r["at_kill"] == 0
+                 else "all in" if r["at_kill"] == BATCH_ROUTES else "part in")
+        landed[where] += 1
+        recover_s.append(r["recover_s"])
+        if r["recover_code"] or r["left"] or r["again"] != "nothing to recover":
+            residue.append(f"run {k}: {r}")
+            print(f"  RESIDUE run {k}: {r}", flush=True)
+    out = {"runs": args.batches, "clean": args.batches - len(residue), "residue": residue,
+           "landed": dict(landed), "recover_median_s": round(_median(recover_s), 3),
+           "recover_max_s": round(max(recover_s, default=0), 3), "peer_apply_revert_s": round(clean, 3)}
+    print(f"  {out['clean']}/{out['runs']} left nothing; routes in the kernel at the kill: {dict(landed)}; "
+          f"recover median {out['recover_median_s']}s, max {out['recover_max_s']}s "
+          f"(peer: uninterrupted apply + revert {clean:.2f}s)", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100)
@@ -209,9 +288,10 @@ def main() -> None:
     parser.add_argument("--host-runs", type=int, default=20)
     parser.add_argument("--fuzz", type=int, default=10_000)
     parser.add_argument("--starts", type=int, default=200, help="recover-loop: runs started")
+    parser.add_argument("--batches", type=int, default=40, help="batch: SIGKILLs mid route batch")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--no-lab", dest="lab", action="store_false", help="leave the registry lab scenario out")
-    parser.add_argument("--only", default="crash,signal,host,recover-loop,fuzz")
+    parser.add_argument("--only", default="crash,signal,host,recover-loop,batch,fuzz")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -226,6 +306,8 @@ def main() -> None:
             results["host"] = host_campaign(args, workdir)
         if "recover-loop" in only:
             results["recover_loop"] = recover_loop(args, workdir)
+        if "batch" in only:
+            results["batch"] = batch(args, workdir)
     if "fuzz" in only:
         results["fuzz"] = fuzz(args)
     if args.json:
