@@ -159,6 +159,7 @@ def test_ten_thousand_filter_destinations_in_and_out(netns, journal):
     rules = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S", pf.chain],
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert {r.split(" -d ")[1].split()[0] for r in rules if " -d " in r} == {f"{d}/32" for d in dsts}
+    assert sum("--comment" in r for r in rules) == 1, "the rule's first line only carries the tag"
     assert pf.revert(journal) == []
     after = subprocess.run(["ip", "netns", "exec", netns, "iptables-save"], capture_output=True,
                            text=True, check=True).stdout

@@ -1,7 +1,7 @@
 """Packet filter injector: drop or reject matching packets with iptables, in our own chain.
 
-One ``PacketFilter`` owns one chain per address family, named from the run tag; every rule
-carries the tag in a comment, and the only rule outside that chain is the single jump into
+One ``PacketFilter`` owns one chain per address family, named from the run tag; each rule's
+first line carries the tag in a comment, and the only rule outside that chain is the single jump into
 it from the hook (OUTPUT in a client namespace, FORWARD in a router, INPUT in a server).
 Applying is one ``iptables-restore --noflush`` batch per family, removing is another
 (``chaos.injectors.iptables``).
@@ -267,7 +267,7 @@ def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[
     srcs: list[tuple[str, str] | None] = [*by_source[family]] or [None]
     dsts: list[tuple[str, str] | None] = [*by_destination[family]] or [None]
     chunks = port_chunks([str(p) for p in rule.ports]) or [[]]  # port_text() made them text
-    lines = []
+    lines: list[str] = []
     for src in srcs:
         for dst in dsts:
             for ports in chunks:
@@ -288,7 +288,8 @@ def rule_lines(rule: FilterRule, family: str, chain: str, comment: str) -> list[
                 l4 = _l4_match(rule, single)
                 spec += [" ".join(l4)] if l4 else []
                 spec += _extra_matches(rule, v6)
-                spec.append(f'-m comment --comment "{comment}"')
+                if not lines:  # first line only: on every line of a long list it slowed the restore
+                    spec.append(f'-m comment --comment "{comment}"')
                 spec.append(_target(rule, v6))
                 lines.append(" ".join(spec))
     return lines
@@ -323,7 +324,8 @@ def _target(rule: FilterRule, v6: bool) -> str:
 
 
 def filter_lines(rules: list[FilterRule], family: str, chain: str, tag: str) -> list[str]:
-    """The ``-A chain ...`` lines of every rule in one family, each tagged with its number."""
+    """The ``-A chain ...`` lines of every rule in one family, each rule's first line tagged
+    with its number."""
     return [line for i, rule in enumerate(rules, 1)
             for line in rule_lines(rule, family, chain, f"{tag} r{i} {rule.action}")]
 
