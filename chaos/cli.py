@@ -108,6 +108,9 @@ def validate(paths) -> None:
               help="A {name} placeholder for commands and URLs (repeatable).")
 @click.option("--docker-host", help="The docker daemon whose containers `container:` faults target "
                                      "(default: the scenario's docker:, DOCKER_HOST, the local socket).")
+@click.option("--client", type=click.Choice(["dockerd", "containerd", "podman", "skopeo"]),
+              default="dockerd", show_default=True,
+              help="The lab client that `pull:` probes pull with.")
 @click.option("--state-dir", envvar="CHAOS_STATE_DIR", help="Journals live here (default /var/lib/chaos).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step, also when not on a terminal.")
 @click.option("--dry-run", is_flag=True,
@@ -118,8 +121,8 @@ def validate(paths) -> None:
               help="Record every probe's verdict here (exit 0 unless the run itself broke).")
 @click.option("--cache", type=click.Choice(["distribution", "nginx"]),
               help="The registry lab's cache for every lab scenario (default: each scenario's lab.cache).")
-def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, state_dir,
-        verbose, dry_run, baseline_path, write_baseline, cache) -> None:
+def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, client,
+        state_dir, verbose, dry_run, baseline_path, write_baseline, cache) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
@@ -132,7 +135,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
-                         docker_host=docker_host, cache=cache)
+                         docker_host=docker_host, cache=cache, client=client)
     if dry_run:
         codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
                             for path, scenario in loaded]

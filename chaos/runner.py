@@ -37,6 +37,8 @@ class RunOptions:
     """The daemon for `container:` targets (wins over the scenario's `docker:`)."""
     cache: str | None = None
     """The lab's cache kind for every lab scenario (wins over the scenario's `lab.cache`)."""
+    client: str = "dockerd"
+    """The lab client `pull:` probes pull with (chaos.lab.pullers.CLIENTS)."""
 
 
 @dataclass
@@ -215,7 +217,8 @@ class Run:
                                lab=s.lab and (s.lab.model_copy(update={"cache": self.options.cache})
                                               if self.options.cache else s.lab),
                                seed=s.seed, docker_host=self.options.docker_host or s.docker,
-                               ipv6=s.dual_stack, host_setup=s.host_setup)
+                               ipv6=s.dual_stack, host_setup=s.host_setup,
+                               client=self.options.client)
         errors: list[PlanError] = []  # every fault's refusal, not only the first one's
         for i, fault in enumerate(s.faults):
             try:

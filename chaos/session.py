@@ -91,7 +91,8 @@ class Session:
     def __init__(self, *, host_mode: bool = False, state_dir=None, serve=(), hosts=None,
                  regions=None, variables=None, run_id: str | None = None, lab=None,
                  seed: int | None = None, docker_host: str | None = None,
-                 ipv6: bool = False, host_setup: str | None = None) -> None:
+                 ipv6: bool = False, host_setup: str | None = None,
+                 client: str = "dockerd") -> None:
         from chaos.sandbox.container import Containers
 
         self.run_id = run_id or new_run_id()
@@ -99,7 +100,7 @@ class Session:
         self.mode: Mode = make_mode(run_id=self.run_id, host_mode=host_mode, serve=serve,
                                     hosts=hosts, regions=regions, lab=lab, ipv6=ipv6,
                                     host_setup=host_setup, variables=variables)
-        self.place = Place(variables=dict(variables or {}), servers=self.mode.zone)
+        self.place = Place(variables=dict(variables or {}), servers=self.mode.zone, client=client)
         self.journal: Journal | None = None
         self.dns, self.http, self.tcp = DnsService(), HttpService(), TcpService()
         self.place.dns, self.place.http = self.dns, self.http

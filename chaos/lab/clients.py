@@ -102,7 +102,7 @@ class Skopeo:
     cert_dir: Path
     tmp: Path
 
-    def _env(self) -> dict:
+    def env(self) -> dict:
         env = dict(os.environ)
         env["TMPDIR"] = str(self.tmp)
         # No host credentials leak in: an auth file that does not exist.
@@ -123,7 +123,7 @@ class Skopeo:
     def _start(self, argv: list[str]) -> Running:
         self.tmp.mkdir(parents=True, exist_ok=True)
         out = self.tmp / f"skopeo-{os.getpid()}-{next(_seq)}.out"
-        return start(self.journal, argv, netns=self.netns, output=out, env=self._env())
+        return start(self.journal, argv, netns=self.netns, output=out, env=self.env())
 
     def start_copy(self, src: str, dst: str, *, src_creds: str | None = None,
                    dest_creds: str | None = None, digestfile: Path | None = None,

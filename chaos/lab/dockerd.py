@@ -90,7 +90,7 @@ def _ping(sock_path: Path, timeout: float) -> bool:
         return s.recv(64).startswith(b"HTTP/1.1 200")
 
 
-def _short_run_dir(journal: Journal, workdir: Path, tag: str) -> Path:
+def short_run_dir(journal: Journal, workdir: Path, tag: str) -> Path:
     # exec-root holds sockets named by 64-hex ids: keep it well under the 107-byte limit.
     candidate = workdir / "run"
     if len(str(candidate)) <= 40:
@@ -112,6 +112,34 @@ def container_network(bip: str, pools: tuple[str, ...]) -> dict:
     return {"bip": bip, "default-address-pools": [{"base": p, "size": 24} for p in pools]}
 
 
+def daemon_env(ca_file: Path | None) -> dict:
+    """The environment of a lab daemon: the lab CA trusted (Go's ``SSL_CERT_FILE``), and none
+    of the host's docker or proxy settings."""
+    env = dict(os.environ, **({"SSL_CERT_FILE": str(ca_file)} if ca_file else {}))
+    for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env.pop(k, None)
+    return env
+
+
+def spawn_containerd(journal: Journal, netns: str | None, root: Path, run: Path, *, env: dict,
+                     timeout: float, what: str = "lab containerd") -> tuple[subprocess.Popen, Path, Path]:
+    """Start a containerd of our own in ``netns`` (journaled): its config, root and log under
+    ``root``, its state and sockets under ``run`` (kept short: sockets). Waits (bounded) for
+    its socket; returns (process, socket, log)."""
+    from chaos.processes import spawn
+
+    for d in (root / "root", run):
+        d.mkdir(parents=True, exist_ok=True)
+    sock, cfg, log = run / "containerd.sock", root / "containerd.toml", root / "containerd.log"
+    cfg.write_text(_CONTAINERD_CONFIG.format(root=root / "root", state=run / "state", sock=sock))
+    with open(log, "ab") as out:
+        proc, _ = spawn(journal, keep_sys_argv(netns, ["containerd", "--config", str(cfg)]),
+                        what=f"{what} in {netns or 'the host namespace'}", stdin=subprocess.DEVNULL,
+                        stdout=out, stderr=out, env=env)
+    wait_until(f"{what} (in {netns})", sock.exists, timeout, proc=proc, log=log)
+    return proc, sock, log
+
+
 def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: str,
                   ca_file: Path | None = None, mirrors: Sequence[str] = (),
                   containers: dict | None = None, containerd_timeout: float = 20,
@@ -125,24 +153,15 @@ def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: st
     from chaos.processes import spawn
 
     workdir.mkdir(parents=True, exist_ok=True)
-    run = _short_run_dir(journal, workdir, tag)
+    run = short_run_dir(journal, workdir, tag)
     data_root, exec_root = workdir / "data", run / "exec"
     ctd_root = workdir / "containerd"
-    for d in (data_root, exec_root, ctd_root / "root", run / "ctd"):
+    for d in (data_root, exec_root):
         d.mkdir(parents=True, exist_ok=True)
-    ctd_sock, sock = run / "ctd" / "containerd.sock", run / "docker.sock"
-    ctd_cfg = workdir / "containerd.toml"
-    ctd_cfg.write_text(_CONTAINERD_CONFIG.format(root=ctd_root / "root", state=run / "ctd" / "state",
-                                                 sock=ctd_sock))
-    ctd_log, log = workdir / "containerd.log", workdir / "dockerd.log"
-    env = dict(os.environ, **({"SSL_CERT_FILE": str(ca_file)} if ca_file else {}))
-    for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env.pop(k, None)
-    with open(ctd_log, "ab") as out:
-        ctd, _ = spawn(journal, keep_sys_argv(netns, ["containerd", "--config", str(ctd_cfg)]),
-                       what=f"lab containerd in {netns or 'the host namespace'}", stdin=subprocess.DEVNULL,
-                       stdout=out, stderr=out, env=env)
-    wait_until(f"containerd (in {netns})", ctd_sock.exists, containerd_timeout, proc=ctd, log=ctd_log)
+    sock, log = run / "docker.sock", workdir / "dockerd.log"
+    env = daemon_env(ca_file)
+    ctd, ctd_sock, ctd_log = spawn_containerd(journal, netns, ctd_root, run / "ctd", env=env,
+                                              timeout=containerd_timeout)
 
     config = {
         "data-root": str(data_root), "exec-root": str(exec_root),

@@ -20,8 +20,10 @@ from chaos.lab.topology import Topology
 if TYPE_CHECKING:
     from chaos.lab.clients import Skopeo
     from chaos.lab.declared import DeclaredImage
+    from chaos.lab.containerd import ContainerdClient
     from chaos.lab.dockerd import Dockerd
     from chaos.lab.front import FrontServer
+    from chaos.lab.podman import Podman
     from chaos.lab.registry import Registry
 
 
@@ -43,6 +45,10 @@ class Lab:
     timings: dict[str, float] = field(default_factory=dict)
     image_cache: Path | None = None
     """Where declared images are built and kept (chaos.lab.declared)."""
+    containerd: ContainerdClient | None = None
+    """The client containerd, started on first use (chaos.lab.pullers)."""
+    podman: Podman | None = None
+    """The podman set-up, written on first use (chaos.lab.pullers)."""
 
     def docker(self, timeout: float = 60):
         """A docker SDK client for the lab dockerd."""

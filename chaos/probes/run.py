@@ -62,12 +62,14 @@ class Place:
     servers: dict = field(default_factory=dict)
     """Names the run knows (served, `hosts:`, the lab's components) -> addresses: whose
     connections a failed probe's evidence lists."""
+    client: str = "dockerd"
+    """The lab client `pull:` probes pull with (`chaos run --client`)."""
 
     def at(self, region: str | None) -> Place:
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
-                     self.marks, self.dns, self.http, self.served, self.servers)
+                     self.marks, self.dns, self.http, self.served, self.servers, self.client)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
