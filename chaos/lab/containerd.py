@@ -31,6 +31,8 @@ class ContainerdClient:
     hosts_dir: Path
     proc: subprocess.Popen
     log: Path
+    content: Path
+    """Its content store: blobs, and the ingests of downloads in flight (exact bytes)."""
 
     def ctr(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
@@ -42,7 +44,8 @@ class ContainerdClient:
                 "pull": self.ctr("images", "pull", "--hosts-dir", str(self.hosts_dir),
                                  "--snapshotter", "native", image),
                 # The lab CA comes from hosts.toml's `ca`, as on a node: not from the environment.
-                "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "env": {}}
+                "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "env": {},
+                "content": str(self.content)}
 
 
 def hosts_toml(server: str, ca: Path, mirror: str | None = None) -> str:
@@ -75,4 +78,5 @@ def start_containerd_client(journal: Journal, topo: Topology, workdir: Path, ca:
     run = short_run_dir(journal, workdir, topo.tag) / "ctr-client"
     proc, sock, log = spawn_containerd(journal, topo.client_ns, workdir, run, env=daemon_env(None),
                                        timeout=timeout, what="lab client containerd")
-    return ContainerdClient(topo.client_ns, sock, hosts_dir, proc, log)
+    return ContainerdClient(topo.client_ns, sock, hosts_dir, proc, log,
+                            workdir / "root" / "io.containerd.content.v1.content")

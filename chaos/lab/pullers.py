@@ -57,9 +57,12 @@ def podman(lab: Lab, journal: Journal):
 def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str) -> dict:
     """skopeo copy into ``scratch`` with podman's registries.conf: the daemon-less client of
     a podman/buildah shop, following the same mirror."""
+    conf = str(podman(lab, journal).registries_conf)
     env = lab.skopeo.env()
-    env["CONTAINERS_REGISTRIES_CONF"] = str(podman(lab, journal).registries_conf)
-    argv = ["skopeo", "copy", "--insecure-policy", "--retry-times", "0", "--src-cert-dir",
+    env["CONTAINERS_REGISTRIES_CONF"] = conf
+    # Named on the command line too: skopeo (rootless here, see chaos.lab.clients) read no
+    # mirror from the variable alone.
+    argv = ["skopeo", "--registries-conf", conf, "copy", "--insecure-policy", "--retry-times", "0", "--src-cert-dir",
             str(lab.skopeo.cert_dir), "--src-no-creds", f"docker://{image}", f"dir:{scratch}"]
     return {"client": "skopeo", "parser": "containers-image", "remove": None, "pull": argv,
             "env": env, "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "watch": scratch}

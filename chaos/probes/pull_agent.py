@@ -112,6 +112,33 @@ class CtrOutput:
     def bytes(self) -> int:
         return self.total
 
+    def exact(self, content: str | None) -> None:
+        """Exact bytes per layer from containerd's content store (the table rounds, and a
+        layer that came between two redraws shows no size): a finished blob's file, or the
+        data of its ingest still in flight (its ``ref`` names the layer)."""
+        if not content:
+            return
+        store = Path(content)
+        ingests: dict[str, Path] = {}
+        for ref in store.glob("ingest/*/ref"):
+            try:
+                ingests[ref.read_text().rsplit("sha256:", 1)[-1].strip()] = ref.parent / "data"
+            except OSError:
+                continue
+        for entry in self.progress.report():
+            if entry["state"] == "cached":
+                continue
+            hexdigest = entry["id"].removeprefix("sha256:")
+            for path in (store / "blobs" / "sha256" / hexdigest, ingests.get(hexdigest)):
+                try:
+                    got = path.stat().st_size if path is not None else None
+                except OSError:
+                    continue
+                if got is not None:
+                    with self.progress.lock:
+                        self.progress.layers[entry["id"]]["bytes"] = got
+                    break
+
 
 # -- containers/image (podman, skopeo) ----------------------------------------------------
 _CI_BLOB = re.compile(r"^Copying blob (?:sha256:)?(?P<hex>[0-9a-f]{12,64})(?P<rest>.*)$")
@@ -211,6 +238,8 @@ def run_command(job: dict, limit: float) -> dict:
     result["ok"] = proc.returncode == 0 and not hung
     if isinstance(reader, ImageOutput):
         reader.finish(result["ok"])
+    else:
+        reader.exact(job.get("content"))
     if not result["ok"] and not hung:
         result["error"] = reader.error() or "".join(tail)[-2000:]
     result["output"] = "".join(tail)[-4000:]
