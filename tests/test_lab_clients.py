@@ -130,3 +130,45 @@ def test_containerd_and_podman_pull_through_the_lab(chaos, tmp_path):
     assert not os.path.exists("/var/lib/containers") or shutil.which("podman") is None
     assert not [f for f in os.listdir("/var/tmp") if f.endswith("-podman")]
     assert not os.path.exists("/dev/shm/libpod_lock")
+
+
+STALLED = """
+name: clients-stalled-pull
+description: the CDN stops sending each blob after 3 MB; each client pulls big:1 from Hub directly
+lab: {dockerd: false}
+faults:
+  - type: hang
+    at: after-bytes
+    bytes: 3000000
+    destinations: [production.cloudflare.docker.com]
+    ports: [443]
+expect:
+  during:
+    - name: containerd stalls
+      containerd_pull: registry-1.docker.io/library/big:1
+      timeout: 6s
+    - name: podman stalls
+      podman_pull: registry-1.docker.io/library/big:1
+      timeout: 6s
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+def test_a_stalled_pull_says_where_it_stalled_for_each_client(chaos, tmp_path):
+    require_binaries(*LAB_BINARIES, "ctr", "podman")
+    report = tmp_path / "r.json"
+    result = chaos("run", str(write(tmp_path, STALLED)), "--json", str(report), timeout=180)
+    assert result.returncode == 1, result.stdout + result.stderr
+    ctr, pod = json.loads(report.read_text())["scenarios"][0]["probes"]
+    assert ctr["verdict"] == pod["verdict"] == "hung", (ctr, pod)
+    # ctr's table and containerd's ingests: bytes per layer, each stalled one at most 3 MB.
+    stalled = [e for e in ctr["evidence"]["layers"] if e["state"] == "downloading"]
+    assert stalled and all(0 < e["bytes"] <= 3_000_000 for e in stalled), ctr["evidence"]
+    assert all(e["idle"] >= 1 for e in stalled), ctr["evidence"]
+    assert ctr["evidence"]["stalled"].startswith("layer "), ctr["evidence"]
+    # podman names the layers it started and the bytes its temporary files hold, unmoving.
+    assert [e for e in pod["evidence"]["layers"] if e["state"] == "downloading"], pod["evidence"]
+    received = pod["evidence"]["received"]
+    assert 0 < received["bytes"] <= 4 * 3_000_000 and received["idle"] >= 1, pod["evidence"]
+    out = " ".join(result.stdout.split())
+    assert "received:" in out, out

@@ -33,6 +33,8 @@ class ContainerdClient:
     log: Path
     content: Path
     """Its content store: blobs, and the ingests of downloads in flight (exact bytes)."""
+    ca: Path
+    """The lab CA, for hosts without a hosts.toml (see write_hosts_dir)."""
 
     def ctr(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
@@ -42,7 +44,7 @@ class ContainerdClient:
         return {"client": "containerd", "parser": "ctr",
                 "remove": self.ctr("images", "rm", "--sync", image),
                 "pull": self.ctr("images", "pull", "--hosts-dir", str(self.hosts_dir),
-                                 "--snapshotter", "native", image),
+                                 "--tlscacert", str(self.ca), "--snapshotter", "native", image),
                 # The lab CA comes from hosts.toml's `ca`, as on a node: not from the environment.
                 "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "env": {},
                 "content": str(self.content)}
@@ -57,14 +59,13 @@ def hosts_toml(server: str, ca: Path, mirror: str | None = None) -> str:
 
 
 def write_hosts_dir(hosts_dir: Path, topo: Topology, ca: Path) -> None:
-    """docker.io mirrored by the lab cache; the cache and Hub's registry named as themselves
-    (a reference that names them is pulled from them, trusting the lab CA)."""
-    files = {"docker.io": hosts_toml(topo.registry.url, ca, mirror=topo.cache.url),
-             topo.registry.hostport: hosts_toml(topo.registry.url, ca),
-             topo.cache.hostport: hosts_toml(topo.cache.url, ca)}
-    for host, text in files.items():
-        (hosts_dir / host).mkdir(parents=True, exist_ok=True)
-        (hosts_dir / host / "hosts.toml").write_text(text)
+    """docker.io mirrored by the lab cache. A reference naming a host itself (the cache, Hub's
+    registry) has no hosts.toml: containerd 1.6 refuses one without a ``[host]`` table
+    ("invalid `host` tree"), and one naming the server as its own host would try it twice.
+    ``ctr --tlscacert`` trusts the lab CA for those."""
+    (hosts_dir / "docker.io").mkdir(parents=True, exist_ok=True)
+    (hosts_dir / "docker.io" / "hosts.toml").write_text(
+        hosts_toml(topo.registry.url, ca, mirror=topo.cache.url))
 
 
 def start_containerd_client(journal: Journal, topo: Topology, workdir: Path, ca: Path, *,
@@ -79,4 +80,4 @@ def start_containerd_client(journal: Journal, topo: Topology, workdir: Path, ca:
     proc, sock, log = spawn_containerd(journal, topo.client_ns, workdir, run, env=daemon_env(None),
                                        timeout=timeout, what="lab client containerd")
     return ContainerdClient(topo.client_ns, sock, hosts_dir, proc, log,
-                            workdir / "root" / "io.containerd.content.v1.content")
+                            workdir / "root" / "io.containerd.content.v1.content", ca)

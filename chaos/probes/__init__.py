@@ -21,15 +21,15 @@ PROBES = {  # key -> "module:Class" in this package
     "http": "http:HttpProbe",
     "tcp": "tcp:TcpProbe",
     "docker_pull": "docker_pull:DockerPullProbe",
-    "containerd_pull": "containerd_pull:ContainerdPullProbe",
-    "podman_pull": "podman_pull:PodmanPullProbe",
-    "pull": "pull:PullProbe",
     "requests": "requests:RequestsProbe",
     "dns_queries": "dns_queries:DnsQueriesProbe",
     "http_requests": "http_requests:HttpRequestsProbe",
     "skopeo_copy": "skopeo_copy:SkopeoCopyProbe",
     "python": "python:PythonProbe",
     "connections": "connections:ConnectionsProbe",
+    "containerd_pull": "containerd_pull:ContainerdPullProbe",
+    "podman_pull": "podman_pull:PodmanPullProbe",
+    "pull": "pull:PullProbe",
 }
 # The steps (chaos/steps) are phase items too, told apart by their keys after every probe's.
 PROBES.update({key: f"chaos.steps.{target}" for key, target in STEPS.items()})

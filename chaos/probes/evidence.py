@@ -83,6 +83,9 @@ def lines(evidence: dict) -> list[str]:
         out.append(f"pull: {evidence['stalled']}")
     if evidence.get("layers"):
         out.append(f"layers: {layers_line(evidence['layers'])}")
+    if "received" in evidence:  # a client that says no bytes per layer (containers/image)
+        got = evidence["received"]
+        out.append(f"received: {size(got['bytes'])} in its temporary files, idle {seconds(got['idle'])}")
     if "connections" in evidence:
         held = evidence["connections"]
         out += [f"connection: {connection_line(c)}" for c in held] or [
