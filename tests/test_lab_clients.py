@@ -170,5 +170,8 @@ def test_a_stalled_pull_says_where_it_stalled_for_each_client(chaos, tmp_path):
     assert [e for e in pod["evidence"]["layers"] if e["state"] == "downloading"], pod["evidence"]
     received = pod["evidence"]["received"]
     assert 0 < received["bytes"] <= 4 * 3_000_000 and received["idle"] >= 1, pod["evidence"]
+    # ctr fetches in its own process: it holds the stalled CDN connections at the bound.
+    held = [c for c in ctr["evidence"]["connections"] if c["to"] == "production.cloudflare.docker.com"]
+    assert held and all(c["process"] == "ctr" and c["state"] == "established" for c in held), held
     out = " ".join(result.stdout.split())
-    assert "received:" in out, out
+    assert "received:" in out and "connection: ctr[" in out, out

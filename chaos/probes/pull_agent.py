@@ -232,6 +232,8 @@ def run_command(job: dict, limit: float) -> dict:
         result["idle"] = round(time.monotonic() - reader.moved, 3)
         result["retries"] = reader.retries
     if hung:
+        if "peers" in job:  # what the client holds at the bound, before it is killed
+            result.update(_connections(job["peers"]))
         proc.kill()
     else:
         thread.join(5)
@@ -244,6 +246,17 @@ def run_command(job: dict, limit: float) -> dict:
         result["error"] = reader.error() or "".join(tail)[-2000:]
     result["output"] = "".join(tail)[-4000:]
     return _summary(result, progress, reader.bytes())
+
+
+def _connections(peers: dict[str, str]) -> dict:
+    """The connections this namespace holds to the run's servers (chaos.probes.evidence)."""
+    try:
+        from chaos.sandbox.sockets import tcp_connections
+
+        return {"connections": [c.to_dict() for c in tcp_connections(None, peers)
+                                if c.state != "time-wait"]}
+    except Exception as exc:  # noqa: BLE001 - evidence never changes a verdict
+        return {"connections_error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_dockerd(job: dict, limit: float) -> dict:

@@ -46,6 +46,8 @@ class ImagePull(ProbeBase):
         scratch = tempfile.mkdtemp(prefix="chaos-pull-", dir=place.lab.skopeo.tmp)
         try:
             job = pullers.job(place.lab, journal, client, image, scratch + "/image")
+            if client != "dockerd":  # the client is the agent's child: it reads them itself
+                job["peers"] = evidence.peers(place)
             argv = [sys.executable, "-m", "chaos.probes.pull_agent", json.dumps(job), str(limit)]
             # dockerd is reached through its socket; the others pull from the client namespace.
             where = Place(None if client == "dockerd" else place.lab.topology.client_ns, place.env)
@@ -65,6 +67,9 @@ class ImagePull(ProbeBase):
         layers = observed.pop("progress", [])
         if "output" in observed:
             observed["output"] = observed["output"][-OUTPUT_KEEP:]
+        for key in ("connections", "connections_error"):
+            if key in observed:
+                result.evidence[key] = observed.pop(key)
         result.detail.update(observed)
         if observed.get("hung"):
             result.evidence.update(stalled=evidence.pull_line(layers), layers=layers)
