@@ -79,6 +79,10 @@ def test_lab_is_up_with_every_component(env):
         assert proc.poll() is None
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert all(ns in names for ns in lab.topology.namespaces)
+    # containerd (for ctr) and podman start on first use only (chaos.lab.pullers): start time.
+    assert lab.containerd is None and lab.podman is None
+    assert not (lab.run_dir / "containerd-client").exists()
+    assert not Path(f"/var/tmp/chaos-{lab.topology.tag}-podman").exists()
 
 
 def test_upstream_answers_like_hub(env):
