@@ -293,7 +293,8 @@ class WarmImage(Strict):
 
 class LabSpec(Strict):
     """The registry lab (`lab: registry`): an upstream answering as registry-1.docker.io with
-    Hub's token flow and CDN redirect, a pull-through cache, a client dockerd and skopeo.
+    Hub's token flow and CDN redirect, a pull-through cache, a client dockerd and skopeo
+    (and, on first use by a probe, a containerd for `ctr` and podman).
     Probes run in the lab's client namespace; `{cache}`, `{upstream}`, `{auth}`, `{cdn}`
     name its services. Faults act in the client and the cache namespaces (`region: cache`
     or `region: default` for one of them); the world's edge is the upstream's network."""
