@@ -8,6 +8,7 @@ never uses them pays nothing for them.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,8 @@ def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str) -> dict:
     """skopeo copy into ``scratch`` with podman's registries.conf: the daemon-less client of
     a podman/buildah shop, following the same mirror."""
     conf = str(podman(lab, journal).registries_conf)
-    env = lab.skopeo.env()
+    # Only what differs from this process's environment: the job travels on a command line.
+    env = {k: v for k, v in lab.skopeo.env().items() if os.environ.get(k) != v}
     env["CONTAINERS_REGISTRIES_CONF"] = conf
     # Named on the command line too: skopeo (rootless here, see chaos.lab.clients) read no
     # mirror from the variable alone.
