@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+from test_evidence import STALLED_PULL
 
 from chaos.lab.pullers import qualified
 from chaos.probes.pull_agent import CtrOutput, ImageOutput, Progress
@@ -136,16 +137,8 @@ def test_containerd_and_podman_pull_through_the_lab(chaos, tmp_path):
     assert not os.path.exists(f"/var/tmp/chaos-{tag}-podman")  # its files went with the lab
 
 
-STALLED = """
-name: clients-stalled-pull
-description: the CDN stops sending each blob after 3 MB; each client pulls big:1 from Hub directly
-lab: {dockerd: false}
-faults:
-  - type: hang
-    at: after-bytes
-    bytes: 3000000
-    destinations: [production.cloudflare.docker.com]
-    ports: [443]
+# test_evidence's stalled CDN (each blob stops after 3 MB), with these clients pulling.
+STALLED = STALLED_PULL.split("expect:")[0].replace("lab: registry", "lab: {dockerd: false}") + """
 expect:
   during:
     - name: containerd stalls
