@@ -39,12 +39,13 @@ class ContainerdClient:
     def ctr(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
 
-    def job(self, image: str) -> dict:
+    def job(self, image: str, platform: str | None = None) -> dict:
         """What the pull agent runs (chaos.probes.pull_agent): remove, then pull ``image``."""
         return {"client": "containerd", "parser": "ctr",
                 "remove": self.ctr("images", "rm", "--sync", image),
                 "pull": self.ctr("images", "pull", "--hosts-dir", str(self.hosts_dir),
-                                 "--tlscacert", str(self.ca), "--snapshotter", "native", image),
+                                 "--tlscacert", str(self.ca), "--snapshotter", "native",
+                                 *(["--platform", platform] if platform else []), image),
                 # The lab CA comes from hosts.toml's `ca`, as on a node: not from the environment.
                 "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "env": {},
                 "content": str(self.content)}

@@ -19,8 +19,8 @@ from chaos.lab.topology import Topology
 
 if TYPE_CHECKING:
     from chaos.lab.clients import Skopeo
-    from chaos.lab.declared import DeclaredImage
     from chaos.lab.containerd import ContainerdClient
+    from chaos.lab.declared import DeclaredImage
     from chaos.lab.dockerd import Dockerd
     from chaos.lab.front import FrontServer
     from chaos.lab.podman import Podman

@@ -51,12 +51,13 @@ class Podman:
                 str(self.root / "var-lib"), "podman", "--tmpdir", str(self.root / "run" / "libpod"),
                 *args]
 
-    def job(self, image: str) -> dict:
+    def job(self, image: str, platform: str | None = None) -> dict:
         """What the pull agent runs (chaos.probes.pull_agent): remove, then pull ``image``.
         Blobs in flight are files in ``tmp`` (containers.conf's image_copy_tmp_dir)."""
         return {"client": "podman", "parser": "containers-image",
                 "remove": self.podman("rmi", "--force", image),
-                "pull": self.podman("pull", "--cert-dir", str(self.cert_dir), image),
+                "pull": self.podman("pull", "--cert-dir", str(self.cert_dir),
+                                    *(["--platform", platform] if platform else []), image),
                 "env": self.env(), "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"],
                 "watch": str(self.root / "tmp")}
 

@@ -55,9 +55,12 @@ def podman(lab: Lab, journal: Journal):
         return lab.podman
 
 
-def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str) -> dict:
+def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str,
+               platform: str | None = None) -> dict:
     """skopeo copy into ``scratch`` with podman's registries.conf: the daemon-less client of
     a podman/buildah shop, following the same mirror."""
+    from chaos.lab.clients import platform_args
+
     conf = str(podman(lab, journal).registries_conf)
     # Only what differs from this process's environment: the job travels on a command line.
     env = {k: v for k, v in lab.skopeo.env().items() if os.environ.get(k) != v}
@@ -65,22 +68,26 @@ def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str) -> dict:
     # Named on the command line too: skopeo (rootless here, see chaos.lab.clients) read no
     # mirror from the variable alone.
     argv = ["skopeo", "--registries-conf", conf, "copy", "--insecure-policy", "--retry-times", "0", "--src-cert-dir",
-            str(lab.skopeo.cert_dir), "--src-no-creds", f"docker://{image}", f"dir:{scratch}"]
+            str(lab.skopeo.cert_dir), "--src-no-creds", *platform_args(platform),
+            f"docker://{image}", f"dir:{scratch}"]
     return {"client": "skopeo", "parser": "containers-image", "remove": None, "pull": argv,
             "env": env, "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"], "watch": scratch}
 
 
-def job(lab: Lab, journal: Journal, client: str, image: str, scratch: str) -> dict:
-    """How the pull agent pulls ``image`` (as the scenario wrote it) with ``client``; the
-    agent runs in the lab's client namespace, except for dockerd (reached by its socket)."""
+def job(lab: Lab, journal: Journal, client: str, image: str, scratch: str,
+        platform: str | None = None) -> dict:
+    """How the pull agent pulls ``image`` (as the scenario wrote it) with ``client``, of
+    ``platform`` when given; the agent runs in the lab's client namespace, except for
+    dockerd (reached by its socket)."""
     if client == "dockerd":
         if lab.dockerd is None:
             raise RuntimeError("this lab runs no dockerd (`lab: {dockerd: false}`)")
-        return {"client": "dockerd", "docker_host": lab.dockerd.base_url, "image": image}
+        return {"client": "dockerd", "docker_host": lab.dockerd.base_url, "image": image,
+                "platform": platform}
     if client == "containerd":
-        return containerd(lab, journal).job(qualified(image))
+        return containerd(lab, journal).job(qualified(image), platform)
     if client == "podman":
-        return podman(lab, journal).job(qualified(image))
+        return podman(lab, journal).job(qualified(image), platform)
     if client == "skopeo":
-        return skopeo_job(lab, journal, qualified(image), scratch)
+        return skopeo_job(lab, journal, qualified(image), scratch, platform)
     raise ValueError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")

@@ -3,7 +3,8 @@
 `python -m chaos.probes.pull_agent JOB SECONDS`, JOB being chaos.lab.pullers.job's JSON:
 dockerd is driven through the docker SDK (the local copy removed first); containerd
 (`ctr`), podman and skopeo are commands whose output is read as it comes. It prints {"ok",
-"error", "layers" (downloaded), "cached_layers", "bytes", "duration", "hung", "progress"}
+"error", "layers" (downloaded), "cached_layers", "bytes", "duration", "hung", "progress"},
+for dockerd "digest" (its "Digest:" line)
 and, for the command clients, "output" and "retries". A pull still running after SECONDS
 is abandoned and reported as hung (the runner kills this process group if it does not come
 back). "progress" has one entry per layer in the order the client announced them: its
@@ -275,10 +276,13 @@ def run_dockerd(job: dict, limit: float) -> dict:
 
     def work() -> None:
         try:
-            for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
+            for event in client.api.pull(repo, tag=tag, stream=True, decode=True,
+                                          platform=job.get("platform")):
                 if "error" in event:
                     result["error"] = event["error"]
                     return
+                if str(event.get("status", "")).startswith("Digest: "):
+                    result["digest"] = event["status"].removeprefix("Digest: ").strip()
                 progress.event(event)
             result["ok"] = True
         except Exception as exc:  # the error text is the observation

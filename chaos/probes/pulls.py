@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from chaos.probes.base import ProbeBase
-from chaos.scenario.model import TextMatch
+from chaos.scenario.model import PLATFORM, TextMatch
 
 
 class ImagePull(ProbeBase):
@@ -17,6 +17,13 @@ class ImagePull(ProbeBase):
     the other checks count)."""
     error: TextMatch | None = None
     """Checks on the error text of a failed pull."""
+    platform: str | None = Field(None, pattern=PLATFORM)
+    """Pull this platform of a multi-arch image (`linux/arm64`), as `docker pull --platform`."""
+    digest: str | None = Field(None, pattern=r"^(sha256:[0-9a-f]{64}|\{digest:[^}\s]+\})$")
+    """The manifest digest the pull must have got (dockerd's `Digest:` line): `sha256:...`,
+    or `{digest:library/x:1}`, what the lab's upstream named by that tag when the lab
+    started (a stale copy from a cache shows here after a `retag` step). Observed for
+    dockerd only: with another client the probe is an error, not a pass."""
     layers: int | None = Field(None, ge=0)
     """How many layers the pull must have downloaded (0: everything came from the local store)."""
 
@@ -25,7 +32,8 @@ class ImagePull(ProbeBase):
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"{self.kind.replace('-', ' ')} {getattr(self, self.key)}"
+        platform = f"--platform {self.platform} " if self.platform else ""
+        return f"{self.kind.replace('-', ' ')} {platform}{getattr(self, self.key)}"
 
     def observe(self, place, journal, result) -> None:
         import json
@@ -41,11 +49,13 @@ class ImagePull(ProbeBase):
         client = self.client(place)
         if place.lab is None:
             raise RuntimeError(f"{self.key} needs `lab: registry`")
+        if self.digest is not None and client != "dockerd":  # cannot observe it: refuse
+            raise RuntimeError(f"digest: only dockerd reports the digest it pulled, not {client}")
         image = place.expand(getattr(self, self.key))
         limit = bound(self)
         scratch = tempfile.mkdtemp(prefix="chaos-pull-", dir=place.lab.skopeo.tmp)
         try:
-            job = pullers.job(place.lab, journal, client, image, scratch + "/image")
+            job = pullers.job(place.lab, journal, client, image, scratch + "/image", self.platform)
             if client != "dockerd":  # the client is the agent's child: it reads them itself
                 job["peers"] = evidence.peers(place)
             argv = [sys.executable, "-m", "chaos.probes.pull_agent", json.dumps(job), str(limit)]
@@ -56,6 +66,8 @@ class ImagePull(ProbeBase):
             shutil.rmtree(scratch, ignore_errors=True)
         result.duration = took
         result.detail.update(image=image, client=client)
+        if self.platform:
+            result.detail["platform"] = self.platform
         try:
             observed = json.loads(out)
         except json.JSONDecodeError:
@@ -80,15 +92,19 @@ class ImagePull(ProbeBase):
         if not observed["ok"] and layers:
             result.evidence["layers"] = layers
         pulled = "pulled" if observed["ok"] else f"failed: {observed.get('error', '')}"[:300]
-        if self.ok is not True or self.error is not None or self.layers is not None:
+        if self.ok is not True or self.error is not None or self.layers is not None or self.digest:
             # about an error or a count: say what came, passing or not
             result.observed = pulled + (f"; {observed.get('layers', 0)} layers downloaded, "
                                         f"{observed.get('cached_layers', 0)} cached"
-                                        if self.layers is not None else "")
+                                        if self.layers is not None else "") + (
+                                f"; digest {observed.get('digest', 'none')}" if self.digest else "")
         if self.ok is not None:
             result.checks.append(expect.Check("pull", "succeeds" if self.ok else "fails", pulled,
                                               observed["ok"] == self.ok))
         result.checks += expect.text_checks("error", self.error, observed.get("error", ""))
+        if self.digest is not None:
+            want, got = place.expand(self.digest), observed.get("digest", "none")
+            result.checks.append(expect.Check("digest", want, got, got == want))
         if self.layers is not None:
             result.checks.append(expect.Check("layers downloaded", str(self.layers),
                                               str(observed.get("layers", 0)),
