@@ -211,36 +211,60 @@ def test_probe_scratch_files_of_a_killed_run_are_removed_by_recover(chaos, state
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_namespace_creation_waits_until_it_exists(sig):
-    """pyroute2 creates a namespace in a child process: a signal that stopped the parent
-    while it waited left the revert looking for a namespace that appeared after it (the
-    signal campaign's one residue). The signal must be taken once the namespace exists."""
+def test_a_signal_during_namespace_creation_waits_until_it_exists(sig, monkeypatch):
+    """A namespace is made by a helper (once pyroute2's child, now a thread): a signal that
+    stopped the parent while it waited left the revert looking for a namespace that appeared
+    after it (the signal campaign's one residue). The signal must be taken once it exists."""
     from pyroute2 import netns
 
     from chaos.errors import Interrupted
     from chaos.runner import received, signals_raise
-    from chaos.sandbox.netns import create_whole
+    from chaos.sandbox import netns as sandbox_netns
 
     name = f"chaos-sigtest-{os.getpid()}"
+    real = sandbox_netns._unshare_and_bind
 
-    class ChildStillWorking:
-        """The real create, reached only after the signal came in (as with pyroute2's
-        child, which goes on while the parent is interrupted)."""
+    def signalled_first(path):
+        """The real unshare and bind, reached only after the signal came in."""
+        os.kill(os.getpid(), sig)
+        time.sleep(0.2)
+        real(path)
 
-        @staticmethod
-        def create(n: str) -> None:
-            os.kill(os.getpid(), sig)
-            time.sleep(0.2)
-            netns.create(n)
-
+    monkeypatch.setattr(sandbox_netns, "_unshare_and_bind", signalled_first)
     received.clear()
     try:
         with pytest.raises((Interrupted, KeyboardInterrupt)):
             with signals_raise():
-                create_whole(ChildStillWorking, name)
+                sandbox_netns.create_whole(name)
         assert name in netns.listnetns(), "the signal was taken before the namespace existed"
         assert received == [sig]
     finally:
         received.clear()
         if name in netns.listnetns():
             netns.remove(name)
+
+
+def test_a_namespace_made_by_a_thread_is_a_separate_named_namespace():
+    """create_whole makes the namespace in a thread of this process: it must be a new
+    namespace bound on /run/netns/<name> (not this process's own), seen by `ip netns`,
+    and this process must stay in its own namespace."""
+    from pyroute2 import netns
+
+    from chaos.sandbox.netns import create_whole
+
+    name = f"chaos-threadns-{os.getpid()}"
+    ours = os.stat("/proc/self/ns/net").st_ino
+    try:
+        create_whole(name)
+        made = os.stat(f"/run/netns/{name}").st_ino
+        assert made != ours, "the bind mount holds this process's own namespace"
+        assert os.stat("/proc/self/ns/net").st_ino == ours
+        out = subprocess.run(["ip", "-n", name, "-o", "link"], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.count("\n") == 1 and " lo:" in out, out  # a fresh namespace: lo alone
+        with pytest.raises(FileExistsError):
+            create_whole(name)  # never reuses a namespace someone else made
+    finally:
+        if name in netns.listnetns():
+            netns.remove(name)
+    assert name not in netns.listnetns()

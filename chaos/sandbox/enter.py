@@ -34,23 +34,33 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args, **kwargs) -> T:
         fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FileNotFoundError(f"network namespace {netns} does not exist") from None
+
+    def enter_and_call() -> T:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setns into {netns}: {os.strerror(code)}")
+        return fn(*args, **kwargs)
+
+    try:
+        return in_thread(enter_and_call)
+    finally:
+        os.close(fd)
+
+
+def in_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` called in a new thread that ends with it, for a call that
+    changes the thread's namespace; its result, or its exception raised in the caller's thread."""
     out: dict = {}
 
-    def enter_and_call() -> None:
+    def call() -> None:
         try:
-            if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"setns into {netns}: {os.strerror(code)}")
             out["result"] = fn(*args, **kwargs)
         except BaseException as exc:  # re-raised in the caller's thread
             out["error"] = exc
 
-    try:
-        thread = threading.Thread(target=enter_and_call, name=f"chaos-netns-{netns}")
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
+    thread = threading.Thread(target=call, name="chaos-netns")
+    thread.start()
+    thread.join()
     if "error" in out:
         raise out["error"]
     return out["result"]

@@ -33,6 +33,7 @@ DEFAULT_LINK6 = ipaddress.IPv6Network("2001:2::/64")
 SANDBOX_NET6 = ipaddress.ip_network("2001:2::/48")
 SERVER_NET6 = ipaddress.ip_network("2001:2:0:1::/64")
 _IFA_F_NODAD = 0x02  # usable at once: no duplicate address detection on a link we made
+_LO = 1  # the loopback's index in every network namespace (the kernel registers it first)
 
 
 def region_link6(index: int) -> ipaddress.IPv6Network:
@@ -48,18 +49,62 @@ def resolv_conf(nameserver: str | None) -> str:
 
 
 def _netns():
-    from pyroute2 import netns  # heavy import: only when a sandbox is built
+    from pyroute2 import netns  # heavy import: only when a sandbox is removed
 
     return netns
 
 
-def create_whole(netns, name: str) -> None:
-    """``netns.create`` (pyroute2 makes the namespace in a child process) with signals held
-    back until the namespace exists."""
-    from chaos.processes import signals_held_back
+_MS_REC, _MS_BIND, _MS_SHARED = 0x4000, 0x1000, 0x100000
+_CLONE_NEWNET = 0x40000000
 
+
+def _mount(libc, source: bytes, target: bytes, flags: int) -> int:
+    return libc.mount(source, target, b"none", flags, None)
+
+
+def _unshare_and_bind(path: Path) -> None:
+    """In a thread of its own (a namespace belongs to a thread): a new network namespace,
+    bound on ``path`` so it outlives the thread. What ``ip netns add`` does, without forking."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"unshare: {os.strerror(code)}")
+    if _mount(libc, b"/proc/thread-self/ns/net", str(path).encode(), _MS_BIND) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"bind {path}: {os.strerror(code)}")
+
+
+def create_whole(name: str) -> None:
+    """A named network namespace (/run/netns/<name>, as ``ip netns add`` makes it), made by a
+    thread of this process rather than pyroute2's forked child, with signals held back until
+    it is whole: a half-made one (the mount point without its mount) would outlive the run."""
+    import ctypes
+    import os
+
+    from chaos.processes import signals_held_back
+    from chaos.sandbox.enter import in_thread, netns_path
+
+    path = netns_path(name)
+    libc = ctypes.CDLL(None, use_errno=True)
     with signals_held_back():
-        netns.create(name)
+        path.parent.mkdir(exist_ok=True)
+        # /run/netns shared, so that mounts made here reach other mount namespaces (those of
+        # `ip netns exec`); bound on itself first when it is not a mount point yet (iproute2).
+        rundir = str(path.parent).encode()
+        if _mount(libc, b"", rundir, _MS_SHARED | _MS_REC) != 0:
+            if _mount(libc, rundir, rundir, _MS_BIND | _MS_REC) != 0 or \
+                    _mount(libc, b"", rundir, _MS_SHARED | _MS_REC) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"share {path.parent}: {os.strerror(code)}")
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        try:
+            in_thread(_unshare_and_bind, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
 
 def _iproute(name: str):
@@ -150,48 +195,40 @@ class Sandbox:
 
     def create(self, journal: Journal) -> None:
         """Build the namespaces, the links between them and the clients' /etc files."""
-        netns = _netns()
         for name in [self.world] + [c.netns for c in self.clients.values()]:
             journal.record("netns", {"name": name}, f"network namespace {name}")
-            create_whole(netns, name)
-        self._up(self.world, "lo")
+            create_whole(name)
         files.ensure_dir(journal, files.NETNS_ETC)
         short = self.run_id.removeprefix("chaos-")
-        for index, client in enumerate(self.clients.values()):
-            c_if, w_if = f"c{short}{index}"[:15], f"w{short}{index}"[:15]
-            with _iproute(client.netns) as ipr:
-                ipr.link("add", ifname=c_if, kind="veth", peer={"ifname": w_if, "net_ns_fd": self.world})
-            self._up(client.netns, "lo")
-            self._address(client.netns, c_if, client.address, client.link.prefixlen)
-            self._address(self.world, w_if, client.gateway, client.link.prefixlen)
-            with _iproute(client.netns) as ipr:
-                ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
-            if client.link6 is not None:
-                prefix = client.link6.prefixlen
-                self._address(client.netns, c_if, str(client.address6), prefix)
-                self._address(self.world, w_if, str(client.gateway6), prefix)
+        # One netlink socket per namespace for the whole build: each one made costs a thread.
+        with _iproute(self.world) as world:
+            world.link("set", index=_LO, state="up")
+            for index, client in enumerate(self.clients.values()):
+                c_if, w_if = f"c{short}{index}"[:15], f"w{short}{index}"[:15]
                 with _iproute(client.netns) as ipr:
-                    ipr.route("add", dst=str(SANDBOX_NET6), gateway=client.gateway6, family=10)
-            files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
-            client.resolv_path.write_text(resolv_conf(self.resolver))  # created: no bind mount yet
-            if client.profile:
-                from chaos.injectors.client_profile import client_profile
+                    ipr.link("add", ifname=c_if, kind="veth", peer={"ifname": w_if, "net_ns_fd": self.world})
+                    ipr.link("set", index=_LO, state="up")
+                    c_index = ipr.link_lookup(ifname=c_if)[0]
+                    w_index = world.link_lookup(ifname=w_if)[0]
+                    addresses = [(ipr, c_index, client.address, client.link.prefixlen),
+                                 (world, w_index, client.gateway, client.link.prefixlen)]
+                    if client.link6 is not None:
+                        addresses += [(ipr, c_index, str(client.address6), client.link6.prefixlen),
+                                      (world, w_index, str(client.gateway6), client.link6.prefixlen)]
+                    for side, if_index, address, prefixlen in addresses:
+                        _address(side, if_index, address, prefixlen)
+                    ipr.link("set", index=c_index, state="up")
+                    world.link("set", index=w_index, state="up")
+                    ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
+                    if client.link6 is not None:
+                        ipr.route("add", dst=str(SANDBOX_NET6), gateway=client.gateway6, family=10)
+                files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
+                client.resolv_path.write_text(resolv_conf(self.resolver))  # created: no bind mount yet
+                if client.profile:
+                    from chaos.injectors.client_profile import client_profile
 
-                client_profile(client.netns, tag=self.run_id, **client.profile).apply(journal)
+                    client_profile(client.netns, tag=self.run_id, **client.profile).apply(journal)
         self.write_hosts()
-
-    @staticmethod
-    def _up(name: str, ifname: str) -> None:
-        with _iproute(name) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up")
-
-    def _address(self, name: str, ifname: str, address: str, prefixlen: int) -> None:
-        six = ipaddress.ip_address(address).version == 6
-        with _iproute(name) as ipr:
-            index = ipr.link_lookup(ifname=ifname)[0]
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen,
-                     **({"flags": _IFA_F_NODAD} if six else {}))
-            ipr.link("set", index=index, state="up")
 
     def add_server_address(self, address: str) -> None:
         """A server's own address in the world (on its loopback)."""
@@ -221,6 +258,12 @@ class Sandbox:
             lines += [f"{addr}\t{name}" for name, addr in self.zone6.items()]
         for client in self.clients.values():
             rewrite_keeping_blocks(client.hosts_path, lines)
+
+
+def _address(ipr, index: int, address: str, prefixlen: int) -> None:
+    six = ipaddress.ip_address(address).version == 6
+    ipr.addr("add", index=index, address=address, prefixlen=prefixlen,
+             **({"flags": _IFA_F_NODAD} if six else {}))
 
 
 def undo(record: dict) -> None:
