@@ -14,7 +14,8 @@ and the request log on, so each request pays for matching and logging.
    idle baseline, MB/s (median), the ratio as the median of per-round ratios, and the
    origin without any proxy for reference.
 
-Prints each figure and the ratio chaos / plain. Target: >= 0.8x requests/s, flat memory.
+Prints each figure and the ratio chaos / plain. Target: >= 1.0x requests/s (a flow no rule
+matches costs nothing measurable), flat memory.
 
     .venv/bin/python benchmarks/http_proxy.py [--duration 4] [--rounds 6] [--blob-mib 1024]
 
@@ -120,7 +121,8 @@ def wrk(proxy, origin: str, duration: float, connections: int, script: Path) -> 
         raise RuntimeError(f"wrk said: {out} {done.stderr}")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:(.*)", out)
-    return {"rps": float(found.group(1)), "cpu_us": cpu / int(count.group(1)) * 1e6,
+    served = int(count.group(1))  # 0 when a loaded machine starved a short warm-up round
+    return {"rps": float(found.group(1)), "cpu_us": cpu / served * 1e6 if served else float("nan"),
             "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "errors": errors.group(1).strip() if errors else ""}
 
@@ -283,7 +285,7 @@ def main() -> int:
     s = results["stream"]
     print()
     print(f"requests/s (median)  plain mitmdump {rps['plain']:7.1f}  with chaos addons "
-          f"{rps['chaos']:7.1f}  ratio {rps['chaos'] / rps['plain']:.2f}x (target >= 0.80)")
+          f"{rps['chaos']:7.1f}  ratio {rps['chaos'] / rps['plain']:.2f}x (target >= 1.0)")
     print(f"CPU per request      plain mitmdump {cpu['plain']:7.0f} us  with chaos addons "
           f"{cpu['chaos']:7.0f} us  capacity ratio {cpu['plain'] / cpu['chaos']:.2f}x  "
           f"(requests logged {logged})")
