@@ -24,6 +24,8 @@ class Faults:
     def __init__(self) -> None:
         self.rules = rules.RuleSet()
         self.addons: dict[str, FaultAddon] = {}
+        """The types whose rules matched a flow: those that get response and error."""
+        self._made: dict[str, FaultAddon] = {}
 
     def load(self, loader) -> None:
         rules.add_options(loader)
@@ -38,16 +40,27 @@ class Faults:
     def running(self) -> None:
         rules.install_sighup()
 
-    def _addon(self, fault: str) -> FaultAddon:
-        addon = self.addons.get(fault)
+    def _made_addon(self, fault: str) -> FaultAddon:
+        addon = self._made.get(fault)
         if addon is None:
             from chaos.faults import fault_class
             from chaos.faults.http_rule import HttpFault
 
             cls = fault_class(fault)
             assert issubclass(cls, HttpFault)  # rules.parse_rule let only these through
-            addon = self.addons[fault] = cls.http_addon()
+            addon = self._made[fault] = cls.http_addon()
         return addon
+
+    def _addon(self, fault: str) -> FaultAddon:
+        addon = self.addons.get(fault)
+        if addon is None:
+            addon = self.addons[fault] = self._made_addon(fault)
+        return addon
+
+    def _acts_on_answers(self, fault: str) -> bool:
+        """Whether the type has a responseheaders hook of its own (most act on requests only:
+        their rules need not be matched again when the answer comes)."""
+        return type(self._made_addon(fault)).responseheaders is not FaultAddon.responseheaders
 
     # A flow that no rule matches must cost nothing measurable (docs/benchmarks.md): the
     # hooks are plain functions that return a coroutine only when a fault type has a rule
@@ -76,6 +89,8 @@ class Faults:
         for fault, mine in self.rules.by_fault().items():
             if not actions.untouched(flow):
                 return
+            if not self._acts_on_answers(fault):
+                continue
             matching = matching_rules(flow, mine)
             if matching:
                 self._addon(fault).responseheaders(flow, matching)
