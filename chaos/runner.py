@@ -39,6 +39,8 @@ class RunOptions:
     """The lab's cache kind for every lab scenario (wins over the scenario's `lab.cache`)."""
     client: str = "dockerd"
     """The lab client `pull:` probes pull with (chaos.lab.pullers.CLIENTS)."""
+    client_version: str | None = None
+    """The lab dockerd's generation for every lab scenario (wins over `lab.client_version`)."""
 
 
 @dataclass
@@ -214,8 +216,7 @@ class Run:
         self.session = Session(host_mode=self.options.host_mode, state_dir=self.options.state_dir,
                                serve=s.serve, hosts=s.hosts, regions=s.regions,
                                variables=self.options.variables, run_id=self.run_id,
-                               lab=s.lab and (s.lab.model_copy(update={"cache": self.options.cache})
-                                              if self.options.cache else s.lab),
+                               lab=s.lab and _lab_options(s.lab, self.options),
                                seed=s.seed, docker_host=self.options.docker_host or s.docker,
                                ipv6=s.dual_stack, host_setup=s.host_setup,
                                client=self.options.client)
@@ -595,3 +596,9 @@ def _phases(run: Run) -> None:
     after_ok = run.probe_phase("after", expect.after)
     if not (during_ok and after_ok):
         result.status, result.exit_code = "failed", ExitStatus.EXPECTATION
+
+
+def _lab_options(lab, options: RunOptions):
+    """The scenario's lab with the run's --cache and --client-version applied."""
+    update = {k: v for k, v in (("cache", options.cache), ("client_version", options.client_version)) if v}
+    return lab.model_copy(update=update) if update else lab

@@ -14,7 +14,10 @@ Why each setting:
   be a child in another process group that only Pdeathsig would clean up.
 - ``SSL_CERT_FILE`` = the lab CA: dockerd verifies the mirror and registry-1.docker.io
   against it, without touching /etc/docker/certs.d.
-- ``deprecated-key-path``: dockerd 20.10 otherwise writes /etc/docker/key.json.
+- ``deprecated-key-path``: dockerd 20.10 otherwise writes /etc/docker/key.json. dockerd
+  25+ neither writes that file nor accepts the key: it is set per version (``_by_version``).
+- ``generation`` (chaos.lab.generations): which build runs, e.g. dockerd@26.1 from Debian
+  13; its containerd, shim and docker-init are found first on PATH.
 Unix socket paths are limited to 107 bytes, so exec-root and the sockets go to
 ``/run/chaos-<tag>`` when the run dir is too deep (pytest's tmp dirs are).
 """
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from chaos.journal import Journal
 from chaos.lab import paths
+from chaos.lab.generations import Generation
 from chaos.lab.netns import keep_sys_argv
 from chaos.lab.ready import wait_until
 
@@ -67,6 +71,8 @@ class Dockerd:
     containerd: subprocess.Popen
     log: Path
     containerd_log: Path
+    version: str = ""
+    """The client generation's version (``20.10``, ``26.1``)."""
 
     @property
     def base_url(self) -> str:
@@ -122,10 +128,11 @@ def daemon_env(ca_file: Path | None) -> dict:
 
 
 def spawn_containerd(journal: Journal, netns: str | None, root: Path, run: Path, *, env: dict,
-                     timeout: float, what: str = "lab containerd") -> tuple[subprocess.Popen, Path, Path]:
+                     timeout: float, what: str = "lab containerd",
+                     binary: str = "containerd") -> tuple[subprocess.Popen, Path, Path]:
     """Start a containerd of our own in ``netns`` (journaled): its config, root and log under
     ``root``, its state and sockets under ``run`` (kept short: sockets). Waits (bounded) for
-    its socket; returns (process, socket, log)."""
+    its socket; returns (process, socket, log). ``binary``: which containerd build."""
     from chaos.processes import spawn
 
     for d in (root / "root", run):
@@ -133,7 +140,7 @@ def spawn_containerd(journal: Journal, netns: str | None, root: Path, run: Path,
     sock, cfg, log = run / "containerd.sock", root / "containerd.toml", root / "containerd.log"
     cfg.write_text(_CONTAINERD_CONFIG.format(root=root / "root", state=run / "state", sock=sock))
     with open(log, "ab") as out:
-        proc, _ = spawn(journal, keep_sys_argv(netns, ["containerd", "--config", str(cfg)]),
+        proc, _ = spawn(journal, keep_sys_argv(netns, [binary, "--config", str(cfg)]),
                         what=f"{what} in {netns or 'the host namespace'}", stdin=subprocess.DEVNULL,
                         stdout=out, stderr=out, env=env)
     wait_until(f"{what} (in {netns})", sock.exists, timeout, proc=proc, log=log)
@@ -143,14 +150,18 @@ def spawn_containerd(journal: Journal, netns: str | None, root: Path, run: Path,
 def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: str,
                   ca_file: Path | None = None, mirrors: Sequence[str] = (),
                   containers: dict | None = None, containerd_timeout: float = 20,
-                  extra: dict | None = None) -> Dockerd:
+                  extra: dict | None = None, generation: Generation | None = None) -> Dockerd:
     """Start containerd, wait (bounded) for its socket, then start dockerd; check dockerd
     with ``wait_dockerd``. Both processes are journaled and killed by rollback.
 
     ``containers`` (from ``container_network``) gives dockerd a bridge for containers
     instead of ``bridge: none``; still no iptables rules. Remove its containers before the
-    rollback stops it: their shims outlive dockerd. ``extra``: more daemon.json settings."""
+    rollback stops it: their shims outlive dockerd. ``extra``: more daemon.json settings.
+    ``generation``: the dockerd build (default: the system's, ``resolve("dockerd")``)."""
+    from chaos.lab.generations import resolve
     from chaos.processes import spawn
+
+    generation = generation or resolve("dockerd")
 
     workdir.mkdir(parents=True, exist_ok=True)
     run = short_run_dir(journal, workdir, tag)
@@ -159,9 +170,10 @@ def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: st
     for d in (data_root, exec_root):
         d.mkdir(parents=True, exist_ok=True)
     sock, log = run / "docker.sock", workdir / "dockerd.log"
-    env = daemon_env(ca_file)
+    env = generation.env(workdir / "bin", daemon_env(ca_file))
     ctd, ctd_sock, ctd_log = spawn_containerd(journal, netns, ctd_root, run / "ctd", env=env,
-                                              timeout=containerd_timeout)
+                                              timeout=containerd_timeout,
+                                              binary=generation.binaries["containerd"])
 
     config = {
         "data-root": str(data_root), "exec-root": str(exec_root),
@@ -171,8 +183,7 @@ def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: st
         "userland-proxy": False, "storage-driver": "vfs",
         "registry-mirrors": list(mirrors), "max-concurrent-downloads": 3,
         "features": {"buildkit": False}, "log-level": "info",
-        # dockerd 20.10 would otherwise create /etc/docker/key.json (no command-line flag).
-        "deprecated-key-path": str(workdir / "key.json"),
+        **_by_version(generation.version, workdir),
     }
     if containers:
         del config["bridge"]
@@ -180,7 +191,7 @@ def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: st
     config.update(extra or {})
     cfg = workdir / "daemon.json"
     cfg.write_text(json.dumps(config, indent=2))
-    argv = ["dockerd", "--config-file", str(cfg)]
+    argv = [generation.binaries["dockerd"], "--config-file", str(cfg)]
     if netns is None:
         # On the host: into containerd's private mount namespace (its socket is up, so it is
         # there), so runc sees what dockerd mounts: a host-network container joins the
@@ -191,7 +202,17 @@ def spawn_dockerd(journal: Journal, netns: str | None, workdir: Path, *, tag: st
     with open(log, "ab") as out:
         proc, _ = spawn(journal, argv, what=f"lab dockerd in {netns or 'the host namespace'}",
                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
-    return Dockerd(netns, sock, cfg, data_root, exec_root, proc, ctd, log, ctd_log)
+    return Dockerd(netns, sock, cfg, data_root, exec_root, proc, ctd, log, ctd_log, generation.version)
+
+
+def _by_version(version: str, workdir: Path) -> dict:
+    """daemon.json keys that only some dockerd versions take."""
+    major = int(version.split(".")[0])
+    if major < 25:
+        # dockerd 20.10 would otherwise create /etc/docker/key.json (no command-line flag);
+        # 25+ dropped the key file and rejects the key.
+        return {"deprecated-key-path": str(workdir / "key.json")}
+    return {}
 
 
 def wait_dockerd(d: Dockerd, timeout: float) -> None:

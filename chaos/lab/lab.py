@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chaos.lab.declared import DeclaredImage
     from chaos.lab.dockerd import Dockerd
     from chaos.lab.front import FrontServer
+    from chaos.lab.generations import Generation
     from chaos.lab.podman import Podman
     from chaos.lab.registry import Registry
 
@@ -81,7 +82,7 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
            warm: tuple = ("library/busybox:1",), declared: tuple[DeclaredImage, ...] = (),
            image_cache: Path | None = None,
            dockerd: bool = True, timeout: float = 30, on_network=None,
-           cache: str = "distribution") -> Lab:
+           cache: str = "distribution", client_version: str | None = None) -> Lab:
     """Start the lab under ``run_dir/lab`` (must not exist) and return it.
 
     ``warm`` lists images pulled through the cache once, so they are cached (a ref, or a
@@ -92,13 +93,18 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
     (chaos.lab.ready) is raised - after undoing everything this call did.
     ``on_network(journal, topology)`` runs once the namespaces exist, before any service.
     ``cache`` is the cache's kind: ``distribution`` (docker-registry) or ``nginx``.
+    ``client_version``: the dockerd generation (``26.1``; chaos.lab.generations), default
+    the system's; ``GenerationError`` (a ValueError) before anything starts if not here.
     """
+    from chaos.lab.generations import resolve
+
+    generation = resolve(f"dockerd@{client_version}" if client_version else "dockerd")
     if (Path(run_dir) / "lab").exists():
         raise FileExistsError(f"{Path(run_dir) / 'lab'} exists: one lab per run dir")
     mark = journal.mark()
     try:
         return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
-                   on_network, declared, image_cache, cache)
+                   on_network, declared, image_cache, cache, generation)
     except BaseException:
         journal.rollback(mark)
         raise
@@ -106,7 +112,7 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
 
 def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dockerd: bool,
         timeout: float, on_network=None, declared=(), image_cache=None,
-        cache_kind: str = "distribution") -> Lab:
+        cache_kind: str = "distribution", generation: Generation | None = None) -> Lab:
     from chaos.journal import state_dir
     from chaos.lab import dockerd as dockerd_mod, front, images as images_mod, mutants, registry, seeded
     from chaos.lab.ca import create_ca
@@ -158,6 +164,7 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     if want_dockerd:
         docker_d = dockerd_mod.spawn_dockerd(journal, topo.client_ns, root / "docker", tag=topo.tag,
                                              ca_file=ca.cert, containerd_timeout=timeout,
+                                             generation=generation,
                                              **mutant.dockerd_options([topo.cache.url]))
     lap("spawn")
     front.wait_front(auth, ca.cert, timeout)
@@ -201,6 +208,7 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
         dockerd_mod.wait_dockerd(docker_d, timeout)
         lap("dockerd ready")
     timings["total"] = round(time.monotonic() - t0, 3)
-    journal.note(event="lab-ready", tag=topo.tag, timings=timings)
+    journal.note(event="lab-ready", tag=topo.tag, timings=timings,
+                 client=generation.name if generation and docker_d else None)
     return Lab(topo, root, ca, upstream, cache, auth, cdn, skopeo, digests, tuple(warm),
                docker_d, timings, image_cache)

@@ -71,7 +71,11 @@ class LabMode(Mode):
         return self.topology.resolver is not None or session.dns.wanted
 
     def startup(self, session: Session) -> list[str]:
-        dockerd = ", dockerd" if self.spec.dockerd else ""
+        from chaos.lab.generations import resolve_name
+
+        version = self.spec.client_version
+        client = resolve_name(f"dockerd@{version}" if version else "dockerd")
+        dockerd = f", {client}" if self.spec.dockerd else ""
         steps = [f"lab: upstream, token server, CDN, cache ({self.spec.cache}){dockerd}"]
         if self._resolver_wanted(session):
             steps.insert(0, f"fake DNS server on {self.DNS_ADDRESS}")
@@ -94,7 +98,8 @@ class LabMode(Mode):
         self.lab = lab = lab_up(journal, journal.run_dir, topology=topo, dockerd=spec.dockerd,
                                 warm=tuple(w.item() for w in spec.warm), on_network=dns_first,
                                 declared=tuple(i.declared() for i in spec.images),
-                                image_cache=state_dir(session.state_dir) / "images", cache=spec.cache)
+                                image_cache=state_dir(session.state_dir) / "images", cache=spec.cache,
+                                client_version=spec.client_version)
         if spec.client_os:
             from chaos.injectors.client_profile import client_profile
 

@@ -317,6 +317,22 @@ class LabSpec(Strict):
     cache: Literal["distribution", "nginx"] = "distribution"
     """The pull-through cache: docker-registry (distribution) in proxy mode, or nginx as a
     caching reverse proxy of Hub (docs/lab.md); `chaos run --cache` overrides it."""
+    client_version: str | None = None
+    """The client dockerd's generation, MAJOR.MINOR: `20.10` (Debian 12's), `26.1` (Debian
+    13's, installed beside it by scripts/setup); default the system's. `chaos run
+    --client-version` overrides it (docs/lab.md, "Client generations")."""
+
+    @field_validator("client_version")
+    @classmethod
+    def _known_version(cls, value: str | None) -> str | None:
+        from chaos.lab.generations import GenerationError, resolve_name
+
+        if value is not None:
+            try:
+                resolve_name(f"dockerd@{value}")
+            except GenerationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _known_images(self):
