@@ -121,8 +121,11 @@ def validate(paths) -> None:
               help="Record every probe's verdict here (exit 0 unless the run itself broke).")
 @click.option("--cache", type=click.Choice(["distribution", "nginx"]),
               help="The registry lab's cache for every lab scenario (default: each scenario's lab.cache).")
+@click.option("--client-version", metavar="MAJOR.MINOR",
+              help="The registry lab's dockerd generation for every lab scenario: 20.10 (Debian 12), "
+                   "26.1 (Debian 13); default each scenario's lab.client_version, else the system's.")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, client,
-        state_dir, verbose, dry_run, baseline_path, write_baseline, cache) -> None:
+        state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import runner
     from chaos.report.console import ConsoleReporter
@@ -130,12 +133,14 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
 
     if baseline_path and write_baseline:
         raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
-    baseline = _read_baseline(baseline_path) if baseline_path else None
+    client = _run_client(client_version)
+    baseline, baseline_path = _read_baseline(baseline_path, client) if baseline_path else (None, None)
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
-                         docker_host=docker_host, cache=cache, client=client)
+                         docker_host=docker_host, cache=cache, client=client,
+                         client_version=client_version)
     if dry_run:
         codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
                             for path, scenario in loaded]
@@ -165,7 +170,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     if write_baseline:
-        codes = _record_baseline(results, write_baseline, codes)
+        codes = _record_baseline(results, write_baseline, codes,
+                                 client if any(s.lab for _, s in loaded) else None)
     sys.exit(_worst(codes))
 
 
@@ -195,11 +201,23 @@ def _not_started(rest, results) -> list:
             for path, scenario in rest]
 
 
-def _read_baseline(path: str) -> dict:
-    from chaos.report.baseline import BaselineError, load
+def _run_client(version: str | None) -> str:
+    """The lab client this run uses, by generation name (``dockerd@20.10``)."""
+    from chaos.lab.generations import GenerationError, resolve_name
 
     try:
-        return load(path)
+        return resolve_name(f"dockerd@{version}" if version else "dockerd")
+    except GenerationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--client-version") from None
+
+
+def _read_baseline(path: str, client: str) -> tuple[dict, str]:
+    """The baseline for this run's client: ``path``, or the file beside it for that client."""
+    from chaos.report.baseline import BaselineError, load_for
+
+    try:
+        verdicts, used = load_for(path, client)
+        return verdicts, str(used)
     except BaselineError as exc:
         click.echo(f"chaos run: {exc}", err=True)
         sys.exit(ExitStatus.INVALID)
@@ -221,7 +239,7 @@ def _judge_by_baseline(results, baseline: dict, path: str) -> None:
         click.echo(line)
 
 
-def _record_baseline(results, path: str, codes: list) -> list:
+def _record_baseline(results, path: str, codes: list, client: str | None = None) -> list:
     """Write the baseline when every scenario ran to its end; a failed expectation is what a
     baseline records, so it no longer fails the command."""
     broken = [r for r in results if r.exit_code not in (ExitStatus.OK, ExitStatus.EXPECTATION)]
@@ -232,11 +250,11 @@ def _record_baseline(results, path: str, codes: list) -> list:
         return codes
     from chaos.report.baseline import write
 
-    write(results, path)
+    write(results, path, client)
     probes = sum(len(r.probes) for r in results)
     unmet = sum(not p.ok for r in results for p in r.probes)
     click.echo(f"baseline written to {path}: {probes} probe verdicts of {len(results)} "
-               f"scenario(s), {unmet} not passed")
+               f"scenario(s), {unmet} not passed" + (f", client {client}" if client else ""))
     return [ExitStatus.OK]
 
 

@@ -1,5 +1,6 @@
 """Client generations: dockerd@26.1 (Debian 13's build, installed beside Debian 12's by
-scripts/generations) as the lab's client, chosen per scenario or per run."""
+scripts/generations) as the lab's client, chosen per scenario or per run, and baselines
+chosen by the run's client."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from chaos.lab import generations
 from chaos.lab.generations import GenerationError
+from chaos.report.baseline import BaselineError, load_for
 from conftest import snapshot, write
 
 SCENARIO = """\
@@ -46,11 +48,28 @@ def test_names_map_to_versions_and_unknown_ones_are_refused():
             generations.resolve_name(bad)
 
 
+def test_baseline_is_chosen_by_the_runs_client(tmp_path):
+    doc = {"version": 1, "client": "dockerd@20.10",
+           "scenarios": {"s": {"file": "s.yaml", "probes": {"before/p": "passed"}}}}
+    main = tmp_path / "baseline.json"
+    main.write_text(json.dumps(doc))
+    assert load_for(main, "dockerd@20.10")[1] == main
+    with pytest.raises(BaselineError, match=r"baseline-dockerd@26.1.json does not exist"):
+        load_for(main, "dockerd@26.1")
+    other = tmp_path / "baseline-dockerd@26.1.json"
+    other.write_text(json.dumps(dict(doc, client="dockerd@26.1",
+                                     scenarios={"s": {"file": "s.yaml", "probes": {"before/p": "failed"}}})))
+    verdicts, used = load_for(main, "dockerd@26.1")
+    assert used == other and verdicts == {"s": {"before/p": "failed"}}
+
+
 def test_unknown_client_version_is_refused_with_its_line(chaos, tmp_path):
     path = write(tmp_path, SCENARIO.replace('"26.1"', '"27.0"'))
     result = chaos("validate", str(path))
     assert result.returncode == 2
     assert f"{path}:2" in result.stderr + result.stdout
+    result = chaos("run", "--dry-run", "--client-version", "9.9", str(write(tmp_path, SCENARIO)))
+    assert result.returncode == 2 and "dockerd@9.9" in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, dockerd)")

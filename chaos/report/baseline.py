@@ -8,6 +8,11 @@ fixed is news too, and the record should be written again.
 Verdicts are compared by outcome: ``failed`` and ``hung`` are the same outcome (an
 expectation not met; which of the two a slow client gives depends on timing the scenario
 does not control), ``passed``, ``error`` and ``skipped`` are each their own.
+
+Client generations behave differently (docs/registry-library.md), so a baseline of lab
+scenarios names the client it was recorded with (``"client": "dockerd@20.10"``). A run with
+another client (``--client-version 26.1``) is judged by the file beside it named for that
+client, ``baseline-dockerd@26.1.json`` for ``baseline.json``: the gate command stays the same.
 """
 
 from __future__ import annotations
@@ -42,21 +47,48 @@ def probe_keys(result) -> list[tuple[str, ProbeResult]]:
     return keys
 
 
-def record(results) -> dict:
-    """The baseline document of these results."""
+def record(results, client: str | None = None) -> dict:
+    """The baseline document of these results (``client``: the lab client they ran with)."""
     scenarios = {}
     for result in results:
         scenarios[result.name] = {"file": result.file,
                                   "probes": {key: p.verdict for key, p in probe_keys(result)}}
-    return {"version": VERSION, "scenarios": scenarios}
+    return {"version": VERSION, **({"client": client} if client else {}), "scenarios": scenarios}
 
 
-def write(results, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(record(results), indent=2, ensure_ascii=False) + "\n")
+def write(results, path: str | Path, client: str | None = None) -> None:
+    Path(path).write_text(json.dumps(record(results, client), indent=2, ensure_ascii=False) + "\n")
+
+
+def for_client(path: str | Path, client: str) -> Path:
+    """The file beside ``path`` that holds ``client``'s baseline."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}-{client}{p.suffix}")
+
+
+def load_for(path: str | Path, client: str | None) -> tuple[dict, Path]:
+    """The verdicts recorded for ``client`` and the file they come from: ``path`` itself if
+    it records that client (or names none), else ``for_client(path, client)``."""
+    doc = _read(path)
+    recorded = doc.get("client")
+    if client is None or recorded in (None, client):
+        return _verdicts(doc, path), Path(path)
+    other = for_client(path, client)
+    if not other.exists():
+        raise BaselineError(f"{path}: records {recorded}, this run's client is {client}, and "
+                            f"{other} does not exist: record it with --write-baseline {other}")
+    doc = _read(other)
+    if doc.get("client") != client:
+        raise BaselineError(f"{other}: records {doc.get('client') or 'no client'}, not {client}")
+    return _verdicts(doc, other), other
 
 
 def load(path: str | Path) -> dict:
     """The recorded verdicts: scenario name -> probe key -> verdict."""
+    return _verdicts(_read(path), path)
+
+
+def _read(path: str | Path) -> dict:
     try:
         doc = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -67,6 +99,12 @@ def load(path: str | Path) -> dict:
             or not isinstance(doc.get("scenarios"), dict):
         raise BaselineError(f"{path}: not a baseline of version {VERSION} "
                             "(written by `chaos run --write-baseline`)")
+    if not isinstance(doc.get("client", ""), str):
+        raise BaselineError(f"{path}: client: expected a name such as dockerd@20.10")
+    return doc
+
+
+def _verdicts(doc: dict, path: str | Path) -> dict:
     verdicts = {}
     for name, entry in doc["scenarios"].items():
         probes = entry.get("probes") if isinstance(entry, dict) else None
