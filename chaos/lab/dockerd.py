@@ -15,7 +15,7 @@ Why each setting:
 - ``SSL_CERT_FILE`` = the lab CA: dockerd verifies the mirror and registry-1.docker.io
   against it, without touching /etc/docker/certs.d.
 - ``deprecated-key-path``: dockerd 20.10 otherwise writes /etc/docker/key.json. dockerd
-  25+ neither writes that file nor accepts the key: it is set per version (``_by_version``).
+  26.1 writes no key file: the key is set per version (``_by_version``).
 - ``generation`` (chaos.lab.generations): which build runs, e.g. dockerd@26.1 from Debian
   13; its containerd, shim and docker-init are found first on PATH.
 Unix socket paths are limited to 107 bytes, so exec-root and the sockets go to
@@ -210,7 +210,7 @@ def _by_version(version: str, workdir: Path) -> dict:
     major = int(version.split(".")[0])
     if major < 25:
         # dockerd 20.10 would otherwise create /etc/docker/key.json (no command-line flag);
-        # 25+ dropped the key file and rejects the key.
+        # 26.1 creates none, and the key is on its way out (deprecated).
         return {"deprecated-key-path": str(workdir / "key.json")}
     return {}
 
