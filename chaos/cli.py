@@ -133,8 +133,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
 
     if baseline_path and write_baseline:
         raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
-    client = _run_client(client_version)
-    baseline, baseline_path = _read_baseline(baseline_path, client) if baseline_path else (None, None)
+    run_client = _run_client(client_version)
+    baseline, baseline_path = _read_baseline(baseline_path, run_client) if baseline_path else (None, None)
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -171,7 +171,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
     if write_baseline:
         codes = _record_baseline(results, write_baseline, codes,
-                                 client if any(s.lab for _, s in loaded) else None)
+                                 run_client if any(s.lab for _, s in loaded) else None)
     sys.exit(_worst(codes))
 
 
@@ -202,7 +202,9 @@ def _not_started(rest, results) -> list:
 
 
 def _run_client(version: str | None) -> str:
-    """The lab client this run uses, by generation name (``dockerd@20.10``)."""
+    """The lab dockerd this run's baseline is for, by generation name (``dockerd@20.10``).
+    Runs whose `pull:` probes use another client (--client) compare with that baseline too:
+    a difference from the docker host's recorded verdicts shows as worse or better."""
     from chaos.lab.generations import GenerationError, resolve_name
 
     try:
