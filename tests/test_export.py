@@ -32,7 +32,8 @@ MAPS = {"cdn-bot-challenge-1010", "cdn-geo-block-es", "cdn-outage-5xx", "dns-nxd
         "dockerhub-route-blackhole", "upstream-accepts-never-answers",
         "02-route-blackhole-upstream", "03-geo-block-cdn", "05-cdn-outage-5xx",
         "06-dns-failures", "07-upstream-never-answers", "09-rate-limited-manifests",
-        "15-cache-restarted-upstream-hangs", "16-captive-portal-200"}
+        "15-cache-restarted-upstream-hangs", "16-captive-portal-200",
+        "17-drop-pooled-vs-new-connections"}
 
 
 @cache
