@@ -27,6 +27,23 @@ class VarType(click.ParamType):
         return name, val
 
 
+class JobsType(click.ParamType):
+    """-j N or -j auto"""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if value == "auto":
+            from chaos.jobs import auto_jobs
+
+            return auto_jobs()
+        if not value.isdigit() or int(value) < 1:
+            self.fail(f"{value!r} is not a number of runs (1 or more) or 'auto'", param, ctx)
+        return int(value)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chaos-registry", prog_name="chaos")
 @click.pass_context
@@ -124,10 +141,15 @@ def validate(paths) -> None:
 @click.option("--client-version", metavar="MAJOR.MINOR",
               help="The registry lab's dockerd generation for every lab scenario: 20.10 (Debian 12), "
                    "26.1 (Debian 13); default each scenario's lab.client_version, else the system's.")
+@click.option("-j", "--jobs", default="1", type=JobsType(), show_default=True,
+              help="Run up to N scenarios at once, each in its own sandbox or lab ('auto': two "
+                   "per CPU); reports keep the given order.")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, client,
-        state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version) -> None:
+        state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version, jobs) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
-    from chaos import runner
+    from chaos import jobs as side_by_side, runner
+
+    side_by_side.follow_parent()  # a child run of `chaos run -j` ends when its parent dies
     from chaos.report.console import ConsoleReporter
     from chaos.runner import RunOptions, ScenarioResult, run_scenario
 
@@ -145,23 +167,29 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
                             for path, scenario in loaded]
         sys.exit(_worst(codes + ([ExitStatus.INVALID] if problems else [])))
-    reporter = ConsoleReporter(verbose=verbose)
     results: list[ScenarioResult] = []
     # Between and after scenarios a signal is only recorded: it stops the next scenario
     # from starting, but never costs the finished ones their reports or exit status.
     # restore=False: no moment with a default handler between the runs and the exit.
     with runner.signals_recorded(restore=False):
-        for path, scenario in loaded:
-            if results and runner.received:
-                break  # the user asked to stop: do not start the next scenario
-            result = run_scenario(scenario, str(path), options, reporter)
-            results.append(result)
-            if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
-                break
+        if jobs > 1 and len(loaded) > 1:
+            from chaos.report.live import board
+
+            results = side_by_side.run_all(loaded, options, jobs, board(), verbose=verbose)
+            rest: list = []  # (not-run results included, in their place)
+        else:
+            reporter = ConsoleReporter(verbose=verbose)
+            for path, scenario in loaded:
+                if runner.received:
+                    break  # the user asked to stop: do not start the next scenario
+                result = run_scenario(scenario, str(path), options, reporter)
+                results.append(result)
+                if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
+                    break
+            rest = _not_started(loaded[len(results):], results)
         if baseline is not None:
             _judge_by_baseline(results, baseline, baseline_path)
-        _write_reports(_refused(problems) + results + _not_started(loaded[len(results):], results),
-                       json_path, junit_path, timeline_dir)
+        _write_reports(_refused(problems) + results + rest, json_path, junit_path, timeline_dir)
     # Reverted and reported: ignore signals outright, since interpreter shutdown resets a
     # Python handler (the recorder) to the default, which would kill us with the signal.
     import signal
@@ -169,6 +197,9 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
+    if runner.received and not any(c in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED) for c in codes):
+        codes.append(ExitStatus.TERMINATED if runner.received[0] == signal.SIGTERM
+                     else ExitStatus.INTERRUPTED)  # stopped between runs: none ran to report it
     if write_baseline:
         codes = _record_baseline(results, write_baseline, codes,
                                  run_client if any(s.lab for _, s in loaded) else None)

@@ -69,6 +69,14 @@ class ScenarioResult:
                 "probes": [p.to_dict() for p in self.probes],
                 **({"baseline": self.baseline} if self.baseline is not None else {})}
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> ScenarioResult:
+        """The inverse of ``to_dict`` (a child run's JSON report, `chaos run -j`)."""
+        return cls(doc["name"], doc["file"], doc["run_id"], doc["mode"], doc["status"],
+                   ExitStatus(doc["exit_code"]), [ProbeResult.from_dict(p) for p in doc["probes"]],
+                   doc["events"], doc["errors"], doc["left_behind"], doc["duration"],
+                   doc.get("baseline"))
+
 
 class Reporter:
     """What the runner tells while it works; the console reporter draws it, tests ignore it."""

@@ -62,3 +62,10 @@ class ProbeResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> ProbeResult:
+        """The inverse of ``to_dict`` (a child run's JSON report, `chaos run -j`)."""
+        fields = dict(doc)
+        fields["checks"] = [Check(**c) for c in fields.get("checks", [])]
+        return cls(**fields)
