@@ -21,6 +21,10 @@ same run (docs/reliability.md records them).
 - batch:  --batches SIGKILLs at a random moment of a 10,000-route route-blackhole applied
           and reverted in a namespace of its own (one journal record, batched netlink), then
           `chaos recover`; no route may be left. Peer: the uninterrupted apply + revert.
+- jobs:   --jobs-runs `chaos run -j 4` runs over four scenarios of the mix, SIGKILLed at a
+          random moment: half the time with every child run at once (nothing reverts by
+          itself), half the time the parent alone (its children follow it and revert); then
+          `chaos recover`; residue checked each time. Peer: the same four run uninterrupted.
 - fuzz:   --fuzz hypothesis cases (mutated, broken and generated documents), checked as in
           tests/test_fuzz.py. Peer: loading and planning the shipped scenarios (cases/s).
 """
@@ -281,17 +285,44 @@ def batch(args, workdir) -> dict:
     return out
 
 
+def jobs_campaign(args, workdir) -> dict:
+    items = c.mix()
+    print(f"== jobs campaign: {args.jobs_runs} `chaos run -j 4` runs SIGKILLed, seed {args.seed}",
+          flush=True)
+    rng = random.Random(args.seed + 3)
+    before = c.machine()
+    t0 = time.monotonic()
+    peer = c.jobs_crash(items[:4], workdir, at=3600, whole_tree=True, before=before)
+    peer_s = time.monotonic() - t0
+    print(f"  peer  4 scenarios, -j 4, uninterrupted: {peer_s:.2f}s, residue {peer.residue}", flush=True)
+    bad, landed = [], Counter()
+    for k in range(args.jobs_runs):
+        four = rng.sample(items, 4)
+        whole = k % 2 == 0
+        crash = c.jobs_crash(four, workdir, at=rng.uniform(0.2, peer_s), whole_tree=whole, before=before)
+        landed[f"{'tree' if whole else 'parent'}, {crash.running} running"] += 1
+        status = "ok" if not crash.residue else f"RESIDUE {crash.residue}"
+        print(f"  {k:3d} kill {'parent+children' if whole else 'parent alone':15s} at {crash.at:5.2f}s "
+              f"{crash.running} runs open, {crash.faults_on} faults on: {status}", flush=True)
+        if crash.residue:
+            bad.append({"run": k, "residue": crash.residue})
+    out = {"runs": args.jobs_runs, "residue": bad, "landed": dict(landed), "peer_s": round(peer_s, 2)}
+    print(f"  {args.jobs_runs - len(bad)}/{args.jobs_runs} clean; {dict(landed)}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--signals", type=int, default=40)
     parser.add_argument("--host-runs", type=int, default=20)
     parser.add_argument("--fuzz", type=int, default=10_000)
+    parser.add_argument("--jobs-runs", type=int, default=20, help="jobs: `chaos run -j 4` runs killed")
     parser.add_argument("--starts", type=int, default=200, help="recover-loop: runs started")
     parser.add_argument("--batches", type=int, default=40, help="batch: SIGKILLs mid route batch")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--no-lab", dest="lab", action="store_false", help="leave the registry lab scenario out")
-    parser.add_argument("--only", default="crash,signal,host,recover-loop,batch,fuzz")
+    parser.add_argument("--only", default="crash,signal,host,recover-loop,batch,jobs,fuzz")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -308,6 +339,8 @@ def main() -> None:
             results["recover_loop"] = recover_loop(args, workdir)
         if "batch" in only:
             results["batch"] = batch(args, workdir)
+        if "jobs" in only:
+            results["jobs"] = jobs_campaign(args, workdir)
     if "fuzz" in only:
         results["fuzz"] = fuzz(args)
     if args.json:

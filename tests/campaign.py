@@ -854,3 +854,108 @@ def recover_beside_starts(lanes: list[list[Item]], starts: int, workdir: Path,
     left = [p for sub in ("runs", "starting") for p in (state_dir / sub).glob("*")]
     result.harmed += [f"state {p}" for p in left]
     return result
+
+
+# -- a `chaos run -j` killed ----------------------------------------------------------------
+@dataclass
+class JobsCrash:
+    """A `chaos run -j` SIGKILLed: how (parent alone, or parent and children), when, what
+    was running, and what `chaos recover` left."""
+
+    whole_tree: bool
+    at: float
+    running: int
+    faults_on: int
+    residue: list[str]
+    recovered: str
+    """What the first `chaos recover` printed."""
+
+
+def _journal_records(state_dir: Path) -> dict[str, list[dict]]:
+    out = {}
+    for path in (state_dir / "runs").glob("*/journal.jsonl"):
+        try:
+            out[path.parent.name] = [json.loads(line) for line in path.read_bytes().splitlines()
+                                     if line.strip()]
+        except (OSError, json.JSONDecodeError):
+            pass  # removed or being written: read again at the next poll
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in _listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def jobs_crash(items: list[Item], workdir: Path, at: float, whole_tree: bool, before: dict,
+               jobs: int = 4, faults: int = 0, timeout: float = 120) -> JobsCrash:
+    """`chaos run -j <jobs>` over ``items``, SIGKILLed ``at`` seconds in (after ``faults``
+    faults came on, if given): the parent alone
+    (its children then stop by themselves: they follow their parent) or the parent and every
+    child run at once (nothing reverts: `chaos recover` must); then `chaos recover`, and
+    everything any of the runs left is listed."""
+    from chaos.journal import is_alive
+
+    marker = uuid.uuid4().hex
+    state_dir = workdir / f"state-{marker[:8]}"
+    state_dir.mkdir(parents=True)
+    paths = []
+    for item in items:
+        path = workdir / f"{marker[:8]}-{item.name}.yaml"
+        path.write_text(item.text)
+        paths.append(str(path))
+    proc = subprocess.Popen(chaos_argv("run", "-j", str(jobs), *paths), cwd=ROOT,
+                            env=chaos_env(state_dir, marker), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    seen: dict[str, list[dict]] = {}
+
+    def faults_on() -> int:
+        return sum(r.get("kind") == "fault" and r.get("state") == "on"
+                   for records in seen.values() for r in records)
+
+    t0 = time.monotonic()
+    while proc.poll() is None and faults_on() < faults and time.monotonic() - t0 < timeout:
+        seen.update(_journal_records(state_dir))
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < at:
+        seen.update(_journal_records(state_dir))
+        time.sleep(0.02)
+    seen.update(_journal_records(state_dir))
+    running = len(_journal_records(state_dir))
+    on = faults_on()
+    if whole_tree:
+        for child in _children(proc.pid):
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.kill()
+    proc.wait()
+    owners = [(r["pid"], r["pid_start"]) for records in seen.values() for r in records
+              if r.get("op") == "begin"]
+    deadline = time.monotonic() + timeout
+    while any(is_alive(*o) for o in owners) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the parent alone killed: its children revert and end by themselves
+    seen.update(_journal_records(state_dir))
+    residue = [f"child run {pid} still alive after {timeout}s" for pid, start in owners
+               if is_alive(pid, start)]
+    rec = recover(state_dir)
+    if rec.returncode != 0:
+        residue.append(f"chaos recover exited {rec.returncode}: {rec.stdout[-300:]}")
+    pids = [(r["undo"]["pid"], r["undo"].get("start")) for records in seen.values() for r in records
+            if r.get("op") == "do" and r.get("kind") == "process"]
+    residue += leftovers(set(seen), state_dir, pids, marker)
+    residue += machine_diff(before, machine())
+    again = recover(state_dir)
+    if again.returncode != 0 or again.stdout.strip() != "nothing to recover":
+        residue.append(f"second recover: {again.returncode} {again.stdout.strip()[:200]}")
+    return JobsCrash(whole_tree, at, running, on, residue, rec.stdout)

@@ -268,3 +268,18 @@ def test_a_namespace_made_by_a_thread_is_a_separate_named_namespace():
         if name in netns.listnetns():
             netns.remove(name)
     assert name not in netns.listnetns()
+
+
+def test_sigkill_of_a_jobs_run_and_its_children_then_recover_leaves_nothing(tmp_path):
+    """The CI slice of the campaign's `jobs` part: `chaos run -j 4` and its four child runs
+    SIGKILLed at once, faults on in them (nothing reverts by itself), then `chaos recover`."""
+    import random
+
+    import campaign as c
+
+    items = [c.Item(f"long-{i}", LONG.replace("long-running", f"long-{i}")) for i in range(4)]
+    crash = c.jobs_crash(items, tmp_path, at=random.uniform(0, 0.3), whole_tree=True,
+                         before=c.machine(), faults=6)
+    assert crash.running >= 3 and crash.faults_on >= 6, crash  # the kill found runs mid-way
+    assert crash.recovered.count("recovered") >= 3, crash.recovered  # recover had work to do
+    assert crash.residue == []
