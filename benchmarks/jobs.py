@@ -32,20 +32,51 @@ QUICK = ["01-hosts-redirect-upstream.yaml", "06-dns-failures.yaml", "08-token-se
 TARGET = 0.4
 
 
+def used_mib() -> float:
+    """Memory in use on the machine (MemTotal - MemAvailable), MiB."""
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) / 1024
+
+
+class PeakMemory:
+    """The most memory in use while a run goes on, sampled every 0.2 s, over the start."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.start, self.peak = used_mib(), 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.2):
+            self.peak = max(self.peak, used_mib() - self.start)
+
+    def done(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.peak
+
+
 def run(paths: list[str], jobs: str, workdir: Path) -> dict:
     state = workdir / f"state-{jobs}"
     report = workdir / f"report-{jobs}.json"
     argv = [*chaos_argv(), "run", *paths, "--baseline", str(BASELINE), "--json", str(report),
             *(["-j", jobs] if jobs != "1" else [])]
     env = {**os.environ, "CHAOS_STATE_DIR": str(state)}
-    t0 = time.monotonic()
+    t0, memory = time.monotonic(), PeakMemory()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-    wall = time.monotonic() - t0
+    wall, peak = time.monotonic() - t0, memory.done()
     doc = json.loads(report.read_text()) if report.exists() else {"scenarios": []}
     recover = subprocess.run([*chaos_argv(), "recover"], cwd=REPO, env=env, capture_output=True,
                              text=True)
-    return {"jobs": jobs, "wall": wall, "exit": proc.returncode,
+    return {"jobs": jobs, "wall": wall, "exit": proc.returncode, "peak_mib": peak,
             "scenarios": len(doc["scenarios"]),
             "sum": sum(s["duration"] for s in doc["scenarios"]),
             "durations": {s["name"]: round(s["duration"], 2) for s in doc["scenarios"]},
@@ -65,7 +96,8 @@ def main() -> None:
         side = run(paths, args.jobs, Path(tmp))
     for r in (serial, side):
         print(f"-j {r['jobs']:<4} wall {r['wall']:6.1f} s  exit {r['exit']}  {r['scenarios']} scenarios, "
-              f"their runs add up to {r['sum']:.1f} s; recover: {r['left']}", flush=True)
+              f"their runs add up to {r['sum']:.1f} s; memory at peak +{r['peak_mib']:.0f} MiB "
+              f"(machine-wide); recover: {r['left']}", flush=True)
         print(f"  per scenario: {r['durations']}", flush=True)
         if r["exit"] != 0:
             print(f"  output ends: {r['tail']}", flush=True)
@@ -75,8 +107,10 @@ def main() -> None:
     print(f"ratio -j {args.jobs} / serial: {ratio:.2f}x (target <= {TARGET}x); every verdict as the "
           f"baseline records in both: {kept}; nothing left: {clean}", flush=True)
     label = "registry library" + (" (4 scenarios)" if args.quick else "")
-    figure(f"{label}, chaos run -j {args.jobs}", f"{side['wall']:.1f} s (exit {side['exit']})",
-           f"serial {serial['wall']:.1f} s (exit {serial['exit']})", f"{ratio:.2f}x",
+    figure(f"{label}, chaos run -j {args.jobs}",
+           f"{side['wall']:.1f} s (exit {side['exit']}), +{side['peak_mib']:.0f} MiB at peak",
+           f"serial {serial['wall']:.1f} s (exit {serial['exit']}), +{serial['peak_mib']:.0f} MiB",
+           f"{ratio:.2f}x",
            f"<= {TARGET}x, verdicts as the baseline", ratio <= TARGET and kept and clean)
     sys.exit(0 if kept and clean else 1)
 
