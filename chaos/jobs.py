@@ -136,7 +136,8 @@ def start(job: Job, options: RunOptions, verbose: bool) -> None:
     # every child (a child's second signal would find it reverting, which it finishes).
     job.proc = subprocess.Popen(child_argv(job.path, write_fd, options, verbose), env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, pass_fds=(write_fd,),
+                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
+                                pass_fds=(write_fd,),
                                 start_new_session=True)
     os.close(write_fd)
     job.started = time.monotonic()
@@ -171,7 +172,9 @@ def finish(job: Job) -> ScenarioResult:
     assert job.proc is not None
     code = job.proc.wait()
     for reader in job.readers:
-        reader.join()
+        # A process the child left behind (it is reported, and `chaos recover` ends it)
+        # may still hold the pipes: what the child wrote is in by now.
+        reader.join(timeout=5)
     try:
         scenarios = json.loads(job.report)["scenarios"]
     except ValueError:

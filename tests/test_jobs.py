@@ -196,3 +196,20 @@ def test_a_killed_parent_makes_every_child_revert(state_dir, tmp_path):
         assert time.monotonic() < deadline, "the child runs outlived their parent"
         time.sleep(0.1)
     assert not leftovers(run_ids, state_dir), "each child should have reverted by itself"
+
+
+def test_jobs_must_be_a_count_or_auto(chaos, tmp_path):
+    path = str(_sleeper(tmp_path, "one", 0))
+    for bad in ("0", "two", "-3"):
+        result = chaos("run", "-j", bad, path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "is not a number of runs (1 or more) or 'auto'" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_auto_runs_two_per_cpu(chaos, state_dir, tmp_path):
+    paths = [str(_sleeper(tmp_path, f"auto{i}", 0)) for i in range(2)]
+    result = chaos("run", "-j", "auto", *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cpus = len(os.sched_getaffinity(0))
+    assert result.stdout.startswith(f"chaos run -j: 2 scenarios, up to {2 * cpus} at once\n")
