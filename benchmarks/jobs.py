@@ -63,20 +63,28 @@ class PeakMemory:
         return self.peak
 
 
+def _children_cpu() -> float:
+    """CPU seconds of the waited-for process trees (a daemon that left its tree is not in it)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(paths: list[str], jobs: str, workdir: Path) -> dict:
     state = workdir / f"state-{jobs}"
     report = workdir / f"report-{jobs}.json"
     argv = [*chaos_argv(), "run", *paths, "--baseline", str(BASELINE), "--json", str(report),
             *(["-j", jobs] if jobs != "1" else [])]
     env = {**os.environ, "CHAOS_STATE_DIR": str(state)}
-    t0, memory = time.monotonic(), PeakMemory()
+    t0, memory, cpu0 = time.monotonic(), PeakMemory(), _children_cpu()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-    wall, peak = time.monotonic() - t0, memory.done()
+    wall, peak, cpu = time.monotonic() - t0, memory.done(), _children_cpu() - cpu0
     doc = json.loads(report.read_text()) if report.exists() else {"scenarios": []}
     recover = subprocess.run([*chaos_argv(), "recover"], cwd=REPO, env=env, capture_output=True,
                              text=True)
-    return {"jobs": jobs, "wall": wall, "exit": proc.returncode, "peak_mib": peak,
+    return {"jobs": jobs, "wall": wall, "exit": proc.returncode, "peak_mib": peak, "cpu": cpu,
             "scenarios": len(doc["scenarios"]),
             "sum": sum(s["duration"] for s in doc["scenarios"]),
             "durations": {s["name"]: round(s["duration"], 2) for s in doc["scenarios"]},
@@ -90,17 +98,18 @@ def main() -> None:
     args = parser.parse_args()
     need_root()
     paths = [str(LIBRARY / name) for name in QUICK] if args.quick else [str(LIBRARY)]
-    print(f"load average at the start: {' '.join(map(str, os.getloadavg()))}", flush=True)
+    print(f"load average at the start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="chaos-bench-jobs-") as tmp:
         serial = run(paths, "1", Path(tmp))
         side = run(paths, args.jobs, Path(tmp))
     for r in (serial, side):
         print(f"-j {r['jobs']:<4} wall {r['wall']:6.1f} s  exit {r['exit']}  {r['scenarios']} scenarios, "
-              f"their runs add up to {r['sum']:.1f} s; memory at peak +{r['peak_mib']:.0f} MiB "
+              f"their runs add up to {r['sum']:.1f} s; CPU {r['cpu']:.0f} s; memory at peak +{r['peak_mib']:.0f} MiB "
               f"(machine-wide); recover: {r['left']}", flush=True)
         print(f"  per scenario: {r['durations']}", flush=True)
         if r["exit"] != 0:
             print(f"  output ends: {r['tail']}", flush=True)
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     ratio = side["wall"] / serial["wall"]
     kept = serial["exit"] == 0 and side["exit"] == 0
     clean = all(r["left"] == "nothing to recover" for r in (serial, side))

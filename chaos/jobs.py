@@ -200,7 +200,8 @@ class Board:
     terminal), each result whole in the order given."""
 
     def plan(self, lines: list[str]) -> None: ...
-    def running(self, jobs: list[Job]) -> None: ...
+    def running(self, jobs: list[Job], ended: list[Job]) -> None:
+        """``ended``: finished, waiting for an earlier scenario before they are printed."""
     def result(self, job: Job) -> None:
         """``job.result`` is None: a signal kept it from starting."""
     def close(self) -> None: ...
@@ -241,7 +242,7 @@ def run_all(loaded, options: RunOptions, jobs: int, board: Board, verbose: bool 
             while shown in done:
                 board.result(done[shown])
                 shown += 1
-            board.running(running)
+            board.running(running, [done[i] for i in sorted(done) if i >= shown])
             if pending or running:
                 time.sleep(poll)
         for job in todo[shown:]:  # after a signal: the rest, finished or never started

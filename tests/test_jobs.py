@@ -213,3 +213,38 @@ def test_auto_runs_two_per_cpu(chaos, state_dir, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     cpus = len(os.sched_getaffinity(0))
     assert result.stdout.startswith(f"chaos run -j: 2 scenarios, up to {2 * cpus} at once\n")
+
+
+def test_on_a_terminal_a_live_line_per_running_scenario(state_dir, tmp_path):
+    import pty
+    import re
+
+    slow, fast = _sleeper(tmp_path, "slow", 2), _sleeper(tmp_path, "fast", 0.2)
+    master, slave = pty.openpty()
+    env = {**os.environ, "CHAOS_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "xterm"}
+    proc = subprocess.Popen(chaos_cmd("run", "-j", "2", str(slow), str(fast)), cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, data.decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", data.decode(errors="replace"))
+    # live lines: both scenarios running, then fast ended and waiting for slow to be printed
+    assert re.search(r"slow\s+\d+s", text) and re.search(r"fast\s+\d+s", text), text
+    assert re.search(r"✓ fast\s+passed; shown once the scenarios before it end", text), text
+    # the results, whole and in the given order, stay on the screen
+    # (a printed line starts the line; a live line starts with its spinner)
+    first, second = (re.search(rf"[\r\n]{name} {re.escape(str(path))} · run", text)
+                     for name, path in (("slow", slow), ("fast", fast)))
+    assert first and second, text
+    first, second = first.start(), second.start()
+    assert first < second
+    assert "passed 1/1 probes passed" in text[first:second]

@@ -57,6 +57,7 @@ class LiveBoard(PlainBoard):
         self.console = Console(highlight=False, soft_wrap=True)
         self.spinners: dict[int, Spinner] = {}
         self.jobs: list[Job] = []
+        self.ended: list[Job] = []
         self.live: Live | None = None
 
     def _print(self, text: str) -> None:
@@ -76,12 +77,17 @@ class LiveBoard(PlainBoard):
             grid.add_row(spinner, Text(job.name, style="bold"),
                          Text(f"{now - job.started:4.0f}s", style="dim"),
                          Text(job.last, style="dim", no_wrap=True, overflow="ellipsis"))
+        for job in self.ended:
+            status = job.result.status if job.result is not None else "?"
+            grid.add_row(Text("✓" if status == "passed" else "✗", style="green" if status == "passed" else "red"),
+                         Text(job.name, style="bold"), Text(""),
+                         Text(f"{status}; shown once the scenarios before it end", style="dim"))
         return grid
 
-    def running(self, jobs: list[Job]) -> None:
+    def running(self, jobs: list[Job], ended: list[Job]) -> None:
         from rich.live import Live
 
-        self.jobs = list(jobs)
+        self.jobs, self.ended = list(jobs), list(ended)
         if self.live is None:
             self.live = Live(get_renderable=self._render, console=self.console,
                              refresh_per_second=8, transient=True)
