@@ -65,7 +65,9 @@ def test_reports_keep_the_given_order_when_a_later_scenario_ends_first(chaos, st
     slow, fast = _sleeper(tmp_path, "slow", 3), _sleeper(tmp_path, "fast", 0.2)
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
     started = time.monotonic()
-    result = chaos("run", "-j", "2", str(slow), str(fast), "--json", str(report), "--junit", str(junit))
+    timeline = tmp_path / "timeline"
+    result = chaos("run", "-j", "2", str(slow), str(fast), "--json", str(report), "--junit", str(junit),
+                   "--timeline", str(timeline))
     wall = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     ended = {name: float((tmp_path / f"{name}.end").read_text()) for name in ("slow", "fast")}
@@ -73,6 +75,8 @@ def test_reports_keep_the_given_order_when_a_later_scenario_ends_first(chaos, st
     doc = json.loads(report.read_text())
     assert [s["name"] for s in doc["scenarios"]] == ["slow", "fast"]
     assert [s.name for s in JUnitXml.fromfile(str(junit))] == ["slow", "fast"]
+    assert sorted(p.name for p in timeline.iterdir()) == ["fast.svg", "slow.svg"]
+    assert "sleeps 3s" in (timeline / "slow.svg").read_text()  # drawn from the child's events
     # console: each result whole, in the given order, no interleaving
     out = result.stdout
     assert out.index("slow ") < out.index("passed 1/1") < out.index("fast ") \
@@ -248,3 +252,18 @@ def test_on_a_terminal_a_live_line_per_running_scenario(state_dir, tmp_path):
     first, second = first.start(), second.start()
     assert first < second
     assert "passed 1/1 probes passed" in text[first:second]
+
+
+def test_baseline_written_and_compared_under_jobs(chaos, state_dir, tmp_path):
+    failing = write(tmp_path, SLEEPER.format(name="weak", sleep=0, stamp=tmp_path / "w.end")
+                    .replace('within: 60s', 'exit: 3'), "weak.yaml")  # a known weakness
+    paths = [str(failing), str(_sleeper(tmp_path, "fine", 0))]
+    baseline = tmp_path / "baseline.json"
+    written = chaos("run", "-j", "2", *paths, "--write-baseline", str(baseline))
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert list(json.loads(baseline.read_text())["scenarios"]) == ["weak", "fine"]
+    compared = chaos("run", "-j", "2", *paths, "--baseline", str(baseline))
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "every verdict as recorded (1 recorded weakness(es)" in compared.stdout
+    plain = chaos("run", "-j", "2", *paths)
+    assert plain.returncode == 1  # without the baseline the weakness fails the run
