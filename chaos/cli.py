@@ -173,9 +173,12 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     # restore=False: no moment with a default handler between the runs and the exit.
     with runner.signals_recorded(restore=False):
         if jobs > 1 and len(loaded) > 1:
+            from chaos.report.baseline import durations
             from chaos.report.live import board
 
-            results = side_by_side.run_all(loaded, options, jobs, board(), verbose=verbose)
+            expected = durations(baseline_path) if baseline_path else None
+            results = side_by_side.run_all(loaded, options, jobs, board(), verbose=verbose,
+                                           expected=expected)
             rest: list = []  # (not-run results included, in their place)
         else:
             reporter = ConsoleReporter(verbose=verbose)

@@ -207,16 +207,26 @@ class Board:
     def close(self) -> None: ...
 
 
+def longest_first(jobs: list[Job], expected: dict[str, float]) -> list[Job]:
+    """The order to start them in: the longest expected first (a long scenario started last
+    would run on alone at the end), scenarios with no expected duration before all (they
+    may be the longest), the given order between equals."""
+    return sorted(jobs, key=lambda job: -expected.get(job.name, float("inf")))
+
+
 def run_all(loaded, options: RunOptions, jobs: int, board: Board, verbose: bool = False,
-            poll: float = 0.05) -> list[ScenarioResult]:
-    """Run every (path, scenario) with at most ``jobs`` at once; every scenario's result in
-    the given order (`not-run` for those a signal kept from starting)."""
+            expected: dict[str, float] | None = None, poll: float = 0.05) -> list[ScenarioResult]:
+    """Run every (path, scenario) with at most ``jobs`` at once, the longest ``expected``
+    (scenario name -> seconds) first; every scenario's result in the given order (`not-run`
+    for those a signal kept from starting)."""
     from chaos import runner
 
     todo = [Job(i, str(path), scenario, claims(scenario, options))
             for i, (path, scenario) in enumerate(loaded)]
-    board.plan([f"{len(todo)} scenarios, up to {jobs} at once", *serialised(todo)])
-    pending, running, done = list(todo), list[Job](), dict[int, Job]()
+    board.plan([f"{len(todo)} scenarios, up to {jobs} at once"
+                + (", the longest the baseline records first" if expected else ""),
+                *serialised(todo)])
+    pending, running, done = longest_first(todo, expected or {}), list[Job](), dict[int, Job]()
     relayed, shown = 0, 0
     try:
         while pending or running:

@@ -267,3 +267,32 @@ def test_baseline_written_and_compared_under_jobs(chaos, state_dir, tmp_path):
     assert "every verdict as recorded (1 recorded weakness(es)" in compared.stdout
     plain = chaos("run", "-j", "2", *paths)
     assert plain.returncode == 1  # without the baseline the weakness fails the run
+
+
+STARTER = """\
+name: {name}
+description: says when its probe started, then sleeps
+serve:
+  - name: registry.test
+expect:
+  before:
+    - run: "date +%s.%N > {stamp}; sleep {sleep}"
+      within: 60s
+"""
+
+
+def test_the_longest_the_baseline_records_starts_first(chaos, state_dir, tmp_path):
+    paths = [str(write(tmp_path, STARTER.format(name=name, sleep=sleep, stamp=tmp_path / f"{name}.start"),
+                       f"{name}.yaml")) for name, sleep in (("a", 0.1), ("b", 0.1), ("long", 3))]
+    baseline = tmp_path / "baseline.json"
+    written = chaos("run", *paths, "--write-baseline", str(baseline))
+    assert written.returncode == 0, written.stdout + written.stderr
+    recorded = json.loads(baseline.read_text())["scenarios"]
+    assert recorded["long"]["duration"] > recorded["a"]["duration"] + 2
+    result = chaos("run", "-j", "2", *paths, "--baseline", str(baseline), "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 scenarios, up to 2 at once, the longest the baseline records first" in result.stdout
+    started = {n: float((tmp_path / f"{n}.start").read_text()) for n in ("a", "b", "long")}
+    assert started["long"] < started["b"], "the long one should not wait for a slot"
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [s["name"] for s in doc["scenarios"]] == ["a", "b", "long"]  # reports: given order

@@ -51,7 +51,7 @@ def record(results, client: str | None = None) -> dict:
     """The baseline document of these results (``client``: the lab client they ran with)."""
     scenarios = {}
     for result in results:
-        scenarios[result.name] = {"file": result.file,
+        scenarios[result.name] = {"file": result.file, "duration": round(result.duration, 1),
                                   "probes": {key: p.verdict for key, p in probe_keys(result)}}
     return {"version": VERSION, **({"client": client} if client else {}), "scenarios": scenarios}
 
@@ -113,6 +113,14 @@ def _verdicts(doc: dict, path: str | Path) -> dict:
                                 f"with verdicts among {', '.join(OUTCOME)}")
         verdicts[name] = probes
     return verdicts
+
+
+def durations(path: str | Path) -> dict[str, float]:
+    """How long each scenario took when the baseline was recorded (scenario name ->
+    seconds; older baselines have none): `chaos run -j` starts the longest first."""
+    doc = json.loads(Path(path).read_text())  # load() has checked it
+    return {name: float(entry["duration"]) for name, entry in doc["scenarios"].items()
+            if isinstance(entry.get("duration"), (int, float))}
 
 
 @dataclass
