@@ -296,3 +296,15 @@ def test_the_longest_the_baseline_records_starts_first(chaos, state_dir, tmp_pat
     assert started["long"] < started["b"], "the long one should not wait for a slot"
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [s["name"] for s in doc["scenarios"]] == ["a", "b", "long"]  # reports: given order
+
+
+def test_a_child_run_gets_the_options_that_shape_a_run():
+    from chaos.jobs import child_argv
+    from chaos.runner import RunOptions
+
+    options = RunOptions(host_mode=True, state_dir="/tmp/s", variables={"mirror": "m.test"},
+                         docker_host="unix:///d.sock", cache="nginx")
+    argv = child_argv("x.yaml", 7, options, verbose=True)
+    assert argv[1:] == ["-m", "chaos", "run", "x.yaml", "--json", "/dev/fd/7", "--host",
+                        "--var", "mirror=m.test", "--docker-host", "unix:///d.sock",
+                        "--cache", "nginx", "--state-dir", "/tmp/s", "-v"]
