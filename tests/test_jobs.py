@@ -44,11 +44,15 @@ def _journals(state_dir: Path) -> list[dict]:
 
 
 def _wait_faults_on(state_dir: Path, proc, count: int, timeout: float = 60) -> list[dict]:
+    """Until ``count`` runs have their fault on and their sleeping probe started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (state_dir / "runs").is_dir():
             records = _journals(state_dir)
-            if sum(r.get("kind") == "fault" and r.get("state") == "on" for r in records) >= count:
+            on = sum(r.get("kind") == "fault" and r.get("state") == "on" for r in records)
+            probing = sum(r.get("kind") == "process" and "sleep 30" in r.get("what", "")
+                          for r in records)
+            if on >= count and probing >= count:
                 return records
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.05)
@@ -64,13 +68,12 @@ def _start(state_dir: Path, *args: str) -> subprocess.Popen:
 def test_reports_keep_the_given_order_when_a_later_scenario_ends_first(chaos, state_dir, tmp_path):
     slow, fast = _sleeper(tmp_path, "slow", 3), _sleeper(tmp_path, "fast", 0.2)
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
-    started = time.monotonic()
     timeline = tmp_path / "timeline"
     result = chaos("run", "-j", "2", str(slow), str(fast), "--json", str(report), "--junit", str(junit),
                    "--timeline", str(timeline))
-    wall = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     ended = {name: float((tmp_path / f"{name}.end").read_text()) for name in ("slow", "fast")}
+    # given second, ended first: the two ran side by side
     assert ended["fast"] < ended["slow"] - 1, "the later scenario should have ended first"
     doc = json.loads(report.read_text())
     assert [s["name"] for s in doc["scenarios"]] == ["slow", "fast"]
@@ -81,8 +84,6 @@ def test_reports_keep_the_given_order_when_a_later_scenario_ends_first(chaos, st
     out = result.stdout
     assert out.index("slow ") < out.index("passed 1/1") < out.index("fast ") \
         < out.rindex("passed 1/1")
-    durations = sum(s["duration"] for s in doc["scenarios"])
-    assert wall < durations + 2, "the two runs should have overlapped"
     assert not leftovers([s["run_id"] for s in doc["scenarios"]], state_dir)
 
 
@@ -283,12 +284,12 @@ expect:
 
 def test_the_longest_the_baseline_records_starts_first(chaos, state_dir, tmp_path):
     paths = [str(write(tmp_path, STARTER.format(name=name, sleep=sleep, stamp=tmp_path / f"{name}.start"),
-                       f"{name}.yaml")) for name, sleep in (("a", 0.1), ("b", 0.1), ("long", 3))]
+                       f"{name}.yaml")) for name, sleep in (("a", 1), ("b", 1), ("long", 5))]
     baseline = tmp_path / "baseline.json"
     written = chaos("run", *paths, "--write-baseline", str(baseline))
     assert written.returncode == 0, written.stdout + written.stderr
     recorded = json.loads(baseline.read_text())["scenarios"]
-    assert recorded["long"]["duration"] > recorded["a"]["duration"] + 2
+    assert recorded["long"]["duration"] > recorded["a"]["duration"] + 2  # (4 s apart)
     result = chaos("run", "-j", "2", *paths, "--baseline", str(baseline), "--json", str(tmp_path / "r.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 scenarios, up to 2 at once, the longest the baseline records first" in result.stdout
