@@ -44,6 +44,18 @@ class JobsType(click.ParamType):
         return int(value)
 
 
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        from chaos.durations import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chaos-registry", prog_name="chaos")
 @click.pass_context
@@ -144,8 +156,19 @@ def validate(paths) -> None:
 @click.option("-j", "--jobs", default="1", type=JobsType(), show_default=True,
               help="Run up to N scenarios at once, each in its own sandbox or lab ('auto': two "
                    "per CPU); reports keep the given order.")
+@click.option("--matrix", "matrix_dir", type=click.Path(file_okay=False),
+              help="Run every scenario for each --clients × --caches pair, one run per cell, and "
+                   "write the page (index.html, matrix.md) and each cell's reports here.")
+@click.option("--clients", help="With --matrix: the lab clients, comma-separated (dockerd, "
+                                "containerd, podman, skopeo; default dockerd).")
+@click.option("--caches", help="With --matrix: the lab caches, comma-separated (distribution, "
+                               "nginx; default both).")
+@click.option("--cell-timeout", type=DurationType(),
+              help="With --matrix: a cell's run not ended by then is stopped (SIGTERM) and is "
+                   "hung (default 15m).")
 def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker_host, client,
-        state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version, jobs) -> None:
+        state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version, jobs,
+        matrix_dir, clients, caches, cell_timeout) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
     from chaos import jobs as side_by_side, runner
 
@@ -155,6 +178,19 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
 
     if baseline_path and write_baseline:
         raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
+    if not matrix_dir and (clients or caches or cell_timeout is not None):
+        raise click.UsageError("--clients, --caches and --cell-timeout go with --matrix DIR")
+    if matrix_dir:
+        _run_matrix(paths, matrix_dir, clients or "dockerd", caches or "distribution,nginx",
+                    900.0 if cell_timeout is None else cell_timeout, baseline_path,
+                    dict(host=host_mode, json=json_path, junit=junit_path,
+                         timeline=timeline_dir, cache=cache, dry_run=dry_run,
+                         write_baseline=write_baseline, jobs=jobs > 1),
+                    [*(a for name, val in variables for a in ("--var", f"{name}={val}")),
+                     *(["--docker-host", docker_host] if docker_host else []),
+                     *(["--state-dir", state_dir] if state_dir else []),
+                     *(["--client-version", client_version] if client_version else []),
+                     *(["--baseline", baseline_path] if baseline_path else [])])
     run_client = _run_client(client_version)
     baseline, baseline_path = _read_baseline(baseline_path, run_client) if baseline_path else (None, None)
     loaded, problems = _load_all(paths)
@@ -207,6 +243,44 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         codes = _record_baseline(results, write_baseline, codes,
                                  run_client if any(s.lab for _, s in loaded) else None)
     sys.exit(_worst(codes))
+
+
+def _run_matrix(paths, folder: str, clients: str, caches: str, cell_timeout: float,
+                baseline_path: str | None, refused: dict, child_args: list[str]) -> None:
+    """`chaos run --matrix DIR`: checks its input, then chaos.matrix runs the cells."""
+    from pathlib import Path
+
+    from chaos import matrix
+
+    given = [f"--{name.replace('_', '-')}" for name, value in refused.items() if value]
+    if given:
+        raise click.UsageError(f"--matrix writes its own reports and picks the cache per cell: "
+                               f"{', '.join(given)} cannot go with it")
+    try:
+        chosen_clients = matrix.parse_list(clients, matrix.CLIENTS, "clients")
+        chosen_caches = matrix.parse_list(caches, matrix.CACHES, "caches")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    missing = [c for c in chosen_clients if c not in matrix.supported_clients()]
+    if missing:
+        raise click.UsageError(
+            f"--clients {', '.join(missing)}: this chaos has no per-run client choice for "
+            f"{'it' if len(missing) == 1 else 'them'} (`chaos run --client`); the matrix can run "
+            f"{', '.join(matrix.supported_clients())}")
+    if baseline_path:
+        _read_baseline(baseline_path, _run_client(None))  # broken: exit 2 now, not in every cell
+    loaded, problems = _load_all(paths)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        sys.exit(ExitStatus.INVALID)
+    not_lab = [str(path) for path, scenario in loaded if scenario.lab is None]
+    if not_lab:
+        raise click.UsageError("--matrix runs lab scenarios (lab: registry) only; not: "
+                               + ", ".join(not_lab))
+    grid = matrix.Matrix([str(path) for path, _ in loaded], chosen_clients, chosen_caches,
+                         baseline_path)
+    sys.exit(matrix.run_matrix(grid, Path(folder), child_args, cell_timeout, click.echo))
 
 
 def _refused(problems) -> list:
@@ -393,18 +467,6 @@ class LabelType(click.ParamType):
         if not sep or not re.match(self._KEY, key) or not re.match(self._VALUE, val):
             self.fail(f"{value!r} is not a label KEY=VALUE", param, ctx)
         return key, val
-
-
-class DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value, param, ctx):
-        from chaos.durations import parse_duration
-
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @cli.command("export")

@@ -1,0 +1,216 @@
+"""The resilience matrix (`chaos run --matrix DIR`): a CI-sized slice of the library against
+the real lab, its page opened in a real browser (Debian's chromium, headless), a cell that
+never ends stopped and judged hung, and the input it refuses."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+from conftest import SCENARIOS, require_binaries, write
+
+LIBRARY = SCENARIOS / "registry"
+# The two fastest library scenarios (docs/registry-library.md): a few seconds each.
+SLICE = [LIBRARY / "01-hosts-redirect-upstream.yaml", LIBRARY / "08-token-server-down.yaml"]
+CLIENTS = ["dockerd"]
+CACHES = ["distribution", "nginx"]
+PASSED_RGB = (0x2E, 0x9E, 0x4F)  # chaos.report.timeline.COLOURS["passed"]
+
+
+class Cells(HTMLParser):
+    """The matrix cells (td.cell) of a DOM and the links in each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict] = []
+        self._in: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "td" and "cell" in (attrs.get("class") or "").split():
+            self._in = {**attrs, "links": []}
+            self.cells.append(self._in)
+        elif tag == "a" and self._in is not None:
+            self._in["links"].append(attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._in = None
+
+
+def chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={cwd / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def assert_left_nothing(run_ids: list[str]) -> None:
+    """No namespace, route or filter rule of these runs remains (named by run id: other
+    runs on the machine may come and go meanwhile)."""
+    assert run_ids and all(run_ids)
+    left = "".join(subprocess.run(cmd, capture_output=True, text=True).stdout for cmd in (
+        ["ip", "netns", "list"], ["iptables-save"], ["ip6tables-save"], ["nft", "list", "ruleset"],
+        ["ip", "route", "show", "table", "all"]))
+    for run_id in run_ids:
+        assert run_id not in left, f"{run_id} left: {left}"
+
+
+def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """(width, height, rows of RGB(A) bytes) of an 8-bit non-interlaced PNG, as chromium's
+    screenshots are."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and colour in (2, 6) and not interlace, (depth, colour, interlace)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    bpp = 3 if colour == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytes(width * bpp)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, bpp, rows
+
+
+def count_colour(path: Path, rgb: tuple[int, int, int]) -> int:
+    width, bpp, rows = png_pixels(path)
+    return sum(row[x * bpp:x * bpp + 3] == bytes(rgb) for row in rows for x in range(width))
+
+
+@pytest.mark.usefixtures("lab_binaries")
+def test_matrix_slice_and_its_page_in_a_browser(chaos, tmp_path):
+    require_binaries("chromium", why="the matrix page is opened in")
+    require_binaries("nginx", why="the nginx cache needs")
+    folder = tmp_path / "matrix"
+    result = chaos("run", *map(str, SLICE), "--matrix", str(folder), "--clients", ",".join(CLIENTS),
+                   "--caches", ",".join(CACHES), "--baseline", str(LIBRARY / "baseline.json"),
+                   timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cells = len(SLICE) * len(CLIENTS) * len(CACHES)
+    progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == [f"[{n}/{cells}" for n in range(1, cells + 1)]
+    assert all(" passed " in line and "baseline: as recorded" in line for line in progress), progress
+
+    matrix = json.loads((folder / "matrix.json").read_text())
+    assert {(c["file"], c["client"], c["cache"]) for c in matrix["cells"]} == \
+        {(str(f), cl, ca) for f in SLICE for cl in CLIENTS for ca in CACHES}
+    for cell in matrix["cells"]:
+        assert (cell["verdict"], cell["baseline"]) == ("passed", "as recorded"), cell
+        (report,) = json.loads((folder / cell["reports"]["json"]).read_text())["scenarios"]
+        assert report["file"] == cell["file"] and report["status"] == "passed"
+        assert 0 < report["duration"] <= cell["seconds"]
+        command = (folder / cell["reports"]["log"]).read_text().splitlines()[0]
+        assert f"--cache {cell['cache']}" in command, command
+        assert "<testsuite" in (folder / cell["reports"]["junit"]).read_text()
+    markdown = (folder / "matrix.md").read_text()
+    assert markdown.count("[passed ") == cells and "| dockerd × nginx |" in markdown
+
+    page = (folder / "index.html").as_uri()
+    dom = chromium("--dump-dom", page, cwd=tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    parsed = Cells()
+    parsed.feed(dom.stdout)
+    assert len(parsed.cells) == cells, dom.stdout[:3000]
+    assert {(c["data-client"], c["data-cache"], c["data-verdict"]) for c in parsed.cells} == \
+        {(cl, ca, "passed") for cl in CLIENTS for ca in CACHES}
+    for cell in parsed.cells:
+        assert len(cell["links"]) == 3, cell  # JSON, JUnit, log
+        for href in cell["links"]:
+            target = Path(unquote(urlparse(urljoin(page, href)).path))
+            assert target.is_file() and target.stat().st_size > 0, href
+
+    shot = tmp_path / "shot.png"
+    rendered = chromium("--hide-scrollbars", "--window-size=1400,700", f"--screenshot={shot}", page,
+                        cwd=tmp_path)
+    assert rendered.returncode == 0 and shot.exists(), rendered.stderr[-2000:]
+    # each green cell is some 200 x 60 pixels; the legend's green box alone is far less
+    assert count_colour(shot, PASSED_RGB) > cells * 5000
+    assert_left_nothing([json.loads((folder / c["reports"]["json"]).read_text())["scenarios"][0]
+                         ["run_id"] for c in matrix["cells"]])
+
+
+NEVER_ENDS = """\
+name: matrix-never-ends
+lab: registry
+expect:
+  before:
+    - name: a probe that outlives the cell
+      run: sleep 300
+      within: 400s
+"""
+
+
+@pytest.mark.usefixtures("lab_binaries")
+def test_a_cell_that_never_ends_is_stopped_and_hung(chaos, tmp_path):
+    folder = tmp_path / "matrix"
+    path = write(tmp_path, NEVER_ENDS)
+    result = chaos("run", str(path), "--matrix", str(folder), "--caches", "distribution",
+                   "--cell-timeout", "20s", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (cell,) = json.loads((folder / "matrix.json").read_text())["cells"]
+    assert cell["verdict"] == "hung" and "SIGTERM" in cell["why"], cell
+    assert 20 <= cell["seconds"] < 80, cell
+    assert cell["exit_code"] == 143  # the run was terminated and reverted, like any SIGTERM
+    assert "hung" in (folder / "matrix.md").read_text()
+    (report,) = json.loads((folder / cell["reports"]["json"]).read_text())["scenarios"]
+    assert report["status"] == "interrupted" and report["run_id"], report
+    assert_left_nothing([report["run_id"]])
+
+
+NOT_LAB = """\
+name: not-lab
+expect:
+  before:
+    - name: a command
+      run: "true"
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clients", "cri-o"], "--clients: cri-o: choose among"),
+    (["--caches", "varnish"], "--caches: varnish: choose among"),
+    (["--json", "x.json"], "--json cannot go with it"),
+    (["--cache", "nginx"], "--cache cannot go with it"),
+])
+def test_matrix_refuses_bad_input(chaos, tmp_path, args, message):
+    result = chaos("run", str(SLICE[0]), "--matrix", str(tmp_path / "m"), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_matrix_refuses_scenarios_without_the_lab(chaos, tmp_path):
+    result = chaos("run", str(write(tmp_path, NOT_LAB)), "--matrix", str(tmp_path / "m"))
+    assert result.returncode == 2 and "lab scenarios (lab: registry) only" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_matrix_options_need_the_matrix(chaos):
+    result = chaos("run", str(SLICE[0]), "--clients", "dockerd")
+    assert result.returncode == 2 and "go with --matrix DIR" in result.stderr
