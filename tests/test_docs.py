@@ -36,7 +36,7 @@ def test_scripts_setup_installs_what_tests_use():
     packages = {w for line in block.splitlines() for w in line.split("#")[0].split()}
     # The lab's packages too: in CI a missing one fails the lab tests (conftest.require_binaries).
     for package in ("iproute2", "iptables", "curl", "dnsutils",
-                    "docker.io", "docker-registry", "skopeo", "busybox-static"):
+                    "docker.io", "docker-registry", "skopeo", "busybox-static", "chromium"):
         assert package in packages, f"scripts/setup: APT_PACKAGES lacks {package}"
 
 
