@@ -278,6 +278,10 @@ def _run_matrix(paths, folder: str, clients: str, caches: str, cell_timeout: flo
     if not_lab:
         raise click.UsageError("--matrix runs lab scenarios (lab: registry) only; not: "
                                + ", ".join(not_lab))
+    stems = [Path(path).stem for path, _ in loaded]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:  # a cell's reports are named by the file's stem
+        raise click.UsageError(f"--matrix: two scenario files named {', '.join(twice)}")
     grid = matrix.Matrix([str(path) for path, _ in loaded], chosen_clients, chosen_caches,
                          baseline_path)
     sys.exit(matrix.run_matrix(grid, Path(folder), child_args, cell_timeout, click.echo))

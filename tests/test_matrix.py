@@ -214,3 +214,12 @@ def test_matrix_refuses_scenarios_without_the_lab(chaos, tmp_path):
 def test_matrix_options_need_the_matrix(chaos):
     result = chaos("run", str(SLICE[0]), "--clients", "dockerd")
     assert result.returncode == 2 and "go with --matrix DIR" in result.stderr
+
+
+def test_matrix_refuses_two_files_of_one_name(chaos, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    paths = [write(tmp_path / d, SLICE[0].read_text(), "x.yaml") for d in ("a", "b")]
+    result = chaos("run", *map(str, paths), "--matrix", str(tmp_path / "m"))
+    assert result.returncode == 2 and "two scenario files named x" in result.stderr, result.stderr
+    assert not (tmp_path / "m").exists()
