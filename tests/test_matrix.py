@@ -21,7 +21,8 @@ LIBRARY = SCENARIOS / "registry"
 SLICE = [LIBRARY / "01-hosts-redirect-upstream.yaml", LIBRARY / "08-token-server-down.yaml"]
 CLIENTS = ["dockerd"]
 CACHES = ["distribution", "nginx"]
-PASSED_RGB = (0x2E, 0x9E, 0x4F)  # chaos.report.timeline.COLOURS["passed"]
+# chaos.report.timeline.COLOURS: how the page draws a cell of each verdict
+VERDICTS = {"passed": (0x2E, 0x9E, 0x4F), "failed": (0xD6, 0x45, 0x41), "hung": (0x9B, 0x59, 0xB6)}
 
 
 class Cells(HTMLParser):
@@ -112,34 +113,45 @@ def test_matrix_slice_and_its_page_in_a_browser(chaos, tmp_path):
     result = chaos("run", *map(str, SLICE), "--matrix", str(folder), "--clients", ",".join(CLIENTS),
                    "--caches", ",".join(CACHES), "--baseline", str(LIBRARY / "baseline.json"),
                    timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    cells = len(SLICE) * len(CLIENTS) * len(CACHES)
-    progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert [line.split("]")[0] for line in progress] == [f"[{n}/{cells}" for n in range(1, cells + 1)]
-    assert all(" passed " in line and "baseline: as recorded" in line for line in progress), progress
-
     matrix = json.loads((folder / "matrix.json").read_text())
-    assert {(c["file"], c["client"], c["cache"]) for c in matrix["cells"]} == \
-        {(str(f), cl, ca) for f in SLICE for cl in CLIENTS for ca in CACHES}
-    for cell in matrix["cells"]:
-        assert (cell["verdict"], cell["baseline"]) == ("passed", "as recorded"), cell
+    cells = matrix["cells"]
+    assert [(c["file"], c["client"], c["cache"]) for c in cells] == \
+        [(str(f), cl, ca) for f in SLICE for cl in CLIENTS for ca in CACHES]
+    progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(progress) == len(cells), result.stdout + result.stderr
+    for n, (line, cell) in enumerate(zip(progress, cells, strict=True), 1):
+        assert line.startswith(f"[{n}/{len(cells)}] {Path(cell['file']).stem}  "
+                               f"{cell['client']} × {cell['cache']}  {cell['verdict']}  "), line
+        assert line.endswith(f"baseline: {cell['baseline']}"), line
+    for cell in cells:
         (report,) = json.loads((folder / cell["reports"]["json"]).read_text())["scenarios"]
-        assert report["file"] == cell["file"] and report["status"] == "passed"
+        verdicts = {p["verdict"] for p in report["probes"]}
+        judged = next((v for v in ("error", "hung", "failed") if v in verdicts), "passed")
+        assert (report["file"], cell["verdict"]) == (cell["file"], judged), cell
+        compared = report["baseline"]
+        assert cell["baseline"] == ("worse" if compared["worse"] else "better" if compared["better"]
+                                    else "as recorded"), (cell, compared)
         assert 0 < report["duration"] <= cell["seconds"]
         command = (folder / cell["reports"]["log"]).read_text().splitlines()[0]
         assert f"--cache {cell['cache']}" in command, command
         assert "<testsuite" in (folder / cell["reports"]["junit"]).read_text()
+        if (cell["client"], cell["cache"]) == ("dockerd", "distribution"):
+            assert cell["baseline"] == "as recorded", cell  # the pair the baseline records
+    assert result.returncode == (0 if all(c["baseline"] == "as recorded" for c in cells) else 1), \
+        result.stdout + result.stderr
     markdown = (folder / "matrix.md").read_text()
-    assert markdown.count("[passed ") == cells and "| dockerd × nginx |" in markdown
+    for verdict in VERDICTS:
+        shown = markdown.count(f"[{verdict} ") + markdown.count(f"[**{verdict}** ")
+        assert shown == sum(c["verdict"] == verdict for c in cells), (verdict, markdown)
 
     page = (folder / "index.html").as_uri()
     dom = chromium("--dump-dom", page, cwd=tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
     parsed = Cells()
     parsed.feed(dom.stdout)
-    assert len(parsed.cells) == cells, dom.stdout[:3000]
-    assert {(c["data-client"], c["data-cache"], c["data-verdict"]) for c in parsed.cells} == \
-        {(cl, ca, "passed") for cl in CLIENTS for ca in CACHES}
+    assert sorted((c["data-scenario"], c["data-client"], c["data-cache"], c["data-verdict"])
+                  for c in parsed.cells) == \
+        sorted((Path(c["file"]).stem, c["client"], c["cache"], c["verdict"]) for c in cells)
     for cell in parsed.cells:
         assert len(cell["links"]) == 3, cell  # JSON, JUnit, log
         for href in cell["links"]:
@@ -147,13 +159,16 @@ def test_matrix_slice_and_its_page_in_a_browser(chaos, tmp_path):
             assert target.is_file() and target.stat().st_size > 0, href
 
     shot = tmp_path / "shot.png"
-    rendered = chromium("--hide-scrollbars", "--window-size=1400,700", f"--screenshot={shot}", page,
+    rendered = chromium("--hide-scrollbars", "--window-size=1800,800", f"--screenshot={shot}", page,
                         cwd=tmp_path)
     assert rendered.returncode == 0 and shot.exists(), rendered.stderr[-2000:]
-    # each green cell is some 200 x 60 pixels; the legend's green box alone is far less
-    assert count_colour(shot, PASSED_RGB) > cells * 5000
+    # each cell is some 200 x 60 pixels of its verdict's colour; the legend's box far less
+    for verdict, rgb in VERDICTS.items():
+        drawn = sum(c["verdict"] == verdict for c in cells)
+        if drawn:
+            assert count_colour(shot, rgb) > drawn * 5000, verdict
     assert_left_nothing([json.loads((folder / c["reports"]["json"]).read_text())["scenarios"][0]
-                         ["run_id"] for c in matrix["cells"]])
+                         ["run_id"] for c in cells])
 
 
 NEVER_ENDS = """\

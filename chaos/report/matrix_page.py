@@ -93,6 +93,7 @@ def html(matrix: Matrix) -> str:
         for client, cache in columns:
             cell = grid[(file, client, cache)]
             attrs = (f'class="cell{" worse" if cell.baseline == "worse" else ""}" '
+                     f'data-scenario="{escape(Path(file).stem)}" '
                      f'data-verdict="{escape(cell.verdict)}" data-client="{escape(client)}" '
                      f'data-cache="{escape(cache)}" style="background: {COLOUR[cell.verdict]}"')
             if cell.verdict == "not run":
