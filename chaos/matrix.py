@@ -1,6 +1,6 @@
 """The resilience matrix: each library scenario run for each chosen client and cache.
 
-A cell is one ``chaos run`` child (``--cache``, ``--client``, ``--json``, ``--junit``) of one
+A cell is one ``chaos run`` child (``--client``, ``--cache``, ``--json``, ``--junit``) of one
 scenario: a child per cell keeps every run's revert and crash story the one `chaos run`
 has (its own journal, `chaos recover` for a killed one), and a cell that hangs is ended with
 SIGTERM like any run, which then reverts. The page (chaos/report/matrix_page.py) links
@@ -129,9 +129,8 @@ def run_cell(cell: Cell, folder: Path, child_args: list[str], timeout: float,
              stop: _Stop) -> None:
     """Run one cell's child to its end (or SIGTERM it at ``timeout``) and judge it."""
     paths = {kind: folder / rel for kind, rel in cell.reports.items()}
-    argv = [sys.executable, "-m", "chaos", "run", cell.file, "--cache", cell.cache,
-            *(["--client", cell.client] if client_option() else []),
-            "--json", str(paths["json"]), "--junit", str(paths["junit"]), *child_args]
+    argv = [sys.executable, "-m", "chaos", "run", cell.file, "--client", cell.client,
+            "--cache", cell.cache, "--json", str(paths["json"]), "--junit", str(paths["junit"]), *child_args]
     for path in paths.values():
         path.unlink(missing_ok=True)  # a report from an earlier matrix must not stand in
     t0 = time.monotonic()
@@ -175,23 +174,6 @@ def _report(path: Path) -> dict | None:
     except (OSError, ValueError, KeyError):
         return None
     return scenario
-
-
-def client_option() -> bool:
-    """Whether `chaos run` takes --client (per-run client choice); without it every pull is
-    dockerd's."""
-    from chaos.cli import run
-
-    return any(p.name == "client" for p in run.params)
-
-
-def supported_clients() -> tuple[str, ...]:
-    if not client_option():
-        return ("dockerd",)
-    from chaos.cli import run
-
-    (option,) = [p for p in run.params if p.name == "client"]
-    return tuple(getattr(option.type, "choices", CLIENTS))
 
 
 def run_matrix(matrix: Matrix, folder: Path, child_args: list[str], timeout: float,

@@ -19,7 +19,7 @@ from conftest import SCENARIOS, require_binaries, write
 LIBRARY = SCENARIOS / "registry"
 # The two fastest library scenarios (docs/registry-library.md): a few seconds each.
 SLICE = [LIBRARY / "01-hosts-redirect-upstream.yaml", LIBRARY / "08-token-server-down.yaml"]
-CLIENTS = ["dockerd"]
+CLIENTS = ["dockerd", "containerd"]
 CACHES = ["distribution", "nginx"]
 # chaos.report.timeline.COLOURS: how the page draws a cell of each verdict
 VERDICTS = {"passed": (0x2E, 0x9E, 0x4F), "failed": (0xD6, 0x45, 0x41), "hung": (0x9B, 0x59, 0xB6)}
@@ -133,7 +133,7 @@ def test_matrix_slice_and_its_page_in_a_browser(chaos, tmp_path):
                                     else "as recorded"), (cell, compared)
         assert 0 < report["duration"] <= cell["seconds"]
         command = (folder / cell["reports"]["log"]).read_text().splitlines()[0]
-        assert f"--cache {cell['cache']}" in command, command
+        assert f"--client {cell['client']} --cache {cell['cache']}" in command, command
         assert "<testsuite" in (folder / cell["reports"]["junit"]).read_text()
         if (cell["client"], cell["cache"]) == ("dockerd", "distribution"):
             assert cell["baseline"] == "as recorded", cell  # the pair the baseline records
@@ -213,6 +213,7 @@ expect:
     (["--caches", "varnish"], "--caches: varnish: choose among"),
     (["--json", "x.json"], "--json cannot go with it"),
     (["--cache", "nginx"], "--cache cannot go with it"),
+    (["--client", "podman"], "--client cannot go with it"),
 ])
 def test_matrix_refuses_bad_input(chaos, tmp_path, args, message):
     result = chaos("run", str(SLICE[0]), "--matrix", str(tmp_path / "m"), *args)
