@@ -236,9 +236,13 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
-    if runner.received and not any(c in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED) for c in codes):
+    unrun = len(results) < len(loaded) or any(r.status == "not-run" for r in results)
+    if runner.received and unrun and not any(c in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
+                                             for c in codes):
+        # stopped between runs: none ran to report it. After the last one, the signal
+        # changes nothing: every run ended and reported its own status.
         codes.append(ExitStatus.TERMINATED if runner.received[0] == signal.SIGTERM
-                     else ExitStatus.INTERRUPTED)  # stopped between runs: none ran to report it
+                     else ExitStatus.INTERRUPTED)
     if write_baseline:
         codes = _record_baseline(results, write_baseline, codes,
                                  run_client if any(s.lab for _, s in loaded) else None)
