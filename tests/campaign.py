@@ -152,6 +152,7 @@ serve:
   - name: slow.test
   - name: reset.test
   - name: garbage.test
+  - name: discard.test
 faults:
   - type: hang
     destinations: [hang.test]
@@ -167,8 +168,14 @@ faults:
   - type: garbage
     destinations: [garbage.test]
     ports: [80]
+  - type: discard
+    destinations: [discard.test]
+    ports: [80]
 expect:
   during:
+    - name: discarded answer times out
+      run: curl -sS --noproxy '*' -m 1 http://discard.test/
+      exit: 28
     - name: held connection times out
       run: curl -sS --noproxy '*' -m 1 http://hang.test/
       exit: 28
@@ -184,6 +191,7 @@ expect:
     - http: http://hang.test/
     - http: http://reset.test/
     - http: http://garbage.test/
+    - http: http://discard.test/
 """
 
 HTTP_FAULTS = """\
@@ -193,6 +201,11 @@ serve:
   - name: partial.test
     http: {size: 100000}
   - name: error.test
+  - name: respond.test
+  - name: abort.test
+  - name: delay.test
+  - name: replace.test
+  - name: patch.test
 faults:
   - type: partial
     bytes: 1000
@@ -201,8 +214,39 @@ faults:
     status: 503
     match: {host: error.test}
     flap: {period: 0.4s, duty: 0.5}
+  - type: http-respond
+    body: portal
+    match: {host: respond.test}
+  - type: http-abort
+    match: {host: abort.test}
+  - type: http-delay
+    delay: 300ms
+    match: {host: delay.test}
+  - type: http-replace
+    target: response
+    code: 418
+    match: {host: replace.test}
+  - type: http-patch
+    target: response
+    headers: [[x-chaos, patched]]
+    match: {host: patch.test}
 expect:
   during:
+    - name: the proxy answers in the origin's place
+      run: curl -sS --noproxy '*' -m 3 http://respond.test/
+      stdout: {contains: portal}
+    - name: the request is aborted
+      run: curl -sS --noproxy '*' -m 3 http://abort.test/
+      exit: nonzero
+    - name: the answer comes late
+      run: curl -sS --noproxy '*' -m 3 -o /dev/null -w '%{time_total}' http://delay.test/
+      stdout: {regex: "^(0[.][3-9]|[1-9])"}
+    - name: the status is replaced
+      run: curl -sS --noproxy '*' -m 3 -o /dev/null -w '%{http_code}' http://replace.test/
+      stdout: {contains: "418"}
+    - name: a header is added
+      run: curl -sS --noproxy '*' -m 3 -D - -o /dev/null http://patch.test/
+      stdout: {contains: "x-chaos: patched"}
     - name: the body is cut short
       run: curl -sS --noproxy '*' -m 3 -o /dev/null -w '%{size_download}' http://partial.test/
       exit: nonzero
@@ -212,6 +256,10 @@ expect:
   after:
     - http: http://partial.test/
     - http: http://error.test/
+    - http: http://respond.test/
+    - http: http://abort.test/
+    - http: http://replace.test/
+    - http: http://patch.test/
 """
 
 SANDBOX = [Item("all-faults", ALL_FAULTS), Item("routes-flap", ROUTES_FLAP),

@@ -193,10 +193,9 @@ def test_signal_campaign(workdir, calibrated):
 # The runner's signal handling where the campaign found bugs (R1, R3 in docs/reliability.md, fixed).
 SLOW_REVERT = """\
 name: slow-revert
-description: a hundred routes, so their revert takes long enough to be interrupted
+description: a hundred route faults, so their revert takes long enough to be interrupted
 faults:
-  - type: route-blackhole
-    destinations: [{routes}]
+{routes}
 expect:
   after:
     - run: touch {marker}
@@ -206,7 +205,9 @@ expect:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_revert_stops_the_run_once_reverted(workdir, sig):
     marker = workdir / f"after-ran-{sig}"
-    routes = ", ".join(f"198.18.2.{i}/32" for i in range(100))
+    # One fault each: a fault's routes are one journal record, undone in one batch.
+    routes = "\n".join(f"  - {{type: route-blackhole, destinations: [198.18.2.{i}/32]}}"
+                        for i in range(100))
     item = c.Item("slow-revert", SLOW_REVERT.format(routes=routes, marker=marker))
     out = c.run_and_stop(item, c.Stop("revert", 1, sig), workdir)
     assert c.leftovers(out.run_ids, out.state_dir, out.pids, out.marker) == []
