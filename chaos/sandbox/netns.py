@@ -210,17 +210,16 @@ class Sandbox:
                     ipr.link("set", index=_LO, state="up")
                     c_index = ipr.link_lookup(ifname=c_if)[0]
                     w_index = world.link_lookup(ifname=w_if)[0]
-                    addresses = [(ipr, c_index, client.address, client.link.prefixlen),
-                                 (world, w_index, client.gateway, client.link.prefixlen)]
-                    if client.link6 is not None:
-                        addresses += [(ipr, c_index, str(client.address6), client.link6.prefixlen),
-                                      (world, w_index, str(client.gateway6), client.link6.prefixlen)]
-                    for side, if_index, address, prefixlen in addresses:
-                        _address(side, if_index, address, prefixlen)
+                    _address(ipr, c_index, client.address, client.link.prefixlen)
+                    _address(world, w_index, client.gateway, client.link.prefixlen)
                     ipr.link("set", index=c_index, state="up")
                     world.link("set", index=w_index, state="up")
                     ipr.route("add", dst=str(SANDBOX_NET), gateway=client.gateway)
                     if client.link6 is not None:
+                        # On links already up: an IPv6 address added while its link is down
+                        # leaves the first connection over it waiting a second.
+                        _address(ipr, c_index, str(client.address6), client.link6.prefixlen)
+                        _address(world, w_index, str(client.gateway6), client.link6.prefixlen)
                         ipr.route("add", dst=str(SANDBOX_NET6), gateway=client.gateway6, family=10)
                 files.make_dir(journal, client.etc_dir, f"sandbox files {client.etc_dir}")
                 client.resolv_path.write_text(resolv_conf(self.resolver))  # created: no bind mount yet
