@@ -30,12 +30,30 @@ def signals_held_back() -> Iterator[None]:
     a child process (a namespace created by pyroute2's helper or by `ip netns add`): a
     signal raised while the parent waits would start the revert before the child's change
     exists, and the change would outlive the run. Held, the signal is taken the moment the
-    change is whole, and the revert finds it."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    change is whole, and the revert finds it.
+
+    The mask holds a signal only while no other thread takes it: the kernel gives a signal
+    to any thread that does not block it, and Python then runs its handler in the main
+    thread anyway. So in the main thread the handlers are swapped for a recorder too, and
+    what it recorded is raised again once the block ends."""
+    import threading
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, set(wanted))
+    caught: list[int] = []
+    swapped = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in wanted:
+            if signal.getsignal(sig) is not None:  # None: not set from Python, cannot be put back
+                swapped[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
+        for sig, handler in swapped.items():
+            signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def netns_argv(netns: str | None, argv: list[str]) -> list[str]:
