@@ -389,6 +389,7 @@ class Run:
         self._start = time.monotonic()
         self.event(kind="phase", phase="during", t=self._start - self.t0)
         due_now = threading.Event()
+        self._windows_closed = threading.Event()
         self._thread = threading.Thread(target=self._scheduler,
                                         args=(self.scheduled, self._start, self._stop, due_now),
                                         name="chaos-schedule", daemon=True)
@@ -401,7 +402,9 @@ class Run:
         wait = max((e for e in ends if e is not None), default=0.0) - (time.monotonic() - self._start)
         if wait > 0:
             self.reporter.step(f"waiting {wait:.1f}s for fault windows to close")
-            self._stop.wait(wait)
+            # Until the scheduler has made the last switch (not just until its time: the
+            # stop that follows would race it, and the switch would fall to the revert).
+            self._windows_closed.wait(wait + 10.0)
 
     def stop_schedule(self) -> None:
         """Stop switching (what is on stays on until revert_faults)."""
@@ -431,8 +434,12 @@ class Run:
         steps = sorted(((t, on, i) for i, sw in enumerate(switches)
                         for t, on in _take_until(switch_steps(sw.fault.window, sw.fault.flap), 3600)),
                        key=lambda s: (s[0], s[1]))
+        ends = [finite_end(sw.fault.window, sw.fault.flap) for sw in switches]
+        last = max((e for e in ends if e is not None), default=0.0)
         try:
             for t, on, i in steps:
+                if t > last:
+                    self._windows_closed.set()
                 if t > 0:
                     due_now.set()
                 if stop.wait(max(0.0, start + t - time.monotonic())):
@@ -444,6 +451,7 @@ class Run:
                     return
         finally:
             due_now.set()
+            self._windows_closed.set()
 
     def revert_faults(self) -> list[RevertFailure]:
         """Revert every applied fault, last first; one that fails does not stop the others
