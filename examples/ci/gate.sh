@@ -12,7 +12,7 @@ mkdir -p chaos-report
 status=0
 baseline=()
 [ -n "${2:-}" ] && baseline=(--baseline "$2")
-chaos run -j auto "${1:-scenarios/registry/}" "${baseline[@]}" \
+chaos run "${1:-scenarios/registry/}" "${baseline[@]}" \
   --junit chaos-report/junit.xml --json chaos-report/report.json --timeline chaos-report/timeline \
   || status=$?
 chaos recover   # belt and braces: a killed job's leftovers never outlive the job
