@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,18 @@ def state_dir(tmp_path, monkeypatch) -> Path:
 
 def chaos_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "chaos", *args]  # the entry point users run
+
+
+@pytest.fixture
+def netns():
+    """A throw-away network namespace with its loopback up, removed after the test."""
+    name = f"chaos-t{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 @pytest.fixture

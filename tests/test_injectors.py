@@ -20,15 +20,6 @@ def journal(state_dir):
     j.rollback()
 
 
-@pytest.fixture
-def netns():
-    name = f"chaos-inj-{__import__('os').getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
-
-
 def test_hosts_block_round_trip_is_byte_exact(tmp_path, journal):
     hosts = tmp_path / "hosts"
     original = b"127.0.0.1 localhost\n198.18.1.10 registry.test alias.test # comment\n\n# end without newline"

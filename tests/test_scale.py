@@ -38,15 +38,6 @@ def journal(state_dir):
     j.rollback()
 
 
-@pytest.fixture
-def netns():
-    name = f"chaos-scale-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
-
-
 def shown(netns: str, *args: str) -> list[str]:
     out = subprocess.run(["ip", "-n", netns, *args], capture_output=True, text=True, check=True).stdout
     return out.splitlines()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -24,17 +23,6 @@ c.sendall(b"GET")
 print("connected", flush=True)
 sys.stdin.read()
 """
-
-
-@pytest.fixture
-def netns():
-    name = f"chaos-t{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 def test_a_stalled_download_shows_bytes_idle_time_and_its_process(netns):
