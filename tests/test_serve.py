@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chaos import jsonl
+from chaos.sandbox.serve import CHUNK
 
 SIZE = 8 << 20  # far more than the socket buffers hold: the answer stays in flight
 
@@ -45,7 +46,11 @@ def test_a_request_is_recorded_at_its_start_and_its_outcome_at_its_end(server):
     port, events = server
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nHost: big.test\r\nRange: bytes=0-\r\n\r\n")
-        conn.recv(1024)  # the answer has begun; the rest waits for this reader
+        # More than one write's worth of body: the server has counted its first write, and
+        # the rest waits for this reader.
+        got = b""
+        while len(got.partition(b"\r\n\r\n")[2]) <= CHUNK:
+            got += conn.recv(CHUNK)
         (held,) = records(events)
         assert held["in_flight"] is True and (held["method"], held["path"]) == ("GET", "/big")
         assert held["client"] == "127.0.0.1" and "status" not in held
