@@ -37,6 +37,14 @@ class Handle:
     stderr: Path
 
 
+def _handles(lab: Lab, name: str) -> list[Handle]:
+    """Every process of the component: the dual-stack upstream has one per family."""
+    handle = _handle(lab, name)
+    twin = getattr(handle.holder, "twin", None)
+    return [handle] + ([Handle(handle.name, twin, twin.proc, twin.access_log, twin.app_log)]
+                       if twin is not None else [])
+
+
 def _handle(lab: Lab, name: str) -> Handle:
     name = ALIASES.get(name, name)
     if name in ("cache", "upstream"):
@@ -53,7 +61,7 @@ def _handle(lab: Lab, name: str) -> Handle:
 
 
 def running(lab: Lab, name: str) -> bool:
-    return _handle(lab, name).proc.poll() is None
+    return all(h.proc.poll() is None for h in _handles(lab, name))
 
 
 def _entry(lab: Lab, proc: subprocess.Popen) -> Entry | None:
@@ -63,15 +71,16 @@ def _entry(lab: Lab, proc: subprocess.Popen) -> Entry | None:
 
 
 def stop(lab: Lab, name: str) -> bool:
-    """Kill the component's process (its whole group); False if it was not running."""
-    handle = _handle(lab, name)
-    entry = _entry(lab, handle.proc)
-    was_running = handle.proc.poll() is None
-    if entry is not None:
-        lab.skopeo.journal.undo(entry)  # kills the group and closes the record
-    elif was_running:
-        handle.proc.kill()
-    handle.proc.wait(timeout=10)
+    """Kill the component's processes (each whole group); False if none was running."""
+    was_running = False
+    for handle in _handles(lab, name):
+        entry = _entry(lab, handle.proc)
+        was_running |= handle.proc.poll() is None
+        if entry is not None:
+            lab.skopeo.journal.undo(entry)  # kills the group and closes the record
+        elif handle.proc.poll() is None:
+            handle.proc.kill()
+        handle.proc.wait(timeout=10)
     return was_running
 
 
@@ -89,19 +98,29 @@ def start(lab: Lab, name: str, timeout: float) -> bool:
     import time
 
     from chaos.lab.ready import NotReady
-    from chaos.processes import spawn
 
-    handle = _handle(lab, name)
+    handles = _handles(lab, name)
     deadline = time.monotonic() + timeout
-    if handle.proc.poll() is None:  # still there (maybe still coming up): only wait for it
+    if all(h.proc.poll() is None for h in handles):  # still there (maybe coming up): only wait
         try:
-            wait(lab, handle.name, timeout)
+            wait(lab, handles[0].name, timeout)
             return False
         except NotReady:
-            if handle.proc.poll() is None:
+            if all(h.proc.poll() is None for h in handles):
                 raise
         # it exited while we waited (a cache whose upstream came back cut): start it anew
         timeout = max(0.5, deadline - time.monotonic())
+    for handle in handles:
+        if handle.proc.poll() is not None:
+            _respawn(lab, handle)
+    wait(lab, handles[0].name, timeout)
+    return True
+
+
+def _respawn(lab: Lab, handle: Handle) -> None:
+    """Start the process again with the command line it was first started with (journaled)."""
+    from chaos.processes import spawn
+
     netns, argv = _command(handle.proc)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")
            and k not in ("DOCKER_HOST", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
@@ -116,8 +135,6 @@ def start(lab: Lab, name: str, timeout: float) -> bool:
     holder.proc = proc  # type: ignore[attr-defined]
     if hasattr(holder, "entry"):
         holder.entry = entry
-    wait(lab, handle.name, timeout)
-    return True
 
 
 def wait(lab: Lab, name: str, timeout: float) -> None:

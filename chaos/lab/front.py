@@ -1,5 +1,7 @@
 """The Hub-like front: a token server (auth.docker.io) and a blob CDN
-(production.cloudflare.docker.com), each its own process on its own address.
+(production.cloudflare.docker.com), each its own process on its own address (one per
+family in a dual-stack lab: the process listens on each, so its access log keeps every
+client's own address).
 
 Together with the upstream registry they behave like Docker Hub:
 
@@ -16,7 +18,8 @@ are Python: small threaded ``http.server`` processes (stdlib, no mitmproxy - it 
 proxy hop and 100 MB of dependencies to serve two endpoints; HTTP faults are injected by
 the fault injectors in front of these servers, not inside them).
 
-Run alone: ``python -m chaos.lab.front auth|cdn --listen ADDR:PORT ...`` (see --help).
+Run alone: ``python -m chaos.lab.front auth|cdn --listen ADDR:PORT [--listen [ADDR6]:PORT] ...``
+(see --help).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import base64
 import json
 import os
 import secrets
+import socket
 import ssl
 import subprocess
 import sys
@@ -135,6 +139,8 @@ class _Server(ThreadingHTTPServer):
     root: Path  # the CDN's: the upstream's storage root, set by main()
 
     def __init__(self, addr, handler, tls: ssl.SSLContext, access_log: Path) -> None:
+        if ":" in addr[0]:  # read by TCPServer.__init__ when it makes the socket
+            self.address_family = socket.AF_INET6
         super().__init__(addr, handler)
         self.tls = tls
         self._log = open(access_log, "a", buffering=1, encoding="utf-8")
@@ -265,7 +271,7 @@ def _tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    return host, int(port)
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="role", required=True)
     for role in ("auth", "cdn"):
         s = sub.add_parser(role)
-        s.add_argument("--listen", type=_listen, required=True, help="ADDRESS:PORT")
+        s.add_argument("--listen", type=_listen, required=True, action="append",
+                       help="ADDRESS:PORT or [IPV6]:PORT; once per address")
         s.add_argument("--cert", required=True)
         s.add_argument("--key", required=True)
         s.add_argument("--access-log", type=Path, required=True)
@@ -286,15 +293,22 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--root", type=Path, required=True, help="upstream storage root")
     args = p.parse_args(argv)
     handler = AuthHandler if args.role == "auth" else CDNHandler
-    server = _Server(args.listen, handler, _tls_context(args.cert, args.key), args.access_log)
-    if args.role == "auth":
-        server.signer = TokenSigner(Path(args.signer_cert).read_bytes(),
-                                    Path(args.signer_key).read_bytes(), args.issuer, args.service)
-    else:
-        server.root = args.root.resolve()
-    print(f"{args.role} listening on {args.listen[0]}:{args.listen[1]}", file=sys.stderr, flush=True)
+    tls = _tls_context(args.cert, args.key)
+    servers = [_Server(addr, handler, tls, args.access_log) for addr in args.listen]
+    for server in servers:
+        if args.role == "auth":
+            server.signer = TokenSigner(Path(args.signer_cert).read_bytes(),
+                                        Path(args.signer_key).read_bytes(), args.issuer, args.service)
+        else:
+            server.root = args.root.resolve()
+        print(f"{args.role} listening on {server.server_address[0]}:{server.server_address[1]}",
+              file=sys.stderr, flush=True)
+    # One thread per address; both write the same access log (O_APPEND, a line per write).
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                         daemon=True).start()
     try:
-        server.serve_forever(poll_interval=0.5)
+        servers[0].serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         pass
     return 0
@@ -320,9 +334,10 @@ def spawn_front(journal, role: str, service, argv_tail: list[str], log_dir: Path
     from chaos.processes import spawn
 
     access_log, app_log = log_dir / f"{role}.access.log", log_dir / f"{role}.log"
-    argv = [sys.executable, "-m", "chaos.lab.front", role,
-            "--listen", f"{service.address}:{service.port}", "--access-log", str(access_log),
-            *argv_tail]
+    listen = [a for addr in service.addresses
+              for a in ("--listen", f"[{addr}]:{service.port}" if ":" in addr else f"{addr}:{service.port}")]
+    argv = [sys.executable, "-m", "chaos.lab.front", role, *listen,
+            "--access-log", str(access_log), *argv_tail]
     with open(app_log, "ab") as err:
         proc, entry = spawn(journal, argv, netns=service.netns, what=f"lab {role} {service.host}",
                             stdin=subprocess.DEVNULL, stdout=err, stderr=err,
@@ -334,7 +349,7 @@ def start_auth(journal, service, ca, signer, log_dir: Path, *, issuer: str,
                registry_service: str) -> FrontServer:
     """Spawn the token server for ``service`` (auth.docker.io) with a lab-CA leaf and the
     token signer key pair."""
-    leaf = ca.issue(service.role, [service.host], [service.address])
+    leaf = ca.issue(service.role, [service.host], service.addresses)
     return spawn_front(journal, "auth", service,
                        ["--cert", str(leaf.cert), "--key", str(leaf.key),
                         "--signer-cert", str(signer.cert), "--signer-key", str(signer.key),
@@ -343,7 +358,7 @@ def start_auth(journal, service, ca, signer, log_dir: Path, *, issuer: str,
 
 def start_cdn(journal, service, ca, storage_root: Path, log_dir: Path) -> FrontServer:
     """Spawn the CDN serving blobs straight from the upstream's storage directory."""
-    leaf = ca.issue(service.role, [service.host], [service.address])
+    leaf = ca.issue(service.role, [service.host], service.addresses)
     return spawn_front(journal, "cdn", service,
                        ["--cert", str(leaf.cert), "--key", str(leaf.key), "--root", str(storage_root)],
                        log_dir)
@@ -353,10 +368,11 @@ def wait_front(server: FrontServer, ca_file: Path, timeout: float) -> None:
     from chaos.lab.ready import https_status, wait_until
 
     svc = server.service
-    wait_until(f"{server.role} ({svc.host} {svc.address}:{svc.port} in {svc.netns})",
-               lambda: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
-                                    "/healthz", timeout=1.0) == 200,
-               timeout, proc=server.proc, log=server.app_log)
+    for addr in svc.addresses:  # each family it listens on
+        wait_until(f"{server.role} ({svc.host} {addr}:{svc.port} in {svc.netns})",
+                   lambda addr=addr: https_status(svc.netns, addr, svc.port, svc.host, ca_file,
+                                                  "/healthz", timeout=1.0) == 200,
+                   timeout, proc=server.proc, log=server.app_log)
 
 
 if __name__ == "__main__":

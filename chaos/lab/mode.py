@@ -37,8 +37,7 @@ class LabMode(Mode):
                                  resolver=self.DNS_ADDRESS if spec.dns else None, ipv6=ipv6)
         self.zone = {s.host: s.address for s in self.topology.services}
         self.zone.update(split_hosts(hosts)[0])  # `hosts:` of a lab are IPv4 (the model says so)
-        if self.topology.cache_address6:
-            self.zone6 = {self.topology.cache_host: self.topology.cache_address6}
+        self.zone6 = {s.host: s.address6 for s in self.topology.services if s.address6}
 
     def _sides(self) -> dict[str, tuple[str, str]]:
         topo = self.topology

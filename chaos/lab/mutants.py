@@ -36,7 +36,7 @@ class Mutant:
 
     def upstream_names(self, topo) -> tuple[list[str], list[str]]:
         """Host names and addresses of the upstream's certificate."""
-        return [topo.registry.host], [topo.registry.address]
+        return [topo.registry.host], topo.registry.addresses
 
     def dockerd_options(self, mirrors: list[str]) -> dict:
         """Keyword arguments for spawn_dockerd: its mirrors and daemon.json extras."""
@@ -91,7 +91,7 @@ class Forwarder(Mutant):
             "Hub's certificate also names the cache)")
 
     def upstream_names(self, topo):
-        return ([topo.registry.host, topo.cache.host], [topo.registry.address, topo.cache.address])
+        return ([topo.registry.host, topo.cache.host], [*topo.registry.addresses, topo.cache.address])
 
     def warm(self, refs):
         return ()  # nothing is kept, so nothing can be warmed

@@ -63,6 +63,9 @@ def build(journal: Journal, topo: Topology) -> None:
             _ip("-n", hub, "addr", "add", f"{svc.address}/{plen}", "dev", topo.bridge)
     if topo.bridge_address6:
         _ip("-n", hub, "addr", "add", f"{topo.bridge_address6}/64", "dev", topo.bridge, "nodad")
+        for svc in topo.services:
+            if svc.netns == hub and svc.address6:
+                _ip("-n", hub, "addr", "add", f"{svc.address6}/64", "dev", topo.bridge, "nodad")
     _ip("-n", hub, "link", "set", topo.bridge, "up")
     for link in topo.links:
         _ip("-n", hub, "link", "add", link.hub_if, "type", "veth",
@@ -110,8 +113,8 @@ def socket_in(netns: str | None, family: int = socket.AF_INET,
 
 
 def connect(netns: str | None, address: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to address:port made from inside ``netns``."""
-    sock = socket_in(netns)
+    """A TCP connection to address:port (IPv4 or IPv6) made from inside ``netns``."""
+    sock = socket_in(netns, socket.AF_INET6 if ":" in address else socket.AF_INET)
     sock.settimeout(timeout)
     try:
         sock.connect((address, port))

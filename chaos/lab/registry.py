@@ -11,6 +11,12 @@ lab CA through SSL_CERT_FILE. Both keep their access log (stdout, combined forma
 file: ``Registry.access`` tells where a pull was served from. Note distribution 2.8's proxy
 asks the upstream for the tag's digest on every pull by *tag* (it serves the cached copy
 only if that fails); a pull by *digest* of a cached image never reaches the upstream.
+
+Dual-stack upstream: docker-registry listens on one address, and the hub namespace has the
+token server and the CDN on port 443 too, so a wildcard ``[::]:443`` cannot be bound. A
+second docker-registry process (the ``twin``) serves the same configuration and storage on
+the IPv6 address, and its stdout is the same access log, so the log keeps every client's
+own address, whichever family it came over. No relay: it would log its own address.
 """
 
 from __future__ import annotations
@@ -44,6 +50,14 @@ class Registry(LabServer):
     app_log: Path
     entry: Entry | None = None
     journal: Journal | None = None
+    twin: Registry | None = None
+    """The process listening on the service's IPv6 address (a dual-stack upstream)."""
+
+    def stop(self) -> None:
+        """Kill it (and its twin) now; the journal records are closed, so rollback skips them."""
+        super().stop()
+        if self.twin is not None:
+            self.twin.stop()
 
 
 def _base(service: Service, tls: KeyPair, storage: Path) -> dict:
@@ -67,6 +81,8 @@ def upstream_config(service: Service, tls: KeyPair, storage: Path, *, ca_file: P
     """Config for the upstream: token auth against ``auth`` and 307s to ``cdn`` (either may
     be None for a plain registry)."""
     cfg = _base(service, tls, storage)
+    if service.address6:  # two processes share the storage: a cached descriptor could go stale
+        del cfg["storage"]["cache"]
     if auth is not None:
         cfg["auth"] = {"token": {"realm": f"{auth.url}/token", "service": HUB_SERVICE,
                                  "issuer": HUB_ISSUER, "rootcertbundle": str(ca_file)}}
@@ -107,15 +123,42 @@ def spawn_registry(journal: Journal, role: str, service: Service, config: dict, 
         proc, entry = spawn(journal, [REGISTRY_BIN, "serve", str(cfg_path)], netns=service.netns,
                         what=f"lab {role} registry {service.host}", stdin=subprocess.DEVNULL,
                         stdout=out, stderr=err, env=env)
-    return Registry(role, service, proc, cfg_path, storage, access_log, app_log, entry, journal)
+    reg = Registry(role, service, proc, cfg_path, storage, access_log, app_log, entry, journal)
+    if service.address6 and ":" not in config["http"]["addr"].rpartition(":")[0]:
+        reg.twin = _spawn_twin(journal, reg, config, env)
+    return reg
+
+
+def _spawn_twin(journal: Journal, reg: Registry, config: dict, env: dict) -> Registry:
+    """The same registry on the service's IPv6 address, logging into the same access log
+    (O_APPEND: each access line is one write, so the two never interleave within a line)."""
+    import yaml
+
+    from chaos.processes import spawn
+
+    assert reg.service.address6 is not None
+    svc = Service(reg.service.role, reg.service.host, reg.service.address6, reg.service.port,
+                  reg.service.netns)
+    cfg = {**config, "http": {**config["http"], "addr": f"[{svc.address}]:{svc.port}"}}
+    cfg_path = reg.config.with_name(f"{reg.role}6.yml")
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    app_log = reg.app_log.with_name(f"{reg.role}6.log")
+    with open(reg.access_log, "ab") as out, open(app_log, "ab") as err:
+        proc, entry = spawn(journal, [REGISTRY_BIN, "serve", str(cfg_path)], netns=svc.netns,
+                            what=f"lab {reg.role} registry {svc.host} (IPv6)",
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+    return Registry(reg.role, svc, proc, cfg_path, reg.storage, reg.access_log, app_log, entry,
+                    journal)
 
 
 def wait_registry(reg: Registry, ca_file: Path, timeout: float) -> None:
-    """Until ``GET /v2/`` answers 200 or 401 over verified TLS, at most ``timeout`` seconds."""
+    """Until ``GET /v2/`` answers 200 or 401 over verified TLS, at most ``timeout`` seconds
+    (on each family, for a registry with a twin)."""
     from chaos.lab.ready import https_status, wait_until
 
-    svc = reg.service
-    wait_until(f"{reg.role} registry ({svc.host} {svc.address}:{svc.port} in {svc.netns})",
-               lambda: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
-                                    timeout=1.0) in (200, 401),
-               timeout, proc=reg.proc, log=reg.app_log)
+    for r in (reg, *([reg.twin] if reg.twin else [])):
+        svc = r.service
+        wait_until(f"{r.role} registry ({svc.host} {svc.address}:{svc.port} in {svc.netns})",
+                   lambda svc=svc: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
+                                                timeout=1.0) in (200, 401),
+                   timeout, proc=r.proc, log=r.app_log)

@@ -8,9 +8,9 @@ changes the system (chaos.lab.netns builds it).
     cache ns  cache.chaos.test                  198.18.0.20:443  pull-through cache
     client ns (dockerd, skopeo)                 198.18.0.30
 
-With ``ipv6`` (a dual-stack scenario) the bridge, the cache and the client also get IPv6
-addresses from 2001:2::/64 (bridge ::1, cache ::20, client ::30) and the cache's name
-resolves to both; the upstream, token server and CDN stay IPv4-only.
+With ``ipv6`` (a dual-stack scenario) every part also gets an IPv6 address from 2001:2::/64
+(bridge ::1, upstream ::10, token server ::11, CDN ::12, cache ::20, client ::30) and every
+service name resolves to both families.
 
 The cache and the client each sit in their own namespace, joined to the hub's bridge by a
 veth pair, so a fault can be applied from one point of view (inside the client or inside
@@ -33,6 +33,13 @@ class Service:
     address: str
     port: int
     netns: str
+    address6: str | None = None
+    """Its IPv6 address in a dual-stack lab (None: IPv4 only)."""
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address it listens on, IPv4 first."""
+        return [self.address, *([self.address6] if self.address6 else [])]
 
     @property
     def url(self) -> str:
@@ -70,7 +77,7 @@ class Topology:
     """Address of a DNS server the lab's namespaces resolve through (a run's fake DNS, for
     DNS faults); None: the service names are in every namespace's hosts file instead."""
     ipv6: bool = False
-    """The cache and the client are dual-stack (IPv6 from ``subnet6``)."""
+    """Every part is dual-stack (IPv6 from ``subnet6``)."""
     subnet6: str = "2001:2::/64"
 
     @classmethod
@@ -146,19 +153,19 @@ class Topology:
     # -- services ---------------------------------------------------------------------------
     @property
     def registry(self) -> Service:
-        return Service("registry", self.registry_host, self._ip(10), 443, self.hub_ns)
+        return Service("registry", self.registry_host, self._ip(10), 443, self.hub_ns, self._ip6(0x10))
 
     @property
     def auth(self) -> Service:
-        return Service("auth", self.auth_host, self._ip(11), 443, self.hub_ns)
+        return Service("auth", self.auth_host, self._ip(11), 443, self.hub_ns, self._ip6(0x11))
 
     @property
     def cdn(self) -> Service:
-        return Service("cdn", self.cdn_host, self._ip(12), 443, self.hub_ns)
+        return Service("cdn", self.cdn_host, self._ip(12), 443, self.hub_ns, self._ip6(0x12))
 
     @property
     def cache(self) -> Service:
-        return Service("cache", self.cache_host, self._ip(20), 443, self.cache_ns)
+        return Service("cache", self.cache_host, self._ip(20), 443, self.cache_ns, self.cache_address6)
 
     @property
     def services(self) -> list[Service]:
@@ -174,9 +181,7 @@ class Topology:
         """The /etc/hosts every lab namespace sees (ip netns exec binds /etc/netns/<ns>/hosts)."""
         lines = ["127.0.0.1 localhost", "::1 localhost"]
         if self.resolver is None:
-            lines += [f"{s.address} {s.host}" for s in self.services]
-            if self.cache_address6:
-                lines.append(f"{self.cache_address6} {self.cache_host}")
+            lines += [f"{addr} {s.host}" for s in self.services for addr in s.addresses]
         lines += [f"{addr} {name}" for name, addr in self.extra_hosts.items()]
         return "\n".join(lines) + "\n"
 
@@ -190,6 +195,7 @@ class Topology:
         return {
             "namespaces": {"hub": self.hub_ns, "cache": self.cache_ns, "client": self.client_ns},
             "services": {s.role: {"host": s.host, "address": s.address, "port": s.port,
-                                  "netns": s.netns} for s in self.services},
+                                  "netns": s.netns, **({"address6": s.address6} if s.address6 else {})}
+                         for s in self.services},
             "client_address": self.client_address,
         }
