@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -295,14 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     handler = AuthHandler if args.role == "auth" else CDNHandler
     tls = _tls_context(args.cert, args.key)
     servers = [_Server(addr, handler, tls, args.access_log) for addr in args.listen]
-    for server in servers:
+    for server, (host, port) in zip(servers, args.listen, strict=True):
         if args.role == "auth":
             server.signer = TokenSigner(Path(args.signer_cert).read_bytes(),
                                         Path(args.signer_key).read_bytes(), args.issuer, args.service)
         else:
             server.root = args.root.resolve()
-        print(f"{args.role} listening on {server.server_address[0]}:{server.server_address[1]}",
-              file=sys.stderr, flush=True)
+        print(f"{args.role} listening on {host}:{port}", file=sys.stderr, flush=True)
     # One thread per address; both write the same access log (O_APPEND, a line per write).
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
@@ -368,10 +368,12 @@ def wait_front(server: FrontServer, ca_file: Path, timeout: float) -> None:
     from chaos.lab.ready import https_status, wait_until
 
     svc = server.service
+    def healthy(addr: str) -> Callable[[], bool]:
+        return lambda: https_status(svc.netns, addr, svc.port, svc.host, ca_file, "/healthz",
+                                    timeout=1.0) == 200
+
     for addr in svc.addresses:  # each family it listens on
-        wait_until(f"{server.role} ({svc.host} {addr}:{svc.port} in {svc.netns})",
-                   lambda addr=addr: https_status(svc.netns, addr, svc.port, svc.host, ca_file,
-                                                  "/healthz", timeout=1.0) == 200,
+        wait_until(f"{server.role} ({svc.host} {addr}:{svc.port} in {svc.netns})", healthy(addr),
                    timeout, proc=server.proc, log=server.app_log)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,9 +157,11 @@ def wait_registry(reg: Registry, ca_file: Path, timeout: float) -> None:
     (on each family, for a registry with a twin)."""
     from chaos.lab.ready import https_status, wait_until
 
+    def answers(svc: Service) -> Callable[[], bool]:
+        return lambda: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
+                                    timeout=1.0) in (200, 401)
+
     for r in (reg, *([reg.twin] if reg.twin else [])):
         svc = r.service
         wait_until(f"{r.role} registry ({svc.host} {svc.address}:{svc.port} in {svc.netns})",
-                   lambda svc=svc: https_status(svc.netns, svc.address, svc.port, svc.host, ca_file,
-                                                timeout=1.0) in (200, 401),
-                   timeout, proc=r.proc, log=r.app_log)
+                   answers(svc), timeout, proc=r.proc, log=r.app_log)
