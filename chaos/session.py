@@ -100,7 +100,8 @@ class Session:
         self.mode: Mode = make_mode(run_id=self.run_id, host_mode=host_mode, serve=serve,
                                     hosts=hosts, regions=regions, lab=lab, ipv6=ipv6,
                                     host_setup=host_setup, variables=variables)
-        self.place = Place(variables=dict(variables or {}), servers=self.mode.zone, client=client)
+        self.place = Place(variables=dict(variables or {}), servers=self.mode.zone, client=client,
+                           servers6=self.mode.zone6)
         self.journal: Journal | None = None
         self.dns, self.http, self.tcp = DnsService(), HttpService(), TcpService()
         self.place.dns, self.place.http = self.dns, self.http

@@ -30,6 +30,16 @@ def resolve(to: str, servers: dict) -> str | None:
     return str(servers[name]) if name in servers else None
 
 
+def addresses(to: str, place) -> dict[str, str]:
+    """Every address of ``to`` (both families in a dual-stack run) -> ``to``; empty: unknown."""
+    address = resolve(to, place.servers)
+    if address is None:
+        return {}
+    name = lab_hosts().get(to, to).lower().rstrip(".")
+    v6 = place.servers6.get(name) if address != to else None
+    return {address: to, **({str(v6): to} if v6 else {})}
+
+
 def known(servers: dict) -> str:
     """The names `to:` takes in this run, for an error message."""
     names = set(servers)
@@ -107,12 +117,12 @@ class ConnectionsProbe(ProbeBase):
         from chaos.sandbox.sockets import tcp_connections
 
         want = self.connections
-        address = resolve(want.to, place.servers)
-        if address is None:
+        peers = addresses(want.to, place)  # a dual-stack server is reached over either family
+        if not peers:
             raise RuntimeError(f"unknown server {want.to!r} (the run knows {known(place.servers)})")
         start = time.monotonic()
         while True:
-            held = [c for c in tcp_connections(place.netns, {address: want.to})
+            held = [c for c in tcp_connections(place.netns, peers)
                     if want.port is None or c.remote.rsplit(":", 1)[1] == str(want.port)]
             established = sum(c.state == "established" for c in held)
             still_open = sum(c.state != "time-wait" for c in held)

@@ -14,7 +14,7 @@ def peers(place) -> dict[str, str]:
     """address -> name of every server the run knows (an address with several names: the
     first one)."""
     named: dict[str, str] = {}
-    for name, address in place.servers.items():
+    for name, address in [*place.servers.items(), *place.servers6.items()]:
         named.setdefault(str(address), name)
     return named
 

@@ -64,12 +64,15 @@ class Place:
     connections a failed probe's evidence lists."""
     client: str = "dockerd"
     """The lab client `pull:` probes pull with (`chaos run --client`)."""
+    servers6: dict = field(default_factory=dict)
+    """Names of a dual-stack run -> their IPv6 address, beside the one in ``servers``."""
 
     def at(self, region: str | None) -> Place:
         if region is None:
             return self
         return Place(self.regions[region], self.env, self.variables, self.regions, self.lab,
-                     self.marks, self.dns, self.http, self.served, self.servers, self.client)
+                     self.marks, self.dns, self.http, self.served, self.servers, self.client,
+                     self.servers6)
 
     def expand(self, text: str) -> str:
         for key, value in self.variables.items():
