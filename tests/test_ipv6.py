@@ -323,3 +323,74 @@ def test_lab_mirror_over_ipv6_falls_back_to_ipv4_for_dockerd_and_skopeo(chaos, t
     scenario = json.loads(report.read_text())["scenarios"][0]
     assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 9
     assert_same(before, snapshot())
+
+
+def test_lab_mirror_hangs_on_its_kept_alive_ipv6_connections_to_hub(chaos, tmp_path):
+    """The whole lab dual-stack: the mirror reaches Hub's registry over IPv6 (the upstream's
+    access log names its IPv6 address); with that path dropped, its kept-alive connection
+    hangs while a new connection falls back to IPv4 (the shipped scenario)."""
+    require_binaries(*LAB_BINARIES)
+    before = snapshot()
+    report = tmp_path / "r.json"
+    result = chaos("run", str(SCENARIOS / "lab-ipv6-upstream-path-dropped.yaml"), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    scenario = json.loads(report.read_text())["scenarios"][0]
+    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 8
+    assert_same(before, snapshot())
+
+
+LAB_BOTH_FAMILIES = """
+name: lab-both-families
+lab: {dns: true}
+ipv6: true
+expect:
+  before:
+    - name: the fake DNS answers AAAA for Hub's names
+      region: cache
+      run: getent ahostsv6 registry-1.docker.io auth.docker.io production.cloudflare.docker.com
+      stdout: {regex: "(?s)2001:2::10 .*2001:2::11 .*2001:2::12 "}
+%s
+    - {requests: upstream, path: /v2/, client: "198.18.0.30", count: 1}
+    - {requests: upstream, path: /v2/, client: "2001:2::30", count: 1}
+    - {requests: auth, path: /healthz, client: "2001:2::30", count: 1}
+    - {requests: cdn, path: /healthz, client: "198.18.0.30", count: 1}
+"""
+
+
+def test_lab_hub_answers_on_both_families_and_logs_each_client_address(chaos, tmp_path):
+    """`ipv6: true` makes Hub's registry, token server and CDN dual-stack: each answers
+    curl -4 and -6 from the docker host (names from the fake DNS, A and AAAA), and each
+    access log names the address the request came from, so a count sees both families."""
+    require_binaries(*LAB_BINARIES)
+    curls = [f'    - {{run: "{CURL} -{f} https://{host}{path}", stdout: {{contains: "{addr}"}}}}'
+             for host, path, addrs in (("{upstream}", "/v2/", ("198.18.0.10", "2001:2::10")),
+                                       ("{auth}", "/healthz", ("198.18.0.11", "2001:2::11")),
+                                       ("{cdn}", "/healthz", ("198.18.0.12", "2001:2::12")))
+             for f, addr in zip("46", addrs, strict=True)]
+    scenario = run_json(chaos, tmp_path, LAB_BOTH_FAMILIES % "\n".join(curls))
+    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 11
+
+
+LAB_UPSTREAM_STOPPED = """
+name: lab-upstream-stopped-both-families
+lab: {warm: []}
+ipv6: true
+expect:
+  during:
+    - stop: upstream
+%s
+    - start: upstream
+      within: 10s
+%s
+"""
+
+
+def test_stopping_the_dual_stack_upstream_stops_it_on_both_families(chaos, tmp_path):
+    """The upstream's IPv6 listener is a second process: `stop: upstream` ends both, so
+    "registry down" is down over IPv4 and IPv6 alike, and `start:` brings both back."""
+    require_binaries(*LAB_BINARIES)
+    down = "\n".join(f'    - {{run: "{CURL} -{f} https://{{upstream}}/v2/", exit: 7}}' for f in "46")
+    up = "\n".join(f'    - {{run: "{CURL} -{f} https://{{upstream}}/v2/", stdout: {{contains: "{a}"}}}}'
+                   for f, a in (("4", "198.18.0.10"), ("6", "2001:2::10")))
+    scenario = run_json(chaos, tmp_path, LAB_UPSTREAM_STOPPED % (down, up))
+    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 6, scenario["probes"]
