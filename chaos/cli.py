@@ -151,16 +151,18 @@ def validate(paths) -> None:
 @click.option("--cache", type=click.Choice(["distribution", "nginx"]),
               help="The registry lab's cache for every lab scenario (default: each scenario's lab.cache).")
 @click.option("--client-version", metavar="MAJOR.MINOR",
-              help="The registry lab's dockerd generation for every lab scenario: 20.10 (Debian 12), "
-                   "26.1 (Debian 13); default each scenario's lab.client_version, else the system's.")
+              help="The generation of --client for every lab scenario: dockerd 20.10 or 26.1, "
+                   "containerd 1.6 or 1.7, podman 4.3 or 5.4, skopeo 1.9 or 1.18 (Debian 12's, "
+                   "13's); default the system's (for dockerd: each scenario's lab.client_version).")
 @click.option("-j", "--jobs", default="1", type=JobsType(), show_default=True,
               help="Run up to N scenarios at once, each in its own sandbox or lab ('auto': two "
                    "per CPU); reports keep the given order.")
 @click.option("--matrix", "matrix_dir", type=click.Path(file_okay=False),
               help="Run every scenario for each --clients × --caches pair, one run per cell, and "
                    "write the page (index.html, matrix.md) and each cell's reports here.")
-@click.option("--clients", help="With --matrix: the lab clients, comma-separated (dockerd, "
-                                "containerd, podman, skopeo; default dockerd).")
+@click.option("--clients", help="With --matrix: the lab clients, comma-separated, each "
+                                "CLIENT[@MAJOR.MINOR] (dockerd, containerd, podman, skopeo; "
+                                "e.g. dockerd@26.1,podman@5.4; default dockerd).")
 @click.option("--caches", help="With --matrix: the lab caches, comma-separated (distribution, "
                                "nginx; default both).")
 @click.option("--cell-timeout", type=DurationType(),
@@ -185,14 +187,15 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
                     900.0 if cell_timeout is None else cell_timeout, baseline_path,
                     dict(host=host_mode, json=json_path, junit=junit_path,
                          timeline=timeline_dir, cache=cache, dry_run=dry_run,
-                         write_baseline=write_baseline, jobs=jobs > 1),
+                         write_baseline=write_baseline, jobs=jobs > 1,
+                         client_version=client_version),
                     [*(a for name, val in variables for a in ("--var", f"{name}={val}")),
                      *(["--docker-host", docker_host] if docker_host else []),
                      *(["--state-dir", state_dir] if state_dir else []),
-                     *(["--client-version", client_version] if client_version else []),
                      *(["--baseline", baseline_path] if baseline_path else [])])
-    run_client = _run_client(client_version)
-    baseline, baseline_path = _read_baseline(baseline_path, run_client) if baseline_path else (None, None)
+    run_client = _run_client(client, client_version)
+    baseline, baseline_path = (_read_baseline(baseline_path, run_client, _run_client("dockerd", None))
+                               if baseline_path else (None, None))
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -261,15 +264,18 @@ def _run_matrix(paths, folder: str, clients: str, caches: str, cell_timeout: flo
     if source is not None and source.name != "DEFAULT":
         given.append("--client")
     if given:
-        raise click.UsageError("--matrix writes its own reports and picks the client and cache "
-                               f"per cell: {', '.join(given)} cannot go with it")
+        raise click.UsageError("--matrix writes its own reports and picks the client, its version "
+                               f"and the cache per cell (--clients dockerd@26.1,...): "
+                               f"{', '.join(given)} cannot go with it")
     try:
-        chosen_clients = matrix.parse_list(clients, matrix.CLIENTS, "clients")
+        chosen_clients = matrix.parse_clients(clients)
         chosen_caches = matrix.parse_list(caches, matrix.CACHES, "caches")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if baseline_path:
-        _read_baseline(baseline_path, _run_client(None))  # broken: exit 2 now, not in every cell
+        for name in chosen_clients:  # broken or missing: exit 2 now, not in every cell
+            _read_baseline(baseline_path, _run_client(*matrix.split_client(name)),
+                           _run_client("dockerd", None))
     loaded, problems = _load_all(paths)
     for problem in problems:
         click.echo(str(problem), err=True)
@@ -314,24 +320,25 @@ def _not_started(rest, results) -> list:
             for path, scenario in rest]
 
 
-def _run_client(version: str | None) -> str:
-    """The lab dockerd this run's baseline is for, by generation name (``dockerd@20.10``).
-    Runs whose `pull:` probes use another client (--client) compare with that baseline too:
-    a difference from the docker host's recorded verdicts shows as worse or better."""
+def _run_client(client: str, version: str | None) -> str:
+    """The lab client this run's baseline is for, by generation name (``dockerd@20.10``,
+    ``podman@5.4``): --client at --client-version, else the system's version."""
     from chaos.lab.generations import GenerationError, resolve_name
 
     try:
-        return resolve_name(f"dockerd@{version}" if version else "dockerd")
+        return resolve_name(f"{client}@{version}" if version else client)
     except GenerationError as exc:
         raise click.BadParameter(str(exc), param_hint="--client-version") from None
 
 
-def _read_baseline(path: str, client: str) -> tuple[dict, str]:
-    """The baseline for this run's client: ``path``, or the file beside it for that client."""
+def _read_baseline(path: str, client: str, fallback: str | None = None) -> tuple[dict, str]:
+    """The baseline for this run's client: ``path``, or the file beside it for that client;
+    for a client other than dockerd without a file of its own, ``fallback``'s (the system
+    dockerd's: a difference from the docker host's verdicts shows as worse or better)."""
     from chaos.report.baseline import BaselineError, load_for
 
     try:
-        verdicts, used = load_for(path, client)
+        verdicts, used = load_for(path, client, fallback)
         return verdicts, str(used)
     except BaselineError as exc:
         click.echo(f"chaos run: {exc}", err=True)

@@ -88,6 +88,27 @@ def parse_list(text: str, known: tuple[str, ...], what: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def split_client(name: str) -> tuple[str, str | None]:
+    """A --clients entry: ``podman@5.4`` -> ``("podman", "5.4")``, ``podman`` -> ``("podman", None)``."""
+    client, _, version = name.partition("@")
+    return client, version or None
+
+
+def parse_clients(text: str) -> list[str]:
+    """``--clients``: each entry a client among CLIENTS with a known version or none (the
+    system's), ``dockerd,podman@5.4``; ValueError names what is wrong."""
+    from chaos.lab.generations import GenerationError, resolve_name
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    parse_list(",".join(split_client(n)[0] for n in names), CLIENTS, "clients")
+    for name in names:
+        try:
+            resolve_name(name)
+        except GenerationError as exc:
+            raise ValueError(f"--clients: {exc}") from None
+    return list(dict.fromkeys(names))
+
+
 def verdict_of(report: dict) -> str:
     """A finished run's verdict from its probes: hung beats failed beats passed (a hang is
     the most telling way to fail); a probe error or a broken run is an error."""
@@ -129,8 +150,10 @@ def run_cell(cell: Cell, folder: Path, child_args: list[str], timeout: float,
              stop: _Stop) -> None:
     """Run one cell's child to its end (or SIGTERM it at ``timeout``) and judge it."""
     paths = {kind: folder / rel for kind, rel in cell.reports.items()}
-    argv = [sys.executable, "-m", "chaos", "run", cell.file, "--client", cell.client,
-            "--cache", cell.cache, "--json", str(paths["json"]), "--junit", str(paths["junit"]), *child_args]
+    client, version = split_client(cell.client)
+    argv = [sys.executable, "-m", "chaos", "run", cell.file, "--client", client,
+            *(["--client-version", version] if version else []), "--cache", cell.cache,
+            "--json", str(paths["json"]), "--junit", str(paths["junit"]), *child_args]
     for path in paths.values():
         path.unlink(missing_ok=True)  # a report from an earlier matrix must not stand in
     t0 = time.monotonic()

@@ -198,8 +198,9 @@ def mode_name(host_mode: bool, lab) -> str:
 
 def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, regions=None,
               lab=None, ipv6: bool = False, host_setup: str | None = None,
-              variables: dict | None = None) -> Mode:
-    """The mode a run asks for; what the host cannot give is refused here."""
+              variables: dict | None = None, pullers: dict[str, str] | None = None) -> Mode:
+    """The mode a run asks for; what the host cannot give is refused here. ``pullers``: the
+    lab's pulling clients' versions (``{"podman": "5.4"}``), ignored without a lab."""
     if host_mode:
         for key, value in (("serve", serve), ("regions", regions), ("lab", lab)):
             if value:
@@ -212,7 +213,7 @@ def make_mode(*, run_id: str, host_mode: bool = False, serve=(), hosts=None, reg
     if lab is not None:
         from chaos.lab.mode import LabMode
 
-        return LabMode(run_id, lab, hosts, ipv6=ipv6)
+        return LabMode(run_id, lab, hosts, ipv6=ipv6, pullers=pullers)
     from chaos.sandbox.mode import SandboxMode
 
     return SandboxMode(run_id, serve, hosts, regions, ipv6=ipv6)

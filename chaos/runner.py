@@ -40,7 +40,8 @@ class RunOptions:
     client: str = "dockerd"
     """The lab client `pull:` probes pull with (chaos.lab.pullers.CLIENTS)."""
     client_version: str | None = None
-    """The lab dockerd's generation for every lab scenario (wins over `lab.client_version`)."""
+    """The generation of ``client`` for every lab scenario: for dockerd it wins over
+    `lab.client_version`; for another client, that client's build (``podman`` ``5.4``)."""
 
 
 @dataclass
@@ -227,7 +228,7 @@ class Run:
                                lab=s.lab and _lab_options(s.lab, self.options),
                                seed=s.seed, docker_host=self.options.docker_host or s.docker,
                                ipv6=s.dual_stack, host_setup=s.host_setup,
-                               client=self.options.client)
+                               client=self.options.client, pullers=_pullers(self.options))
         errors: list[PlanError] = []  # every fault's refusal, not only the first one's
         for i, fault in enumerate(s.faults):
             try:
@@ -615,6 +616,14 @@ def _phases(run: Run) -> None:
 
 
 def _lab_options(lab, options: RunOptions):
-    """The scenario's lab with the run's --cache and --client-version applied."""
-    update = {k: v for k, v in (("cache", options.cache), ("client_version", options.client_version)) if v}
+    """The scenario's lab with the run's --cache and (for dockerd) --client-version applied."""
+    dockerd_version = options.client_version if options.client == "dockerd" else None
+    update = {k: v for k, v in (("cache", options.cache), ("client_version", dockerd_version)) if v}
     return lab.model_copy(update=update) if update else lab
+
+
+def _pullers(options: RunOptions) -> dict[str, str]:
+    """The lab's other pulling clients' versions: --client-version of a --client not dockerd."""
+    if options.client == "dockerd" or not options.client_version:
+        return {}
+    return {options.client: options.client_version}

@@ -92,14 +92,14 @@ class Session:
                  regions=None, variables=None, run_id: str | None = None, lab=None,
                  seed: int | None = None, docker_host: str | None = None,
                  ipv6: bool = False, host_setup: str | None = None,
-                 client: str = "dockerd") -> None:
+                 client: str = "dockerd", pullers: dict[str, str] | None = None) -> None:
         from chaos.sandbox.container import Containers
 
         self.run_id = run_id or new_run_id()
         self.state_dir, self.seed = state_dir, seed
         self.mode: Mode = make_mode(run_id=self.run_id, host_mode=host_mode, serve=serve,
                                     hosts=hosts, regions=regions, lab=lab, ipv6=ipv6,
-                                    host_setup=host_setup, variables=variables)
+                                    host_setup=host_setup, variables=variables, pullers=pullers)
         self.place = Place(variables=dict(variables or {}), servers=self.mode.zone, client=client,
                            servers6=self.mode.zone6)
         self.journal: Journal | None = None

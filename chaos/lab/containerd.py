@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos.journal import Journal
+from chaos.lab.generations import Generation
 from chaos.lab.topology import Topology
 
 NAMESPACE = "chaos"  # containerd's own namespace for the lab's images
@@ -35,9 +36,11 @@ class ContainerdClient:
     """Its content store: blobs, and the ingests of downloads in flight (exact bytes)."""
     ca: Path
     """The lab CA, for hosts without a hosts.toml (see write_hosts_dir)."""
+    ctr_binary: str = "ctr"
+    """The ``ctr`` of the same build as the daemon (chaos.lab.generations)."""
 
     def ctr(self, *args: str) -> list[str]:
-        return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
+        return [self.ctr_binary, "--address", str(self.socket), "--namespace", NAMESPACE, *args]
 
     def job(self, image: str, platform: str | None = None) -> dict:
         """What the pull agent runs (chaos.probes.pull_agent): remove, then pull ``image``."""
@@ -70,15 +73,22 @@ def write_hosts_dir(hosts_dir: Path, topo: Topology, ca: Path) -> None:
 
 
 def start_containerd_client(journal: Journal, topo: Topology, workdir: Path, ca: Path, *,
-                            timeout: float = 20) -> ContainerdClient:
-    """Start the client containerd in the client namespace (journaled; rollback stops it)."""
+                            timeout: float = 20, generation: Generation | None = None) -> ContainerdClient:
+    """Start the client containerd in the client namespace (journaled; rollback stops it).
+    ``generation``: its build (``containerd@1.7``), default the system's."""
     from chaos.lab.dockerd import daemon_env, short_run_dir, spawn_containerd
 
     workdir.mkdir(parents=True, exist_ok=True)
     hosts_dir = workdir / "certs.d"
     write_hosts_dir(hosts_dir, topo, ca)
     run = short_run_dir(journal, workdir, topo.tag) / "ctr-client"
-    proc, sock, log = spawn_containerd(journal, topo.client_ns, workdir, run, env=daemon_env(None),
-                                       timeout=timeout, what="lab client containerd")
+    env = daemon_env(None)
+    if generation is not None:  # its own shim and runc first on PATH
+        env = generation.env(workdir / "bin", env)
+    binaries = generation.binaries if generation else {}
+    proc, sock, log = spawn_containerd(journal, topo.client_ns, workdir, run, env=env,
+                                       timeout=timeout, what="lab client containerd",
+                                       binary=binaries.get("containerd", "containerd"))
     return ContainerdClient(topo.client_ns, sock, hosts_dir, proc, log,
-                            workdir / "root" / "io.containerd.content.v1.content", ca)
+                            workdir / "root" / "io.containerd.content.v1.content", ca,
+                            binaries.get("ctr", "ctr"))

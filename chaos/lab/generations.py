@@ -6,9 +6,11 @@ The system's packages are one generation (Debian 12: dockerd 20.10, containerd 1
 link to ``/``). ``resolve("dockerd@26.1")`` maps a name to the binaries the lab runs and the
 PATH under which dockerd, containerd and its shim find each other (docs/lab.md).
 
-Only binaries that run here are taken from a generation: trixie's runc needs glibc 2.38,
-which Debian 12 lacks, so a dockerd@26.1 on Debian 12 runs the system's runc (pulls never
-call it; containers would).
+trixie's podman, skopeo, runc and netavark need glibc 2.38, which Debian 12 lacks: the
+prefix holds trixie's libc too, and scripts/generations points those binaries at the
+prefix's own dynamic loader and libraries (patchelf), so they run beside the system's libc.
+Only binaries that run here are taken from a generation; one that does not (a prefix
+unpacked by an older scripts/generations) is replaced by the system's build of that helper.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class Generation:
 
     def env(self, bin_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
         """An environment whose PATH finds this generation's helpers first: links to them
-        are made in ``bin_dir`` (one per run, under its run dir). No LD_LIBRARY_PATH: the
-        binaries taken from a generation are the ones that run with the system's libraries."""
+        are made in ``bin_dir`` (one per run, under its run dir). No LD_LIBRARY_PATH (it
+        would reach the system's programs too): each binary names its own loader."""
         env = dict(os.environ if base is None else base)
         bin_dir.mkdir(parents=True, exist_ok=True)
         for name, path in self.binaries.items():
@@ -159,7 +161,7 @@ def resolve(spec: str) -> Generation:
         if path is not None and _runs(path):
             binaries[name] = path
         elif (fallback := shutil.which(name)) is not None:
-            binaries[name] = fallback  # e.g. trixie's runc on Debian 12: the system's
+            binaries[name] = fallback  # e.g. a runc that does not run here: the system's
     return Generation(client, version, suite, binaries)
 
 

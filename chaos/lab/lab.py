@@ -50,6 +50,9 @@ class Lab:
     """The client containerd, started on first use (chaos.lab.pullers)."""
     podman: Podman | None = None
     """The podman set-up, written on first use (chaos.lab.pullers)."""
+    generations: dict[str, Generation] = field(default_factory=dict)
+    """The build of each pulling client other than dockerd that is not the system's
+    (``{"podman": podman@5.4}``); chaos.lab.pullers runs its binaries."""
 
     def docker(self, timeout: float = 60):
         """A docker SDK client for the lab dockerd."""
@@ -82,7 +85,8 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
            warm: tuple = ("library/busybox:1",), declared: tuple[DeclaredImage, ...] = (),
            image_cache: Path | None = None,
            dockerd: bool = True, timeout: float = 30, on_network=None,
-           cache: str = "distribution", client_version: str | None = None) -> Lab:
+           cache: str = "distribution", client_version: str | None = None,
+           clients: dict[str, str] | None = None) -> Lab:
     """Start the lab under ``run_dir/lab`` (must not exist) and return it.
 
     ``warm`` lists images pulled through the cache once, so they are cached (a ref, or a
@@ -95,16 +99,20 @@ def lab_up(journal: Journal, run_dir: str | Path, *, topology: Topology | None =
     ``cache`` is the cache's kind: ``distribution`` (docker-registry) or ``nginx``.
     ``client_version``: the dockerd generation (``26.1``; chaos.lab.generations), default
     the system's; ``GenerationError`` (a ValueError) before anything starts if not here.
+    ``clients``: the version of other pulling clients, ``{"podman": "5.4"}`` (the same).
     """
     from chaos.lab.generations import resolve
 
     generation = resolve(f"dockerd@{client_version}" if client_version else "dockerd")
+    pullers = {name: resolve(f"{name}@{version}") for name, version in (clients or {}).items()}
     if (Path(run_dir) / "lab").exists():
         raise FileExistsError(f"{Path(run_dir) / 'lab'} exists: one lab per run dir")
     mark = journal.mark()
     try:
-        return _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
-                   on_network, declared, image_cache, cache, generation)
+        lab = _up(journal, Path(run_dir), topology or Topology.new(), images, warm, dockerd, timeout,
+                  on_network, declared, image_cache, cache, generation)
+        lab.generations = pullers
+        return lab
     except BaseException:
         journal.rollback(mark)
         raise

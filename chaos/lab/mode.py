@@ -27,11 +27,15 @@ class LabMode(Mode):
     own_docker = True
     DNS_ADDRESS = "198.18.0.53"  # on the lab hub's bridge
 
-    def __init__(self, run_id: str, spec, hosts=None, ipv6: bool = False) -> None:
+    def __init__(self, run_id: str, spec, hosts=None, ipv6: bool = False,
+                 pullers: dict[str, str] | None = None) -> None:
         from chaos.lab.topology import Topology
 
         super().__init__()
         self.spec = spec
+        self.pullers = dict(pullers or {})
+        """Versions of pulling clients other than dockerd (``chaos run --client podman
+        --client-version 5.4``)."""
         self.dual_stack = ipv6
         self.topology = Topology(tag=run_id.removeprefix("chaos-"),
                                  resolver=self.DNS_ADDRESS if spec.dns else None, ipv6=ipv6)
@@ -75,7 +79,8 @@ class LabMode(Mode):
         version = self.spec.client_version
         client = resolve_name(f"dockerd@{version}" if version else "dockerd")
         dockerd = f", {client}" if self.spec.dockerd else ""
-        steps = [f"lab: upstream, token server, CDN, cache ({self.spec.cache}){dockerd}"]
+        others = "".join(f", {resolve_name(f'{name}@{v}')}" for name, v in self.pullers.items())
+        steps = [f"lab: upstream, token server, CDN, cache ({self.spec.cache}){dockerd}{others}"]
         if self._resolver_wanted(session):
             steps.insert(0, f"fake DNS server on {self.DNS_ADDRESS}")
         return steps + session.edge_services()
@@ -98,7 +103,7 @@ class LabMode(Mode):
                                 warm=tuple(w.item() for w in spec.warm), on_network=dns_first,
                                 declared=tuple(i.declared() for i in spec.images),
                                 image_cache=state_dir(session.state_dir) / "images", cache=spec.cache,
-                                client_version=spec.client_version)
+                                client_version=spec.client_version, clients=self.pullers)
         if spec.client_os:
             from chaos.injectors.client_profile import client_profile
 

@@ -33,6 +33,8 @@ class Podman:
     netns: str
     root: Path
     cert_dir: Path
+    binary: str = "podman"
+    """Which podman build (a path for a generation's, chaos.lab.generations)."""
 
     @property
     def registries_conf(self) -> Path:
@@ -44,11 +46,13 @@ class Podman:
                 "CONTAINERS_CONF": str(r / "containers.conf"),
                 "CONTAINERS_STORAGE_CONF": str(r / "storage.conf"),
                 "REGISTRY_AUTH_FILE": str(r / "auth.json"), "TMPDIR": str(r / "tmp"),
-                "XDG_CONFIG_HOME": str(r / "xdg-config"), "XDG_DATA_HOME": str(r / "xdg-data")}
+                "XDG_CONFIG_HOME": str(r / "xdg-config"), "XDG_DATA_HOME": str(r / "xdg-data"),
+                # podman 5's warning on every command would open each pull's error text
+                "PODMAN_IGNORE_CGROUPSV1_WARNING": "1"}
 
     def podman(self, *args: str) -> list[str]:
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE,
-                str(self.root / "var-lib"), "podman", "--tmpdir", str(self.root / "run" / "libpod"),
+                str(self.root / "var-lib"), self.binary, "--tmpdir", str(self.root / "run" / "libpod"),
                 *args]
 
     def job(self, image: str, platform: str | None = None) -> dict:
@@ -68,8 +72,23 @@ def registries_conf(topo: Topology) -> str:
             f'location = "docker.io"\n\n[[registry.mirror]]\nlocation = "{topo.cache.hostport}"\n')
 
 
-def setup_podman(journal: Journal, topo: Topology, ca: Path) -> Podman:
-    """Write podman's files (journaled folder outside /var/lib, see above) and trust ``ca``."""
+# podman's own default helper folders, after a generation's (containers.conf has no "also").
+_HELPER_DIRS = ("/usr/local/libexec/podman", "/usr/local/lib/podman", "/usr/libexec/podman",
+                "/usr/lib/podman")
+
+
+def helper_dirs(binary: str) -> list[str]:
+    """Where the podman at ``binary`` finds netavark (podman 5 refuses to start without it):
+    beside it in its generation's prefix (``<prefix>/usr/lib/podman``), then the system's."""
+    if "/" not in binary:
+        return []
+    usr = Path(binary).resolve().parent.parent
+    return [str(usr / "lib" / "podman"), str(usr / "libexec" / "podman"), *_HELPER_DIRS]
+
+
+def setup_podman(journal: Journal, topo: Topology, ca: Path, binary: str = "podman") -> Podman:
+    """Write podman's files (journaled folder outside /var/lib, see above) and trust ``ca``.
+    ``binary``: which podman build (a generation's path, chaos.lab.generations)."""
     import shutil
 
     from chaos.lab import paths
@@ -83,7 +102,9 @@ def setup_podman(journal: Journal, topo: Topology, ca: Path) -> Podman:
         f'[storage]\ndriver = "vfs"\nrunroot = "{workdir / "run"}"\ngraphroot = "{workdir / "root"}"\n')
     (workdir / "containers.conf").write_text(
         f'[engine]\nevents_logger = "none"\ncgroup_manager = "cgroupfs"\n'
-        f'image_copy_tmp_dir = "{workdir / "tmp"}"\n[network]\nnetwork_config_dir = "{workdir / "net"}"\n')
+        f'image_copy_tmp_dir = "{workdir / "tmp"}"\n'
+        + (f'helper_binaries_dir = {json.dumps(dirs)}\n' if (dirs := helper_dirs(binary)) else "")
+        + f'[network]\nnetwork_config_dir = "{workdir / "net"}"\n')
     (workdir / "auth.json").write_text(json.dumps({"auths": {}}))
     os.chmod(workdir / "auth.json", 0o600)
-    return Podman(topo.client_ns, workdir, workdir / "certs")
+    return Podman(topo.client_ns, workdir, workdir / "certs", binary)

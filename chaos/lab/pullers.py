@@ -3,7 +3,8 @@
 ``job(lab, journal, client, image)`` says how the pull agent (chaos.probes.pull_agent)
 pulls ``image`` with that client. containerd and podman are set up on first use (the
 containerd daemon starts then, journaled like every lab process), so a lab whose scenario
-never uses them pays nothing for them.
+never uses them pays nothing for them. Each runs the build ``lab.generations`` names for it
+(``podman@5.4``: chaos.lab.generations), else the system's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ def qualified(ref: str) -> str:
     return name if (":" in last or "@" in last) else f"{name}:latest"
 
 
+def binary(lab: Lab, client: str, name: str) -> str:
+    """The path (or, for the system's build, the name on PATH) of ``name`` of ``client``."""
+    generation = lab.generations.get(client)
+    return generation.binaries.get(name, name) if generation else name
+
+
+def build(lab: Lab, client: str) -> str:
+    """Which build of ``client`` pulls, by generation name (``podman@5.4``), for reports."""
+    from chaos.lab.generations import resolve_name
+
+    if client == "dockerd" and lab.dockerd is not None:
+        return f"dockerd@{lab.dockerd.version}"
+    generation = lab.generations.get(client)
+    return generation.name if generation else resolve_name(client)
+
+
 def containerd(lab: Lab, journal: Journal):
     """The lab's client containerd, started now if it is not running yet."""
     from chaos.lab.containerd import start_containerd_client
@@ -41,7 +58,8 @@ def containerd(lab: Lab, journal: Journal):
     with _lock:
         if lab.containerd is None:
             lab.containerd = start_containerd_client(journal, lab.topology,
-                                                     lab.run_dir / "containerd-client", lab.ca.cert)
+                                                     lab.run_dir / "containerd-client", lab.ca.cert,
+                                                     generation=lab.generations.get("containerd"))
         return lab.containerd
 
 
@@ -51,7 +69,8 @@ def podman(lab: Lab, journal: Journal):
 
     with _lock:
         if lab.podman is None:
-            lab.podman = setup_podman(journal, lab.topology, lab.ca.cert)
+            lab.podman = setup_podman(journal, lab.topology, lab.ca.cert,
+                                      binary=binary(lab, "podman", "podman"))
         return lab.podman
 
 
@@ -67,7 +86,8 @@ def skopeo_job(lab: Lab, journal: Journal, image: str, scratch: str,
     env["CONTAINERS_REGISTRIES_CONF"] = conf
     # Named on the command line too: skopeo (rootless here, see chaos.lab.clients) read no
     # mirror from the variable alone.
-    argv = ["skopeo", "--registries-conf", conf, "copy", "--insecure-policy", "--retry-times", "0", "--src-cert-dir",
+    argv = [binary(lab, "skopeo", "skopeo"), "--registries-conf", conf, "copy", "--insecure-policy",
+            "--retry-times", "0", "--src-cert-dir",
             str(lab.skopeo.cert_dir), "--src-no-creds", *platform_args(platform),
             f"docker://{image}", f"dir:{scratch}"]
     return {"client": "skopeo", "parser": "containers-image", "remove": None, "pull": argv,

@@ -65,7 +65,7 @@ class ImagePull(ProbeBase):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         result.duration = took
-        result.detail.update(image=image, client=client)
+        result.detail.update(image=image, client=client, build=pullers.build(place.lab, client))
         if self.platform:
             result.detail["platform"] = self.platform
         try:

@@ -11,8 +11,10 @@ does not control), ``passed``, ``error`` and ``skipped`` are each their own.
 
 Client generations behave differently (docs/registry-library.md), so a baseline of lab
 scenarios names the client it was recorded with (``"client": "dockerd@20.10"``). A run with
-another client (``--client-version 26.1``) is judged by the file beside it named for that
-client, ``baseline-dockerd@26.1.json`` for ``baseline.json``: the gate command stays the same.
+another client (``--client-version 26.1``, ``--client podman --client-version 5.4``) is
+judged by the file beside it named for that client, ``baseline-dockerd@26.1.json``,
+``baseline-podman@5.4.json`` for ``baseline.json``: the gate command stays the same. A
+client other than dockerd without a file of its own falls back to the system dockerd's.
 """
 
 from __future__ import annotations
@@ -66,14 +68,19 @@ def for_client(path: str | Path, client: str) -> Path:
     return p.with_name(f"{p.stem}-{client}{p.suffix}")
 
 
-def load_for(path: str | Path, client: str | None) -> tuple[dict, Path]:
+def load_for(path: str | Path, client: str | None,
+             fallback: str | None = None) -> tuple[dict, Path]:
     """The verdicts recorded for ``client`` and the file they come from: ``path`` itself if
-    it records that client (or names none), else ``for_client(path, client)``."""
+    it records that client (or names none), else ``for_client(path, client)``. A client
+    other than dockerd with no file of its own is judged by ``fallback``'s (the system
+    dockerd's) when given: its pulls then show how they differ from dockerd's."""
     doc = _read(path)
     recorded = doc.get("client")
     if client is None or recorded in (None, client):
         return _verdicts(doc, path), Path(path)
     other = for_client(path, client)
+    if not other.exists() and fallback and fallback != client and not client.startswith("dockerd@"):
+        return load_for(path, fallback)
     if not other.exists():
         raise BaselineError(f"{path}: records {recorded}, this run's client is {client}, and "
                             f"{other} does not exist: record it with --write-baseline {other}")
