@@ -142,8 +142,10 @@ class HostMode(Mode):
             from chaos.lab import host_stack
 
             self.zone.update(host_stack.zone())
-        zone, self.zone6 = split_hosts(hosts)
+            self.zone6.update(host_stack.zone6())
+        zone, zone6 = split_hosts(hosts)
         self.zone.update(zone)
+        self.zone6.update(zone6)
 
     @property
     def own_docker(self) -> bool:  # type: ignore[override]

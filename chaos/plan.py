@@ -199,7 +199,7 @@ class PlanContext:
 
     def peer_names(self) -> dict[str, str]:
         """Address -> the name the run gives it (a server, a lab component)."""
-        return {address: name for name, address in self.zone.items()}
+        return {address: name for zone in (self.zone, self.zone6) for name, address in zone.items()}
 
     def side_name(self, netns: str | None) -> str:
         """How the report names a client side: its region (`default`, `cache` in the lab),

@@ -33,9 +33,12 @@ NEEDED = ("ip", "unshare", "nsenter", "dockerd", "containerd", "runc", "docker",
           "skopeo", "busybox", "curl", "iptables-save", "nft")
 # What this run's artefacts look like wherever they could be left (processes, mounts and
 # /run: only the run's own tag and folders, as other tests' pulls name Hub too).
-MARKS = ("chd-", "198.19.248.", "198.19.249.", "2001:2:0:f9", "DOCKER", "docker0",
+MARKS = ("chd-", "198.19.248.", "198.19.249.", "2001:2:0:f8:", "2001:2:0:f9:", "DOCKER", "docker0",
          "registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com")
 OWN_ONLY = ("processes", "mounts", "run")
+EXACT = ("hosts", "forwarding")
+"""Compared whole: /etc/hosts outside chaos blocks, the forwarding sysctls."""
+FORWARDING = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv6/conf/default/forwarding")
 
 
 def _out(*argv: str) -> str:
@@ -69,6 +72,7 @@ def machine() -> dict[str, str]:
         "run": "\n".join(sorted(os.listdir("/run"))),
         "processes": "\n".join(procs),
         "hosts": _hosts_outside_blocks().decode(errors="replace"),
+        "forwarding": " ".join(f"{k}={Path('/proc/sys', k).read_text().strip()}" for k in FORWARDING),
     }
 
 
@@ -78,9 +82,9 @@ def leftovers(before: dict[str, str], after: dict[str, str], own: tuple[str, ...
     /etc/hosts outside chaos blocks."""
     found = []
     for key, text in after.items():
-        if key == "hosts":
+        if key in EXACT:
             if text != before[key]:
-                found.append("hosts: /etc/hosts outside chaos blocks differs")
+                found.append(f"{key}: was {before[key]!r}, is {text!r}")
             continue
         marks = own + (("chd-",) if key in OWN_ONLY else MARKS)
         old = set(before[key].splitlines())
@@ -90,14 +94,18 @@ def leftovers(before: dict[str, str], after: dict[str, str], own: tuple[str, ...
 
 
 def test_leftovers_finds_what_a_drill_would_leave():
-    """The check above can fail: a bridge, a route and a dockerd process of the run."""
-    before = {"links": "1: lo: <LOOPBACK>", "routes4": "", "processes": "1 / /sbin/init", "hosts": "h"}
+    """The check above can fail: a bridge, a route of each family, a dockerd process of the
+    run, a hosts line, forwarding turned on."""
+    before = {"links": "1: lo: <LOOPBACK>", "routes4": "", "routes6": "", "processes": "1 / /sbin/init",
+              "hosts": "h", "forwarding": "net/ipv6/conf/all/forwarding=0"}
     after = {"links": "1: lo: <LOOPBACK>\n9: chd-abc123: <BROADCAST>",
              "routes4": "unreachable 198.19.248.2 proto static",
+             "routes6": "unreachable 2001:2:0:f8::2 dev lo proto static metric 1024 error -113 pref medium",
              "processes": "1 / /sbin/init\n77 / dockerd --config-file /s/runs/chaos-abc123/daemon.json",
-             "hosts": "h\n127.0.0.1 registry-1.docker.io"}
+             "hosts": "h\n127.0.0.1 registry-1.docker.io", "forwarding": "net/ipv6/conf/all/forwarding=1"}
     found = leftovers(before, after, ("chaos-abc123",))
-    assert [line.split(":")[0] for line in found] == ["links", "routes4", "processes", "hosts"], found
+    assert [line.split(":")[0] for line in found] == ["links", "routes4", "routes6", "processes", "hosts",
+                                                       "forwarding"], found
     assert leftovers(before, before, ("chaos-abc123",)) == []
 
 
@@ -112,8 +120,10 @@ def test_the_drill_is_a_host_drill_only(chaos):
     assert ok.returncode == 0 and f"{DRILL}: ok" in ok.stdout, ok.stdout + ok.stderr
     dry = chaos("run", "--host", "--dry-run", str(DRILL))
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert "stand-in Hub 198.19.248.2:5000" in dry.stdout
-    assert "unreachable route 198.19.248.2/32 on the host" in dry.stdout  # three names, one route
+    assert "stand-in Hub 198.19.248.2:5000 and [2001:2:0:f8::2]:5000" in dry.stdout
+    # three names, one route per family
+    assert "unreachable route 198.19.248.2/32, 2001:2:0:f8::2/128 on the host" in dry.stdout
+    assert "registry-1.docker.io -> 127.0.0.1" in dry.stdout and "registry-1.docker.io -> ::1" in dry.stdout
     # With a cache of your own nothing is started and Hub's names go to DNS: offline the run
     # is refused at the route's line, online it plans routes to Hub's real addresses.
     own = chaos("run", "--host", "--dry-run", "--var", "cache=127.0.0.1:1", str(DRILL))
@@ -135,6 +145,7 @@ def test_a_cache_of_your_own_skips_the_set_up():
     assert own.zone == {} and not own.own_docker and own.describe("chaos-000000") == []
     drill = make_mode(run_id="chaos-000000", host_mode=True, host_setup="docker-cache")
     assert drill.zone["registry-1.docker.io"] == "198.19.248.2" and drill.own_docker
+    assert drill.zone6["registry-1.docker.io"] == "2001:2:0:f8::2" and own.zone6 == {}
     assert any("stand-in Hub" in line for line in drill.describe("chaos-000000"))
 
 
@@ -170,6 +181,12 @@ def test_dzone_drill_runs_on_this_machine_and_leaves_nothing(chaos, state_dir, t
         assert verdicts == json.loads(BASELINE.read_text())["scenarios"][scenario["name"]]["probes"]
         assert verdicts["during/Hub's names point at loopback on this machine"] == "passed"
         assert verdicts["during/Hub's address is unreachable from this machine (and the cache on it)"] == "passed"
+        for v6 in ("before/busybox's manifest comes through the cache over IPv6",
+                   "during/Hub's names point at IPv6 loopback on this machine",
+                   "during/Hub's IPv6 address is unreachable from this machine",
+                   "after/Hub's IPv6 address is routed again",
+                   "after/busybox's manifest comes through the cache over IPv6 again"):
+            assert verdicts[v6] == "passed", v6
         assert all(v == "passed" for k, v in verdicts.items() if k.startswith(("before/", "after/"))), verdicts
     finally:
         if (state_dir / "runs").is_dir() and any((state_dir / "runs").iterdir()):
@@ -200,12 +217,15 @@ def test_a_drill_killed_mid_fault_is_cleaned_by_recover(state_dir):
     own: tuple[str, ...] = (str(state_dir),)
     try:
         deadline = time.monotonic() + 120
-        while "unreachable 198.19.248.2" not in _out("ip", "route", "show", "198.19.248.2"):
+        while ("unreachable 198.19.248.2" not in _out("ip", "route", "show", "198.19.248.2")
+               or "unreachable 2001:2:0:f8::2" not in _out("ip", "-6", "route", "show", "2001:2:0:f8::2")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.1)
         (journal,) = (state_dir / "runs").glob("*/journal.jsonl")
         own += (journal.parent.name.removeprefix("chaos-"),)
-        assert b"registry-1.docker.io" in Path("/etc/hosts").read_bytes()
+        hosts = Path("/etc/hosts").read_bytes()
+        for loopback in (rb"127\.0\.0\.1", rb"::1"):
+            assert re.search(rb"(?m)^" + loopback + rb"\s+registry-1\.docker\.io$", hosts), hosts
         proc.kill()
         proc.wait(timeout=30)
         assert leftovers(before, machine(), own) != [], "killed mid-fault: the drill is still up"
@@ -217,7 +237,8 @@ def test_a_drill_killed_mid_fault_is_cleaned_by_recover(state_dir):
                                 text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     for undone in ("undo container chaos-", "undo lab dockerd in the host namespace", "undo bridge chd-",
-                   "undo unreachable route 198.19.248.2/32 on the host", "recovered"):
+                   "undo unreachable route 198.19.248.2/32, 2001:2:0:f8::2/128 on the host",
+                   "recovered"):
         assert undone in result.stdout, result.stdout
     assert result.stdout.index("-cache") < result.stdout.index("undo lab dockerd")
     left = leftovers(before, machine(), own)
