@@ -146,7 +146,10 @@ def _add_bridge(journal: Journal, name: str) -> None:
 def undo_link(record: dict) -> None:
     """Delete the run's bridge (gone already: nothing to do)."""
     name = record["name"]
-    if Path("/sys/class/net", name).exists():
+    # Asked of netlink, not /sys/class/net: sysfs shows the namespace of whoever mounted it,
+    # which is not ours under `unshare -n` without a fresh /sys.
+    shown = subprocess.run(["ip", "-o", "link", "show", "dev", name], capture_output=True, timeout=10)
+    if shown.returncode == 0:
         subprocess.run(["ip", "link", "delete", name], check=True, capture_output=True, timeout=10)
 
 
