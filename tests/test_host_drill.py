@@ -243,3 +243,25 @@ def test_a_drill_killed_mid_fault_is_cleaned_by_recover(state_dir):
     assert result.stdout.index("-cache") < result.stdout.index("undo lab dockerd")
     left = leftovers(before, machine(), own)
     assert left == [], "\n".join(left)
+
+
+def test_the_drill_dockerd_stays_inside_the_bench_ranges():
+    """The drill's dockerd settings are dual-stack, inside 198.18.0.0/15 and 2001:2::/48 with
+    no packet-filter rules; anything outside those ranges (docker's 172.17/16, a ULA, a global
+    range, a family mix-up) is refused before dockerd is started."""
+    from chaos.lab import host_stack
+    from chaos.lab.dockerd import container_network
+
+    config = container_network(None, host_stack.POOLS, bridge="chd-x", cidr6=str(host_stack.SUBNET6),
+                               pools6=host_stack.POOLS6)
+    assert config == {"bridge": "chd-x", "ipv6": True, "fixed-cidr-v6": "2001:2:0:f8::/112",
+                      "ip6tables": False,
+                      "default-address-pools": [{"base": "198.19.249.0/24", "size": 24},
+                                                {"base": "2001:2:0:f9::/64", "size": 64}]}
+    assert host_stack.HUB6 in {str(a) for a in host_stack.SUBNET6.hosts()}
+    for bad in ({"bip": "172.17.0.1/16", "pools": ()}, {"bip": None, "pools": ("2001:2:0:f9::/64",)},
+                {"bip": None, "pools": (), "cidr6": "fd00:1::/64"},
+                {"bip": None, "pools": (), "cidr6": "2001:2::/48", "pools6": ("2001:db8::/64",)},
+                {"bip": None, "pools": (), "cidr6": "198.19.248.0/24"}):
+        with pytest.raises(ValueError, match="must stay inside"):
+            container_network(**bad)

@@ -6,7 +6,9 @@ Why each setting:
   container network, so dockerd creates no bridge (never 172.17/16) and writes no iptables
   rules - not even inside its namespace, where fault injectors own the rules. A dockerd
   that runs containers (``containers=container_network(...)``, tests of `container:`
-  targets) gets ``bip`` and ``default-address-pools`` inside 198.18.0.0/15 instead.
+  targets, the host drill's) gets ``bip`` (or a bridge of the run's) and
+  ``default-address-pools`` inside 198.18.0.0/15 instead, and when dual-stack ``ipv6``,
+  ``fixed-cidr-v6`` and IPv6 pools inside 2001:2::/48, with ``ip6tables: false``.
 - ``storage-driver: vfs``: layers are plain directories, so nothing is mounted. (dockerd still
   makes its data-root a shared bind mount; it does so inside the private mount namespace
   ``ip netns exec`` gives it, which dies with the process: nothing leaks to the host.)
@@ -105,17 +107,30 @@ def short_run_dir(journal: Journal, workdir: Path, tag: str) -> Path:
     return paths.make_dir(journal, Path("/run") / f"chaos-{tag}")
 
 
-def container_network(bip: str, pools: tuple[str, ...]) -> dict:
-    """daemon.json settings for a dockerd that runs containers: its bridge and the pools of
-    its user networks, all inside 198.18.0.0/15 (never docker's 172.17/16 default)."""
+def container_network(bip: str | None, pools: tuple[str, ...], *, bridge: str | None = None,
+                      cidr6: str | None = None, pools6: tuple[str, ...] = ()) -> dict:
+    """daemon.json settings for a dockerd that runs containers: its bridge (``bip``, or an
+    existing ``bridge`` of the run's) and the pools of its user networks, all inside
+    198.18.0.0/15 (never docker's 172.17/16 default). ``cidr6``: dual-stack, the bridge's
+    ``fixed-cidr-v6`` and the IPv6 ``pools6``, all inside 2001:2::/48 (never a ULA or a
+    global range); ``ip6tables: false`` like ``iptables: false``."""
     import ipaddress
 
-    bench = ipaddress.IPv4Network("198.18.0.0/15")
-    for net in (bip, *pools):
+    ranges = {4: ipaddress.ip_network("198.18.0.0/15"), 6: ipaddress.ip_network("2001:2::/48")}
+    for net, version in [*((n, 4) for n in (*([bip] if bip else []), *pools)),
+                         *((n, 6) for n in (*([cidr6] if cidr6 else []), *pools6))]:
         parsed = ipaddress.ip_network(net, strict=False)
-        if not (isinstance(parsed, ipaddress.IPv4Network) and parsed.subnet_of(bench)):
-            raise ValueError(f"{net}: a dockerd running containers must stay inside {bench}")
-    return {"bip": bip, "default-address-pools": [{"base": p, "size": 24} for p in pools]}
+        if parsed[0] not in ranges[version] or parsed[-1] not in ranges[version]:  # either family
+            raise ValueError(f"{net}: a dockerd running containers must stay inside {ranges[version]}")
+    config: dict = {"bip": bip} if bip else {}
+    if bridge:
+        config["bridge"] = bridge
+    config["default-address-pools"] = (
+        [{"base": p, "size": 24} for p in pools]
+        + [{"base": p, "size": ipaddress.ip_network(p).prefixlen} for p in pools6])
+    if cidr6:
+        config.update({"ipv6": True, "fixed-cidr-v6": cidr6, "ip6tables": False})
+    return config
 
 
 def daemon_env(ca_file: Path | None) -> dict:

@@ -65,7 +65,8 @@ HUB6 = "2001:2:0:f8::2"
 """The stand-in Hub's IPv6 address (checked after start, like ``HUB``)."""
 HUB_PORT = 5000
 HUB_NAMES = ("registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com")
-POOLS = [{"base": "198.19.249.0/24", "size": 24}, {"base": "2001:2:0:f9::/64", "size": 64}]
+POOLS = ("198.19.249.0/24",)
+POOLS6 = ("2001:2:0:f9::/64",)
 IMAGE = "chaos-lab/registry:1"
 SEEDED = "library/busybox:1"
 LINK_KIND = "host-link"
@@ -223,7 +224,7 @@ def _seed(journal: Journal, workdir: Path) -> None:
 
 def start(journal: Journal, workdir: Path, tag: str, step=lambda text: None) -> DockerCache:
     """Start the set-up (see the module's docstring); each step journaled first."""
-    from chaos.lab.dockerd import spawn_dockerd, wait_dockerd
+    from chaos.lab.dockerd import container_network, spawn_dockerd, wait_dockerd
     from chaos.lab.images import docker_import, registry_rootfs
 
     taken = _subnet_in_use()
@@ -240,8 +241,8 @@ def start(journal: Journal, workdir: Path, tag: str, step=lambda text: None) -> 
     port, port6 = _free_ports()
     cache, cache6 = f"127.0.0.1:{port}", f"[::1]:{port6}"
     d = spawn_dockerd(journal, None, workdir / "dockerd", tag=tag, mirrors=[f"http://{cache}"],
-                      containers={"bridge": bridge, "default-address-pools": POOLS, "ipv6": True,
-                                  "fixed-cidr-v6": str(SUBNET6), "ip6tables": False})
+                      containers=container_network(None, POOLS, bridge=bridge, cidr6=str(SUBNET6),
+                                                   pools6=POOLS6))
     wait_dockerd(d, 30)
     docker_import(d.client(), registry_rootfs(), IMAGE,
                   ["/bin/registry", "serve", "/etc/docker/registry/config.yml"])
