@@ -469,8 +469,9 @@ class ScenarioBase(Strict):
     host_setup: Literal["docker-cache"] | None = None
     """A host drill's own set-up, started on this machine (needs --host) unless `--var
     cache=HOST:PORT` names a cache of yours: `docker-cache` starts a dockerd, a stand-in Docker
-    Hub and a pull-through cache container (`{cache}`, `{hub}`, `{docker_host}`; Hub's names
-    plan to the stand-in's address). All undone at the end (docs/host-drills.md)."""
+    Hub and a pull-through cache container, dual-stack (`{cache}`, `{hub}`, `{cache6}`,
+    `{hub6}`, `{docker_host}`; Hub's names plan to the stand-in's addresses). All undone at
+    the end (docs/host-drills.md)."""
     seed: int | None = None
     """Seed of every random choice the run's fault servers make (probabilities, random
     answers), so a run can be repeated; default: fresh randomness each run."""
