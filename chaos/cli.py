@@ -172,11 +172,10 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         state_dir, verbose, dry_run, baseline_path, write_baseline, cache, client_version, jobs,
         matrix_dir, clients, caches, cell_timeout) -> None:
     """Run scenario files (or folders of them) and report what clients saw."""
-    from chaos import jobs as side_by_side, runner
+    from chaos import jobs as side_by_side, run_command, runner
 
     side_by_side.follow_parent()  # a child run of `chaos run -j` ends when its parent dies
-    from chaos.report.console import ConsoleReporter
-    from chaos.runner import RunOptions, ScenarioResult, run_scenario
+    from chaos.runner import RunOptions, ScenarioResult
 
     if baseline_path and write_baseline:
         raise click.UsageError("--baseline and --write-baseline: give one (compare, or record)")
@@ -205,7 +204,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     if dry_run:
         codes: list[int] = [runner.dry_run(scenario, str(path), options, click.echo)
                             for path, scenario in loaded]
-        sys.exit(_worst(codes + ([ExitStatus.INVALID] if problems else [])))
+        sys.exit(run_command.worst(codes + ([ExitStatus.INVALID] if problems else [])))
     results: list[ScenarioResult] = []
     # Between and after scenarios a signal is only recorded: it stops the next scenario
     # from starting, but never costs the finished ones their reports or exit status.
@@ -220,36 +219,16 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
                                            expected=expected)
             rest: list = []  # (not-run results included, in their place)
         else:
-            reporter = ConsoleReporter(verbose=verbose)
-            for path, scenario in loaded:
-                if runner.received:
-                    break  # the user asked to stop: do not start the next scenario
-                result = run_scenario(scenario, str(path), options, reporter)
-                results.append(result)
-                if result.exit_code in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
-                    break
-            rest = _not_started(loaded[len(results):], results)
+            results, rest = run_command.run_in_order(loaded, options, verbose)
         if baseline is not None:
             _judge_by_baseline(results, baseline, baseline_path)
-        _write_reports(_refused(problems) + results + rest, json_path, junit_path, timeline_dir)
-    # Reverted and reported: ignore signals outright, since interpreter shutdown resets a
-    # Python handler (the recorder) to the default, which would kill us with the signal.
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    codes = [r.exit_code for r in results] + ([ExitStatus.INVALID] if problems else [])
-    unrun = len(results) < len(loaded) or any(r.status == "not-run" for r in results)
-    if runner.received and unrun and not any(c in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
-                                             for c in codes):
-        # stopped between runs: none ran to report it. After the last one, the signal
-        # changes nothing: every run ended and reported its own status.
-        codes.append(ExitStatus.TERMINATED if runner.received[0] == signal.SIGTERM
-                     else ExitStatus.INTERRUPTED)
+        run_command.write_reports(run_command.refused(problems) + results + rest, json_path,
+                                  junit_path, timeline_dir)
+    codes = run_command.exit_codes(results, loaded, problems)
     if write_baseline:
         codes = _record_baseline(results, write_baseline, codes,
                                  run_client if any(s.lab for _, s in loaded) else None)
-    sys.exit(_worst(codes))
+    sys.exit(run_command.worst(codes))
 
 
 def _run_matrix(paths, folder: str, clients: str, caches: str, cell_timeout: float,
@@ -292,32 +271,6 @@ def _run_matrix(paths, folder: str, clients: str, caches: str, cell_timeout: flo
     grid = matrix.Matrix([str(path) for path, _ in loaded], chosen_clients, chosen_caches,
                          baseline_path)
     sys.exit(matrix.run_matrix(grid, Path(folder), child_args, cell_timeout, click.echo))
-
-
-def _refused(problems) -> list:
-    """Files the loader refused, one result each: CI reading only the reports sees them."""
-    from chaos.runner import refused_file
-
-    by_file: dict[str, list] = {}
-    for problem in problems:
-        by_file.setdefault(problem.file, []).append(problem)
-    return [refused_file(file, found) for file, found in by_file.items()]
-
-
-def _not_started(rest, results) -> list:
-    """Scenarios a signal kept from starting, every probe skipped, for the reports."""
-    import signal
-
-    from chaos import runner
-
-    if not rest:
-        return []
-    last = results[-1].exit_code if results else ExitStatus.INTERRUPTED
-    if last not in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):  # it came between runs
-        last = ExitStatus.TERMINATED if runner.received[:1] == [signal.SIGTERM] else ExitStatus.INTERRUPTED
-    why = "terminated (SIGTERM)" if last == ExitStatus.TERMINATED else "interrupted (SIGINT)"
-    return [runner.not_started(scenario, str(path), last, f"{why} before this scenario started")
-            for path, scenario in rest]
 
 
 def _run_client(client: str, version: str | None) -> str:
@@ -378,33 +331,6 @@ def _record_baseline(results, path: str, codes: list, client: str | None = None)
     click.echo(f"baseline written to {path}: {probes} probe verdicts of {len(results)} "
                f"scenario(s), {unmet} not passed" + (f", client {client}" if client else ""))
     return [ExitStatus.OK]
-
-
-def _write_reports(results, json_path, junit_path, timeline_dir) -> None:
-    if json_path:
-        from chaos.report import json_report
-
-        json_report.write(results, json_path)
-    if junit_path:
-        from chaos.report import junit
-
-        junit.write(results, junit_path)
-    if timeline_dir:
-        from chaos.report import timeline
-
-        for result in results:
-            if result.run_id:  # a run that started (not a refused file or a scenario never begun)
-                timeline.write_svg(result, timeline_dir)
-
-
-def _worst(codes) -> int:
-    """Interrupted beats injection trouble beats invalid input beats a failed expectation."""
-    order = [ExitStatus.TERMINATED, ExitStatus.INTERRUPTED, ExitStatus.INJECTION,
-             ExitStatus.INVALID, ExitStatus.EXPECTATION]
-    for code in order:
-        if code in codes:
-            return int(code)
-    return int(ExitStatus.OK)
 
 
 @cli.command("list")
@@ -512,7 +438,9 @@ def export(paths, engine, namespace, selector, server_selector, region_label, du
     target = Target(namespace, dict(selector),
                     dict(server_selector) if server_selector else None, region_label)
     code = export_files(loaded, target, during, allow_partial, output)
-    sys.exit(_worst([code] + ([ExitStatus.INVALID] if problems else [])))
+    from chaos.run_command import worst
+
+    sys.exit(worst([code] + ([ExitStatus.INVALID] if problems else [])))
 
 
 @cli.command("import")

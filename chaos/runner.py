@@ -508,7 +508,7 @@ def dry_run(scenario, file: str, options: RunOptions, echo) -> ExitStatus:
     try:
         run.plan()
     except PlanError as exc:
-        from chaos.scenario.load import plan_problems
+        from chaos.scenario.source import plan_problems
 
         for problem in plan_problems(scenario, exc):
             echo(str(problem))
@@ -559,7 +559,7 @@ def run_scenario(scenario, file: str = "<scenario>", options: RunOptions | None 
     try:
         run.plan()
     except PlanError as exc:
-        from chaos.scenario.load import plan_problems
+        from chaos.scenario.source import plan_problems
 
         result.status, result.exit_code = "invalid", ExitStatus.INVALID
         result.errors += [str(p) for p in plan_problems(scenario, exc)]

@@ -9,45 +9,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from chaos.errors import PlanError, PluginError, Problem, ScenarioInvalid
+from chaos.scenario.source import SourceMap, format_path, plan_problem, plan_problems  # noqa: F401 (their old home)
 
 MAX_BYTES = 1 << 20  # a scenario is a page of YAML; a larger file is a mistake (or an attack)
 MAX_NODES = 50_000   # aliases can blow a small file up: stop long before memory does
 MAX_DEPTH = 64       # a scenario nests a handful of levels; PyYAML's composer recurses per level
-
-
-@dataclass
-class SourceMap:
-    """Where each value of a loaded document stood: path tuple -> (line, column), 1-based."""
-
-    file: str
-    values: dict[tuple, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[tuple, tuple[int, int]] = field(default_factory=dict)
-
-    def position(self, path: tuple, key: bool = False) -> tuple[int, int]:
-        table = self.keys if key else self.values
-        while path not in table and path:
-            path = path[:-1]
-        return table.get(path, self.values.get((), (1, 1)))
-
-    def problem(self, path: tuple, message: str, key: bool = False) -> Problem:
-        line, col = self.position(path, key)
-        return Problem(self.file, line, col, format_path(path), message)
-
-
-def format_path(path: tuple) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, str) and not part.strip():
-            part = repr(part)  # an empty (or blank) key must still show in the field
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 class _Builder:
@@ -356,18 +328,6 @@ def load(path: str | Path):
     except UnicodeDecodeError as exc:
         raise ScenarioInvalid([Problem(name, 1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
     return load_text(text, name)
-
-
-def plan_problem(scenario, error: PlanError) -> Problem:
-    """A plan-time refusal, located like a validation problem."""
-    source = getattr(scenario, "_source", None) or SourceMap("<scenario>")
-    return source.problem(error.path, error.message)
-
-
-def plan_problems(scenario, error: PlanError) -> list[Problem]:
-    """Every refusal of a plan (``PlanErrors`` holds one per fault), located, in file order."""
-    problems = [plan_problem(scenario, e) for e in getattr(error, "errors", [error])]
-    return sorted(problems, key=lambda p: (p.line, p.column))
 
 
 def plan_in_sandbox(scenario) -> list[Problem]:
