@@ -14,6 +14,9 @@ from __future__ import annotations
 import gc
 
 _paused = False
+light_models = False
+"""Build the scenario models on the plain base (chaos.scenario.modelbase): set only by the
+cache's run path (chaos/fastrun.py), before the first model module is imported."""
 
 
 def pause() -> None:

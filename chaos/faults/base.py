@@ -6,9 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
-
 from chaos.scenario.model import Flap, Strict, Window
+from chaos.scenario.modelbase import Field, model_validator
 
 if TYPE_CHECKING:
     from chaos.injectors.base import Injector

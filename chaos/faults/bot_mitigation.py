@@ -12,13 +12,12 @@ import time
 from collections import deque
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
-
 from chaos.faults.http_rule import HttpFault, HttpMatch, http_injectors
 from chaos.faults.packet_match import PacketMatch
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, client_ip
 from chaos.scenario.model import Destination, Duration, Strict, regex_text
+from chaos.scenario.modelbase import Field, field_validator, model_validator
 
 
 class Rate(Strict):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, model_validator
-
 from chaos.faults.base import Fault
 from chaos.injectors.base import shown
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import AfterValidator, Field, model_validator
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

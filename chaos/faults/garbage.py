@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.tcp_toxics import Drain, End, Toxic
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field
 
 
 class Garbage(TcpFault):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
-
 from chaos.faults.base import ByFamily, Established
 from chaos.faults.http_rule import HttpFault
 from chaos.injectors.base import shown
 from chaos.injectors.http_faults import actions, pages
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Destination
+from chaos.scenario.modelbase import AfterValidator, Field, model_validator
 
 
 def _port(value: int | str) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.base import shown
 from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field
 
 
 class Hang(TcpFault):

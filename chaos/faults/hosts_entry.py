@@ -5,11 +5,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from chaos.faults.base import ByFamily, Fault, InContainer
 from chaos.injectors.base import shown
 from chaos.scenario.model import HostName
+from chaos.scenario.modelbase import Field, model_validator
 
 
 class HostsEntry(Fault, InContainer, ByFamily):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
-
 from chaos.faults.http_rule import HttpTargetFault, pick_target
 from chaos.injectors.http_faults import actions
 from chaos.injectors.http_faults.rules import FaultAddon
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import field_validator
 
 
 class HttpDelay(HttpTargetFault):

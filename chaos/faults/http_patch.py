@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
 from chaos.faults.http_rule import HttpTargetFault, pick_target
 from chaos.injectors.http_faults import actions, content
 from chaos.injectors.http_faults.rules import FaultAddon
+from chaos.scenario.modelbase import Field, model_validator
 
 
 class HttpPatch(HttpTargetFault):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.faults.http_rule import HttpRequestsFault, NewBody, answer_rule
 from chaos.injectors.http_faults.rules import FaultAddon
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field
 
 
 class HttpRespond(HttpRequestsFault, NewBody):

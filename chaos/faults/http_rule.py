@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
-
 from chaos.faults.base import Fault, Proxied
 from chaos.injectors.base import Injector
 from chaos.scenario.model import Strict, regex_text
+from chaos.scenario.modelbase import Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from chaos.injectors.http_faults.rules import FaultAddon

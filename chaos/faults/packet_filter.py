@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from chaos.faults.base import ByFamily, Established, Fault, InContainer
 from chaos.faults.packet_match import PacketMatch
 from chaos.injectors.base import shown
 from chaos.scenario.model import Destination
+from chaos.scenario.modelbase import Field, model_validator
 
 SYN_ONLY = ("SYN,ACK,FIN,RST", "SYN")
 """The opening segment of a connection: what `established: keep` matches."""

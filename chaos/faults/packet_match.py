@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-
 from chaos.scenario.model import Strict
+from chaos.scenario.modelbase import Field, model_validator
 
 
 class TtlMatch(Strict):

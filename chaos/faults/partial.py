@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.faults.http_rule import HttpFault, HttpMatch
 from chaos.injectors.http_faults import actions
 from chaos.injectors.http_faults.rules import FaultAddon, pick
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.tcp_toxics import End, Toxic
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field, model_validator
 
 ACK_POLL = 0.01
 ACK_WAIT = 30.0

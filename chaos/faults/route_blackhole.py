@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.faults.base import ByFamily, Established, Fault, InContainer
 from chaos.injectors.base import shown
 from chaos.scenario.model import Destination
+from chaos.scenario.modelbase import Field
 
 
 class RouteBlackhole(Fault, InContainer, ByFamily):

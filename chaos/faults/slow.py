@@ -6,11 +6,10 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
-
 from chaos.faults.tcp_rule import TcpFault
 from chaos.injectors.tcp_toxics import Toxic
 from chaos.scenario.model import Duration, Strict
+from chaos.scenario.modelbase import Field, model_validator
 
 if TYPE_CHECKING:
     from chaos.injectors.tcp_toxics import Rule

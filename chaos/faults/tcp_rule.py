@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field
-
 from chaos.faults.base import Fault
 from chaos.scenario.model import Destination
+from chaos.scenario.modelbase import Field
 
 if TYPE_CHECKING:
     from chaos.injectors.tcp_toxics import Rule, Toxic

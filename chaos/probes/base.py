@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field, model_validator
-
 from chaos.scenario.model import Duration, Strict
+from chaos.scenario.modelbase import Field, model_validator
 
 if TYPE_CHECKING:
     from chaos.journal import Journal

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import Field, model_validator
-
 from chaos.probes.base import ProbeBase
 from chaos.probes.coverage import lab_hosts
 from chaos.scenario.model import Strict
+from chaos.scenario.modelbase import Field, model_validator
 
 POLL = 0.2  # seconds between two readings while `within` lets the count settle
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Discriminator, Tag
-
 from chaos.probes.base import CountedProbe, Counts
+from chaos.scenario.modelbase import Discriminator, Tag
 
 
 class DnsQuery(Counts):

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from chaos.probes.pulls import ImagePull
+from chaos.scenario.modelbase import Field
 
 
 class DockerPullProbe(ImagePull):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import Strict, TextMatch
+from chaos.scenario.modelbase import Field
 
 
 class SizeRange(Strict):

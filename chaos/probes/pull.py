@@ -3,9 +3,8 @@ so one scenario serves every client; judged like docker_pull (chaos.probes.pulls
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from chaos.probes.pulls import ImagePull
+from chaos.scenario.modelbase import Field
 
 
 class PullProbe(ImagePull):

@@ -5,10 +5,9 @@ hangs. A kind says only which client pulls (``client(place)``)."""
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import PLATFORM, TextMatch
+from chaos.scenario.modelbase import Field
 
 
 class ImagePull(ProbeBase):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import TextMatch
+from chaos.scenario.modelbase import Field
 
 GRACE = 1.0  # the child's own start and imports, on top of the probe's bound
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import PLATFORM, TextMatch
+from chaos.scenario.modelbase import Field
 
 
 class SkopeoCopyProbe(ProbeBase):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import Field
 
 
 class TcpProbe(ProbeBase):

@@ -12,7 +12,8 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import (
+from chaos.durations import PATTERN_TEXT, parse_duration
+from chaos.scenario.modelbase import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -25,8 +26,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from chaos.durations import PATTERN_TEXT, parse_duration
 from chaos.sizes import PATTERN_TEXT as SIZE_PATTERN, parse_size
 
 if TYPE_CHECKING:
@@ -589,7 +588,7 @@ def scenario_model(types=None, probes=None) -> type[ScenarioBase]:
     kinds = frozenset(PROBES if probes is None else [k for k in probes if k in PROBES])
     kinds = kinds or frozenset(list(PROBES)[:1])
     if (key, kinds) not in _SCENARIOS:
-        from pydantic import create_model
+        from chaos.scenario.modelbase import create_model
 
         probe = probe_union(tuple(probe_types(kinds)))
         faults: Any = list[fault_union(tuple(fault_types(key)))]  # type: ignore[misc]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import model_validator
-
 from chaos.probes.base import ProbeBase
 from chaos.scenario.model import Duration
+from chaos.scenario.modelbase import model_validator
 
 if TYPE_CHECKING:
     from chaos.journal import Journal

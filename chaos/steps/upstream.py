@@ -3,9 +3,8 @@ the registry API with the lab's seeding account, as Hub's content changes (chaos
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from chaos.scenario.model import IMAGE_REF, LabImage, Strict
+from chaos.scenario.modelbase import Field
 from chaos.steps.base import StepBase
 
 Ref = str
