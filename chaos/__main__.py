@@ -14,10 +14,16 @@ def main() -> None:
         from chaos import startup
 
         startup.pause()  # until the command has loaded what it needs (chaos/startup.py)
-        from chaos.cli import main as cli_main
+        from chaos import fastrun
+
+        cached_run = fastrun.prepare(sys.argv[1:])  # scenarios validated before: no click
+        if cached_run is None:
+            from chaos.cli import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    if cached_run is not None:
+        sys.exit(cached_run())
     cli_main()
 
 

@@ -89,10 +89,13 @@ def _no_pydantic_plugin_loader() -> None:
     sys.modules[name] = loader
 
 
-def _load_all(paths):
+def _load_all(paths, cache_in: str | None = None, cache: bool = False):
+    """Load every file; with ``cache``, record each valid one in the validated-scenario cache
+    of the state dir ``cache_in`` (chaos/scenario/cache.py: the next run of it skips
+    validation)."""
     _no_pydantic_plugin_loader()  # before the first model is built
     from chaos.errors import ScenarioInvalid
-    from chaos.scenario.load import load, scenario_files
+    from chaos.scenario.load import load_bytes, scenario_files
 
     loaded, problems = [], []
     files = scenario_files(paths)
@@ -100,9 +103,16 @@ def _load_all(paths):
         raise click.UsageError("no scenario files found in " + ", ".join(paths))
     for path in files:
         try:
-            loaded.append((path, load(path)))
+            raw, scenario = load_bytes(path)
         except ScenarioInvalid as exc:
             problems += exc.problems
+            continue
+        loaded.append((path, scenario))
+        if cache:
+            from chaos.journal import state_dir
+            from chaos.scenario import cache as scenario_cache
+
+            scenario_cache.store(state_dir(cache_in), raw, scenario)
     startup.resume()  # imports done, models built: collect again from here on
     return loaded, problems
 
@@ -195,7 +205,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     run_client = _run_client(client, client_version)
     baseline, baseline_path = (_read_baseline(baseline_path, run_client, _run_client("dockerd", None))
                                if baseline_path else (None, None))
-    loaded, problems = _load_all(paths)
+    loaded, problems = _load_all(paths, state_dir, cache=True)
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),

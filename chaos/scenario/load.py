@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -313,6 +314,11 @@ def load_text(text: str, file: str = "<string>"):
 
 def load(path: str | Path):
     """Read and validate one scenario file."""
+    return load_bytes(path)[1]
+
+
+def load_bytes(path: str | Path) -> tuple[bytes, Any]:
+    """Read and validate one scenario file: the bytes validated, and the Scenario."""
     path = Path(path)
     name = str(path)
     try:
@@ -327,7 +333,7 @@ def load(path: str | Path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioInvalid([Problem(name, 1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return load_text(text, name)
+    return raw, load_text(text, name)
 
 
 def plan_in_sandbox(scenario) -> list[Problem]:
