@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -205,3 +206,24 @@ print(json.dumps({"dumps": dumps, "heavy": [m for m in ("pydantic", "yaml") if m
     assert len(got["dumps"]) == len(files)
     for name, mine, theirs in zip(files, got["dumps"], expected["dumps"], strict=True):
         assert mine == theirs, Path(name).name
+
+
+def test_a_signal_stops_a_cached_run_as_any_run(tmp_path):
+    """SIGTERM while a cached run's faults are on: reverted, exit 143, journal closed."""
+    from test_crash import LONG, _wait_for_faults
+
+    state = tmp_path / "state"
+    path = str(write(tmp_path, LONG))
+    planned, heavy = run(state, "run", "--dry-run", path)  # validates and records it
+    assert planned.returncode == 0 and "pydantic" in heavy, planned.stdout + planned.stderr
+    env = {**os.environ, "CHAOS_STATE_DIR": str(state)}
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER.format(before="", heavy=HEAVY), "run", path],
+                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for_faults(state, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, out
+    assert "reverted everything" in out
+    assert [m.split() for m in re.findall(r"^IMPORTED(.*)$", out, re.M)] == [[]], out  # cached path
+    assert not list((state / "runs").glob("*/journal.jsonl")), "a clean stop closes its journal"

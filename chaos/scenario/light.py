@@ -113,6 +113,11 @@ class BaseModel:
     def model_validate(cls, data: Any) -> Any:
         raise TypeError(f"{cls.__name__}: a light model does not validate (chaos.scenario.light)")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).model_fields:  # as pydantic's: an assigned field counts as set
+            self.__dict__["__fields_set__"].add(name)
+        object.__setattr__(self, name, value)
+
     @property
     def model_fields_set(self) -> set[str]:
         return self.__dict__["__fields_set__"]
