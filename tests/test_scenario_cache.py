@@ -227,3 +227,13 @@ def test_a_signal_stops_a_cached_run_as_any_run(tmp_path):
     assert "reverted everything" in out
     assert [m.split() for m in re.findall(r"^IMPORTED(.*)$", out, re.M)] == [[]], out  # cached path
     assert not list((state / "runs").glob("*/journal.jsonl")), "a clean stop closes its journal"
+
+
+def test_model_modules_take_pydantic_names_from_modelbase():
+    """A model module importing pydantic itself would give the cached run a pydantic base
+    beside the light one (docs/architecture.md, "Writing a fault type")."""
+    modules = [ROOT / "chaos/scenario/model.py", *(ROOT / "chaos").glob("faults/*.py"),
+               *(ROOT / "chaos").glob("probes/*.py"), *(ROOT / "chaos").glob("steps/*.py")]
+    direct = [str(p.relative_to(ROOT)) for p in modules
+              if re.search(r"^\s*(from pydantic\b|import pydantic\b)", p.read_text(), re.M)]
+    assert direct == []
