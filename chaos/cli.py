@@ -205,7 +205,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     run_client = _run_client(client, client_version)
     baseline, baseline_path = (_read_baseline(baseline_path, run_client, _run_client("dockerd", None))
                                if baseline_path else (None, None))
-    loaded, problems = _load_all(paths, state_dir, cache=True)
+    loaded, problems = _load_all(paths, state_dir, cache=not dry_run)  # a dry run writes nothing
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
