@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -204,3 +205,19 @@ def test_rotate_with_dead_addresses_curl_moves_on_to_the_live_one(sandbox):
         assert tried[-1] == LIVE and all(a in DEAD for a in tried[:-1]), out
         assert out.count("connect timeout after") == len(tried) - 1, out
     assert sorted(firsts) == sorted(pool)  # each address led one answer
+
+
+def test_the_world_forwards_nothing_whatever_the_machine_does(sandbox):
+    """A new namespace takes IPv4's forwarding from the machine's: on a machine that forwards
+    (a docker host) the world would answer a SYN to an address nobody has with "network
+    unreachable" at once; the rotate test above needs it unanswered, as on the internet."""
+    world = sandbox.sandbox.world
+    links = subprocess.run(["ip", "-n", world, "-o", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    names = ["all", "default", *re.findall(r"^\d+: ([^:@]+)", links, re.M)]
+    seen = {}
+    for name in names:
+        seen[name] = subprocess.run(
+            ["ip", "netns", "exec", world, "cat", f"/proc/sys/net/ipv4/conf/{name}/forwarding"],
+            capture_output=True, text=True, check=True).stdout.strip()
+    assert len(names) >= 4 and set(seen.values()) == {"0"}, seen

@@ -201,6 +201,7 @@ class Sandbox:
         files.ensure_dir(journal, files.NETNS_ETC)
         short = self.run_id.removeprefix("chaos-")
         # One netlink socket per namespace for the whole build: each one made costs a thread.
+        _not_a_router(self.world)  # before its veths exist: each copies `default` when made
         with _iproute(self.world) as world:
             world.link("set", index=_LO, state="up")
             for index, client in enumerate(self.clients.values()):
@@ -257,6 +258,21 @@ class Sandbox:
             lines += [f"{addr}\t{name}" for name, addr in self.zone6.items()]
         for client in self.clients.values():
             rewrite_keeping_blocks(client.hosts_path, lines)
+
+
+def _not_a_router(netns: str) -> None:
+    """IPv4 forwarding off in the world, whatever the machine has. A new namespace takes
+    IPv4's `all` and `default` settings from the machine's own (IPv6 starts from the kernel's
+    defaults): with the machine forwarding (a docker host), a SYN to an address nobody in
+    the world has would be answered "network unreachable" at once instead of going
+    unanswered, as it does on the internet."""
+    from chaos.sandbox.enter import in_netns
+
+    def write() -> None:
+        for conf in ("all", "default"):
+            Path(f"/proc/sys/net/ipv4/conf/{conf}/forwarding").write_text("0")
+
+    in_netns(netns, write)
 
 
 def _address(ipr, index: int, address: str, prefixlen: int) -> None:
