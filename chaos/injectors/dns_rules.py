@@ -32,6 +32,7 @@ from typing import Any
 
 from chaos.injectors import rule_service
 from chaos.injectors.base import Injector, shown
+from chaos.injectors.dir_watch import DirWatch
 from chaos.injectors.rule_service import STATUS_FILE, RuleError, check_id, read_status, write_atomic
 from chaos.journal import Entry, Journal, is_alive
 
@@ -238,15 +239,12 @@ class DnsServer:
         """Make the server write out its buffered log (SIGUSR1) and wait until it has."""
         if not self.alive():
             return
+        watch = DirWatch(self.rules_dir)  # the server says it flushed in .status
         before = read_status(self.rules_dir).get("flushes", 0)
         os.kill(self.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        while read_status(self.rules_dir).get("flushes", 0) <= before:
-            if not self.alive():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"DNS server {self.pid} did not flush its log within {timeout}s")
-            time.sleep(0.005)
+        rule_service.wait_status(watch, self.rules_dir, lambda s: s.get("flushes", 0) > before,
+                                 self.pid, self.start, timeout,
+                                 f"DNS server {self.pid} did not flush its log")
 
     def set_zone(self, zone: Mapping, timeout: float = 2.0) -> None:
         """Replace the zone (names served after the start) and wait until the server has it."""

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos.injectors.base import Injector
+from chaos.injectors.dir_watch import DirWatch
 from chaos.journal import Journal, is_alive
 
 STATUS_FILE = ".status"
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 R = TypeVar("R")
+ALIVE_EVERY = 0.05  # seconds: how soon a wait notices that its server died without answering
 
 
 class RuleError(ValueError):
@@ -112,21 +114,31 @@ def reload(pid: int, start: int | None, rules_dir: Path, done: Callable[[dict], 
     """
     if not is_alive(pid, start):
         return None
+    watch = DirWatch(rules_dir)  # before the signal: its answer cannot slip past
     before = read_status(rules_dir).get("generation", 0)
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
         return None
+    return wait_status(watch, rules_dir, lambda s: s.get("generation", 0) > before and done(s),
+                       pid, start, timeout, f"{what} {pid} did not reload its rules")
+
+
+def wait_status(watch: DirWatch, rules_dir: Path, done: Callable[[dict], bool], pid: int,
+                start: int | None, timeout: float, late: str) -> dict | None:
+    """Re-read .status each time the folder changes until ``done(status)``; None when the
+    server is gone, TimeoutError (``late``) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         status = read_status(rules_dir)
-        if status.get("generation", 0) > before and done(status):
+        if done(status):
             return status
         if not is_alive(pid, start):
             return None
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} {pid} did not reload its rules within {timeout}s")
-        time.sleep(0.002)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{late} within {timeout}s")
+        watch.wait(min(left, ALIVE_EVERY))
 
 
 def put_rule(rules_dir: Path, rule: dict, *, pid: int, start: int | None, timeout: float,
