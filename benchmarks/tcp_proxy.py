@@ -122,11 +122,14 @@ class Helpers:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
+        self.pids: dict[int, int] = {}  # a role's port -> its pid
 
     def role(self, *args: str) -> int:
         proc = subprocess.Popen([sys.executable, __file__, "--role", *args], stdout=subprocess.PIPE)
         self.procs.append(proc)
-        return int(proc.stdout.readline())
+        port = int(proc.stdout.readline())
+        self.pids[port] = proc.pid
+        return port
 
     def socat(self, upstream_port: int) -> int:
         port = _free_port()
@@ -141,6 +144,20 @@ class Helpers:
             proc.terminate()
         for proc in self.procs:
             proc.wait()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of this process (the reader) and of ``pids``."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    total = mine.ru_utime + mine.ru_stime
+    return total + sum(sum(_cpu_split(pid)) for pid in pids)
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _free_port() -> int:
@@ -345,13 +362,32 @@ def main() -> int:
         peers = {"direct": source, "socat -b 262144": socat_src, "proxy": port["source"],
                  "naive asyncio": naive}
         rates = {name: [] for name in peers}
+        # CPU time per GiB of the processes a transfer runs in (sender, reader, and the proxy
+        # for "proxy"): with every core busy, direct/proxy of these bounds the rate ratio.
+        # socat forks a child per connection, not counted, so it has no figure.
+        cpu_pids = {"direct": [helpers.pids[source]],
+                    "proxy": [helpers.pids[source], proxy.pid]}
+        cpu: dict[str, list[float]] = {name: [] for name in [*cpu_pids, "proxy user", "proxy system"]}
+        gib = total / (1 << 30)
         for _ in range(args.runs):
             for name, p in peers.items():
+                before = _cpu_seconds(cpu_pids.get(name, []))
+                own = _cpu_split(proxy.pid)
                 rates[name].append(download(p, total))
+                if name in cpu_pids:
+                    cpu[name].append((_cpu_seconds(cpu_pids[name]) - before) / gib)
+                if name == "proxy":
+                    user, system = _cpu_split(proxy.pid)
+                    cpu["proxy user"].append((user - own[0]) / gib)
+                    cpu["proxy system"].append((system - own[1]) / gib)
         med = {name: statistics.median(v) for name, v in rates.items()}
         print(f"\nthroughput, {args.gib:g} GiB per run, median of {args.runs} (GiB/s):")
         for name, v in rates.items():
             print(f"  {name:16s} {med[name]:6.2f}   runs: {' '.join(f'{x:.2f}' for x in v)}")
+        print("  CPU seconds per GiB (sender + reader [+ proxy]; the proxy's own part), median: "
+              + ", ".join(f"{name} {statistics.median(v):.2f}" for name, v in cpu.items())
+              + f"; direct/proxy {statistics.median(cpu['direct']) / statistics.median(cpu['proxy']):.2f}x"
+              f" on {os.cpu_count()} CPUs")
 
         def ratio(a: str, b: str) -> float:
             """Median of per-round ratios: peers measured seconds apart share the machine's mood."""
