@@ -10,8 +10,13 @@ registry API and blobs, set up the way teams run registry mirrors with it.
   the token dance, but with the mirror: every 401 names ``https://<cache>/token`` as its
   realm and ``/token`` is proxied to auth.docker.io (cached for a minute per query and
   credentials, stale on failure). A node then needs only its mirror, as with distribution.
-  nginx forwards the client's ``Authorization`` to Hub; the 401 challenge is cached too, so
-  ``GET /v2/`` still answers when Hub does not.
+  nginx forwards the client's ``Authorization`` to Hub. The ``GET /v2/`` challenge is
+  cached, so it still answers when Hub does not; no other 401 is: the key has no
+  ``Authorization`` in it, so a 401 stored for a client that asked without a token (as
+  containerd does first, for any manifest it finds nothing cached for) would also answer
+  its retry with the token, and the mirror would refuse every pull it does not hold.
+- The query is not in the keys: containerd adds ``?ns=docker.io`` to every mirror URL,
+  and its manifests and blobs are the same as any other client's.
 - Hub's ``307`` to the CDN is followed inside nginx (``error_page 307 = @cdn``), so the
   blob is fetched, stored and served by the cache; the client never sees the CDN.
 - Hub's and the CDN's names are ``upstream`` blocks: nginx resolves them once, when it
@@ -82,10 +87,15 @@ http {{
       proxy_cache_key "$uri?$args|$http_authorization";
       proxy_cache_valid 200 1m;
     }}
-    location /v2/ {{
+    location = /v2/ {{
       proxy_pass https://{registry_host};
       proxy_cache_key $uri;
       proxy_cache_valid 200 401 1m;
+    }}
+    location /v2/ {{
+      proxy_pass https://{registry_host};
+      proxy_cache_key $uri;
+      proxy_cache_valid 200 1m;
       error_page 307 = @cdn;
     }}
     location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{{64}}$" {{
