@@ -174,7 +174,7 @@ def test_mapped_fields():
     assert by_name["fault-0"]["deadline"] == "8s"
     assert by_name["fault-1"]["children"] == ["fault-1-wait", "fault-1-on"]
     assert by_name["fault-1-wait"]["deadline"] == "8s"
-    assert by_name["fault-1-on"]["deadline"] == "10s"
+    assert by_name["fault-1-on"]["deadline"] == "45s"
 
 
 def test_a_flap_becomes_a_schedule(tmp_path):
