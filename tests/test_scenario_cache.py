@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, SCENARIOS, write
+from conftest import FAILING, ROOT, SCENARIOS, write
 
 TRIVIAL = """\
 name: trivial
@@ -24,25 +24,6 @@ expect:
     - name: says hello
       run: echo hello
       stdout: {contains: hello}
-"""
-
-FAILING = """\
-name: expected-to-fail
-description: the during probe expects the registry to answer, but the route is cut
-serve:
-  - name: registry.test
-faults:
-  - type: route-blackhole
-    destinations: [registry.test]
-    kind: prohibit
-expect:
-  during:
-    - name: registry should answer (it will not)
-      http: http://registry.test/
-      status: 200
-      within: 2s
-  after:
-    - http: http://registry.test/
 """
 
 HEAVY = ("pydantic", "yaml", "click", "rich")
@@ -209,24 +190,27 @@ print(json.dumps({"dumps": dumps, "heavy": [m for m in ("pydantic", "yaml") if m
 
 
 def test_a_signal_stops_a_cached_run_as_any_run(tmp_path):
-    """SIGTERM while a cached run's faults are on: reverted, exit 143, journal closed."""
+    """SIGTERM while a cached run's faults are on: reverted, exit 143, journal closed. The
+    first run (validated, recorded in the cache: a dry run records nothing) is stopped the
+    same way."""
     from test_crash import LONG, _wait_for_faults
 
     state = tmp_path / "state"
     path = str(write(tmp_path, LONG))
-    planned, heavy = run(state, "run", "--dry-run", path)  # validates and records it
-    assert planned.returncode == 0 and "pydantic" in heavy, planned.stdout + planned.stderr
     env = {**os.environ, "CHAOS_STATE_DIR": str(state)}
-    proc = subprocess.Popen([sys.executable, "-c", WRAPPER.format(before="", heavy=HEAVY), "run", path],
-                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    _wait_for_faults(state, proc)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 143, out
-    assert "reverted everything" in out
-    assert [m.split() for m in re.findall(r"^IMPORTED(.*)$", out, re.M)] == [[]], out  # cached path
-    assert not list((state / "runs").glob("*/journal.jsonl")), "a clean stop closes its journal"
+    imported = []
+    for _ in ("validated", "cached"):
+        proc = subprocess.Popen([sys.executable, "-c", WRAPPER.format(before="", heavy=HEAVY), "run", path],
+                                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        _wait_for_faults(state, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 143, out
+        assert "reverted everything" in out
+        assert not list((state / "runs").glob("*/journal.jsonl")), "a clean stop closes its journal"
+        imported += [m.split() for m in re.findall(r"^IMPORTED(.*)$", out, re.M)]
+    assert "pydantic" in imported[0] and imported[1:] == [[]], imported  # then the cached path
 
 
 def test_model_modules_take_pydantic_names_from_modelbase():
