@@ -15,6 +15,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
+# A sandbox scenario whose during probe fails (the route to its server is cut): exit 1.
+FAILING = """\
+name: expected-to-fail
+description: the during probe expects the registry to answer, but the route is cut
+serve:
+  - name: registry.test
+faults:
+  - type: route-blackhole
+    destinations: [registry.test]
+    kind: prohibit
+expect:
+  during:
+    - name: registry should answer (it will not)
+      http: http://registry.test/
+      status: 200
+      within: 2s
+  after:
+    - http: http://registry.test/
+"""
+
 
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch) -> Path:

@@ -12,29 +12,10 @@ from pathlib import Path
 import pytest
 
 from chaos.journal import Journal
-from conftest import ROOT, SCENARIOS, assert_same, chaos_cmd, snapshot, write
+from conftest import FAILING, ROOT, SCENARIOS, assert_same, chaos_cmd, snapshot, write
 
 PASSING = SCENARIOS / "dockerhub-hosts-entry.yaml"
 ROUTE = SCENARIOS / "dockerhub-route-blackhole.yaml"
-
-FAILING = """\
-name: expected-to-fail
-description: the during probe expects the registry to answer, but the route is cut
-serve:
-  - name: registry.test
-faults:
-  - type: route-blackhole
-    destinations: [registry.test]
-    kind: prohibit
-expect:
-  during:
-    - name: registry should answer (it will not)
-      http: http://registry.test/
-      status: 200
-      within: 2s
-  after:
-    - http: http://registry.test/
-"""
 
 
 def test_dzone_hosts_entry_scenario(chaos, tmp_path):
