@@ -46,9 +46,14 @@ def vagrant() -> str:
     return shutil.which("vagrant")
 
 
-def _validate(vagrant: str, folder: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+OPT_INS = ("CHAOS_VAGRANT_TCG", "CHAOS_VAGRANT_NETWORK")
+
+
+def _validate(vagrant: str, folder: Path, tmp_path: Path,
+              extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # Vagrant's own state (~/.vagrant.d, ./.vagrant) goes to the test's folder, not the repo.
-    env = {**os.environ, "VAGRANT_CWD": str(folder), "VAGRANT_HOME": str(tmp_path / "home"),
+    base = {k: v for k, v in os.environ.items() if k not in OPT_INS}
+    env = {**base, **(extra or {}), "VAGRANT_CWD": str(folder), "VAGRANT_HOME": str(tmp_path / "home"),
            "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"), "VAGRANT_DEFAULT_PROVIDER": "libvirt",
            "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_NO_COLOR": "1"}
     return subprocess.run([vagrant, "validate"], capture_output=True, text=True, timeout=120,
@@ -71,6 +76,39 @@ def test_a_misspelt_provider_setting_fails_validation(vagrant, tmp_path):
     result = _validate(vagrant, broken, tmp_path)
     assert result.returncode != 0
     assert "memroy" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variable, value, setting", [
+    ("CHAOS_VAGRANT_TCG", "1", "lv.driver = "),
+    ("CHAOS_VAGRANT_NETWORK", "198.18.200.0/24", "lv.management_network_address = "),
+])
+def test_the_opt_ins_for_hosts_without_kvm_or_vagrant_cloud(vagrant, tmp_path, variable, value, setting):
+    """The settings for a host without KVM (qemu's TCG) and for a management network of the
+    user's choice apply only when their variable is set: a misspelt one fails validation
+    with the variable and is never read without it; the shipped file validates with it."""
+    assert _validate(vagrant, ROOT, tmp_path, {variable: value}).returncode == 0
+    broken = tmp_path / "vm"
+    broken.mkdir()
+    text = VAGRANTFILE.read_text()
+    assert setting in text
+    (broken / "Vagrantfile").write_text(text.replace(setting, setting.replace("lv.", "lv.x_")))
+    result = _validate(vagrant, broken, tmp_path, {variable: value})
+    assert result.returncode != 0 and "x_" in result.stdout + result.stderr
+    assert _validate(vagrant, broken, tmp_path).returncode == 0
+
+
+def test_the_box_script_refuses_a_user_who_is_not_root(tmp_path):
+    script = ROOT / "scripts" / "vagrant-box"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    if os.geteuid() != 0:
+        cmd = ["bash", str(script), str(tmp_path / "x.box")]
+    else:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               "bash", str(script), str(tmp_path / "x.box")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "run as root" in result.stderr
+    assert not (tmp_path / "x.box").exists()
 
 
 def test_the_vm_is_debian_12_provisioned_by_scripts_setup():
