@@ -89,10 +89,9 @@ def _no_pydantic_plugin_loader() -> None:
     sys.modules[name] = loader
 
 
-def _load_all(paths, cache_in: str | None = None, cache: bool = False):
-    """Load every file; with ``cache``, record each valid one in the validated-scenario cache
-    of the state dir ``cache_in`` (chaos/scenario/cache.py: the next run of it skips
-    validation)."""
+def _load_all(paths, raws: dict | None = None):
+    """Load every file; with ``raws``, keep each valid file's bytes there by its path, for
+    ``_cache_planned``."""
     _no_pydantic_plugin_loader()  # before the first model is built
     from chaos.errors import ScenarioInvalid
     from chaos.scenario.load import load_bytes, scenario_files
@@ -108,13 +107,23 @@ def _load_all(paths, cache_in: str | None = None, cache: bool = False):
             problems += exc.problems
             continue
         loaded.append((path, scenario))
-        if cache:
-            from chaos.journal import state_dir
-            from chaos.scenario import cache as scenario_cache
-
-            scenario_cache.store(state_dir(cache_in), raw, scenario)
+        if raws is not None:
+            raws[str(path)] = raw
     startup.resume()  # imports done, models built: collect again from here on
     return loaded, problems
+
+
+def _cache_planned(results, loaded, raws: dict[str, bytes], in_state_dir: str | None) -> None:
+    """Record in the validated-scenario cache (chaos/scenario/cache.py: the next run of the
+    same bytes skips validation) each scenario whose run got past planning: one refused
+    there (exit 2) leaves no trace, and a dry run (not here) writes nothing at all."""
+    from chaos.journal import state_dir
+    from chaos.scenario import cache as scenario_cache
+
+    planned = {r.file for r in results if r.exit_code != ExitStatus.INVALID and r.status != "not-run"}
+    for path, scenario in loaded:
+        if str(path) in planned and str(path) in raws:
+            scenario_cache.store(state_dir(in_state_dir), raws[str(path)], scenario)
 
 
 @cli.command()
@@ -205,7 +214,8 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
     run_client = _run_client(client, client_version)
     baseline, baseline_path = (_read_baseline(baseline_path, run_client, _run_client("dockerd", None))
                                if baseline_path else (None, None))
-    loaded, problems = _load_all(paths, state_dir, cache=not dry_run)  # a dry run writes nothing
+    raws: dict[str, bytes] = {}
+    loaded, problems = _load_all(paths, raws)
     for problem in problems:
         click.echo(str(problem), err=True)
     options = RunOptions(host_mode=host_mode, state_dir=state_dir, variables=dict(variables),
@@ -235,6 +245,7 @@ def run(paths, host_mode, json_path, junit_path, timeline_dir, variables, docker
         run_command.write_reports(run_command.refused(problems) + results + rest, json_path,
                                   junit_path, timeline_dir)
     codes = run_command.exit_codes(results, loaded, problems)
+    _cache_planned(results, loaded, raws, state_dir)
     if write_baseline:
         codes = _record_baseline(results, write_baseline, codes,
                                  run_client if any(s.lab for _, s in loaded) else None)
