@@ -15,6 +15,7 @@ chaos's own modules. Anything else, or any decoding trouble, is a miss: the norm
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -40,6 +41,7 @@ def folder(state_dir: str | os.PathLike) -> Path:
     return Path(state_dir) / "scenario-cache"
 
 
+@functools.cache  # once per process: every file of a command is keyed with it
 def code_fingerprint() -> str:
     """Every source file of the chaos package, by path, size and modification time."""
     root = os.path.dirname(os.path.abspath(chaos.__file__))
