@@ -312,31 +312,29 @@ def test_a_fault_of_one_family_is_refused_by_the_chaos_mesh_export(chaos, tmp_pa
     assert "family v6: Chaos Mesh acts on" in result.stdout + result.stderr
 
 
-def test_lab_mirror_over_ipv6_falls_back_to_ipv4_for_dockerd_and_skopeo(chaos, tmp_path):
-    """The lab with `ipv6: true`: the docker host reaches the mirror over IPv6; with that
-    path dropped, dockerd and skopeo still pull from it, over IPv4 (the shipped scenario)."""
+def _every_probe_passes(chaos, tmp_path, shipped: str, probes: int) -> None:
+    """A shipped lab scenario runs with all its ``probes`` passed, leaving nothing behind."""
     require_binaries(*LAB_BINARIES)
     before = snapshot()
     report = tmp_path / "r.json"
-    result = chaos("run", str(SCENARIOS / "lab-ipv6-mirror-path-dropped.yaml"), "--json", str(report))
+    result = chaos("run", str(SCENARIOS / shipped), "--json", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
     scenario = json.loads(report.read_text())["scenarios"][0]
-    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 9
+    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * probes
     assert_same(before, snapshot())
+
+
+def test_lab_mirror_over_ipv6_falls_back_to_ipv4_for_dockerd_and_skopeo(chaos, tmp_path):
+    """The lab with `ipv6: true`: the docker host reaches the mirror over IPv6; with that
+    path dropped, dockerd and skopeo still pull from it, over IPv4 (the shipped scenario)."""
+    _every_probe_passes(chaos, tmp_path, "lab-ipv6-mirror-path-dropped.yaml", 9)
 
 
 def test_lab_mirror_hangs_on_its_kept_alive_ipv6_connections_to_hub(chaos, tmp_path):
     """The whole lab dual-stack: the mirror reaches Hub's registry over IPv6 (the upstream's
     access log names its IPv6 address); with that path dropped, its kept-alive connection
     hangs while a new connection falls back to IPv4 (the shipped scenario)."""
-    require_binaries(*LAB_BINARIES)
-    before = snapshot()
-    report = tmp_path / "r.json"
-    result = chaos("run", str(SCENARIOS / "lab-ipv6-upstream-path-dropped.yaml"), "--json", str(report))
-    assert result.returncode == 0, result.stdout + result.stderr
-    scenario = json.loads(report.read_text())["scenarios"][0]
-    assert [p["verdict"] for p in scenario["probes"]] == ["passed"] * 8
-    assert_same(before, snapshot())
+    _every_probe_passes(chaos, tmp_path, "lab-ipv6-upstream-path-dropped.yaml", 8)
 
 
 LAB_BOTH_FAMILIES = """
