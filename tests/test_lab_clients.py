@@ -103,6 +103,27 @@ def test_containers_image_lines_give_layers_and_retries(tmp_path):
     assert [e["state"] for e in progress.report()] == ["done", "cached"]
 
 
+def test_podman_layers_that_came_take_their_size_from_the_store(tmp_path):
+    """podman's temporary file goes as soon as a layer is stored, often before a poll saw it
+    whole: the size is read from the store's layers.json (its format, as podman 4.3 wrote it)."""
+    store = tmp_path / "layers.json"
+    store.write_text(json.dumps([{"id": "1" * 64, "compressed-diff-digest": "sha256:" + "a" * 64,
+                                  "compressed-size": 1031967, "diff-size": 1996800}]))
+    for ok in (True, False):
+        progress = Progress()
+        out = ImageOutput(progress, None, str(store))
+        out.line("Copying blob " + "a" * 12)  # the short form too
+        out.line("Copying blob sha256:" + "b" * 64)
+        out.finish(ok=ok)
+        states = {e["id"]: (e["state"], e["bytes"]) for e in progress.report()}
+        # stored: came whole, even when a later layer failed; not stored: done only on success
+        assert states["sha256:" + "a" * 12] == ("done", 1031967)
+        assert states["sha256:" + "b" * 64] == ("done" if ok else "downloading", 0)
+    store.write_text("not json")
+    out = ImageOutput(Progress(), None, str(store))
+    assert out.stored() == {}
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 def test_containerd_and_podman_pull_through_the_lab(chaos, tmp_path):
     require_binaries(*LAB_BINARIES, "ctr", "podman")
@@ -122,6 +143,8 @@ def test_containerd_and_podman_pull_through_the_lab(chaos, tmp_path):
         detail = probes[name]["detail"]
         assert detail["client"] == client and detail["ok"] and detail["layers"] == 1
         assert detail["bytes"] > 1_000_000  # the busybox layer came
+    # the same compressed layer, counted whole by each client's reader
+    assert len({probes[n]["detail"]["bytes"] for n in ("containerd cached", "podman cached")}) == 1
 
     # containerd asks the mirror first (404 from the cache), then Hub, whose token fails.
     ctr = probes["containerd uncached"]["detail"]

@@ -57,13 +57,15 @@ class Podman:
 
     def job(self, image: str, platform: str | None = None) -> dict:
         """What the pull agent runs (chaos.probes.pull_agent): remove, then pull ``image``.
-        Blobs in flight are files in ``tmp`` (containers.conf's image_copy_tmp_dir)."""
+        Blobs in flight are files in ``tmp`` (containers.conf's image_copy_tmp_dir); a
+        layer that came is in the vfs store's ``layers.json`` with its compressed size."""
         return {"client": "podman", "parser": "containers-image",
                 "remove": self.podman("rmi", "--force", image),
                 "pull": self.podman("pull", "--cert-dir", str(self.cert_dir),
                                     *(["--platform", platform] if platform else []), image),
                 "env": self.env(), "unset": ["SSL_CERT_FILE", "CURL_CA_BUNDLE"],
-                "watch": str(self.root / "tmp")}
+                "watch": str(self.root / "tmp"),
+                "layers": str(self.root / "root" / "vfs-layers" / "layers.json")}
 
 
 def registries_conf(topo: Topology) -> str:

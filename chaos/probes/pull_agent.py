@@ -153,8 +153,9 @@ class ImageOutput:
     starts ("skipped: already exists" when cached) and nothing as it ends; bytes in flight
     are read from the client's temporary files instead (``watch``)."""
 
-    def __init__(self, progress: Progress, watch: str | None) -> None:
+    def __init__(self, progress: Progress, watch: str | None, layers: str | None = None) -> None:
         self.progress, self.watch, self.retries = progress, watch, 0
+        self.layers = layers  # the store's layers.json (podman), None for skopeo's dir:
         self.other: list[str] = []
         self.seen: dict[str, int] = {}  # temporary file -> the most bytes it held
         self.moved = time.monotonic()
@@ -185,10 +186,27 @@ class ImageOutput:
                 self.moved = time.monotonic()
 
     def finish(self, ok: bool) -> None:
-        if ok:  # the client says nothing as a layer ends: a pull that succeeded got them all
-            for entry in self.progress.report():
-                if entry["state"] == "downloading":
-                    self.progress.set(entry["id"], "done")
+        stored = self.stored()
+        for entry in self.progress.report():
+            if entry["state"] != "downloading":
+                continue
+            hexdigest = entry["id"].removeprefix("sha256:")
+            size = next((n for d, n in stored.items() if d.startswith(hexdigest)), None)
+            # The client says nothing as a layer ends: a pull that succeeded got them all, and
+            # a layer in the store came whole. Its temporary file went before a poll saw it
+            # all, so the store's size is the one to report.
+            if ok or size is not None:
+                self.progress.set(entry["id"], "done", size, size)
+
+    def stored(self) -> dict[str, int]:
+        """Compressed digest (hex) -> size of each layer in the client's store."""
+        try:
+            entries = json.loads(Path(self.layers).read_text()) if self.layers else []
+        except (OSError, ValueError):
+            return {}
+        return {str(e["compressed-diff-digest"]).removeprefix("sha256:"): int(e["compressed-size"])
+                for e in entries if isinstance(e, dict) and e.get("compressed-diff-digest")
+                and isinstance(e.get("compressed-size"), int)}
 
     def error(self) -> str:
         return "\n".join(self.other)[-2000:]
@@ -206,7 +224,8 @@ def run_command(job: dict, limit: float) -> dict:
         subprocess.run(job["remove"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30, check=False)
     progress = Progress()
-    reader = CtrOutput(progress) if job["parser"] == "ctr" else ImageOutput(progress, job.get("watch"))
+    reader = (CtrOutput(progress) if job["parser"] == "ctr"
+              else ImageOutput(progress, job.get("watch"), job.get("layers")))
     start = time.monotonic()
     proc = subprocess.Popen(job["pull"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
