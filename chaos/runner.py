@@ -412,7 +412,16 @@ class Run:
         thread, self._thread = getattr(self, "_thread", None), None
         if thread is not None:
             self._stop.set()
-            thread.join()
+            # A switch in flight ends before anything is reverted: a signal that cut this wait
+            # short let the revert race it, and what it applied stayed on. A signal is held
+            # until the thread is gone, then raised. (A thread that never started has
+            # nothing to wait for: with the stop set, it switches nothing.)
+            seen = len(received)
+            with signals_held():
+                if thread.ident is not None:
+                    thread.join()
+            if len(received) > seen:
+                raise _exception(received[seen])
         if getattr(self, "_thaw_gc", False):
             self._thaw_gc = False
             gc.unfreeze()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -234,6 +235,46 @@ def test_signal_after_the_run_finished_keeps_its_exit_code(workdir, sig):
     assert proc.wait(timeout=60) == 0
     assert json.loads(report.read_text())["passed"] is True
 
+
+
+def test_a_signal_while_the_schedule_stops_waits_for_the_switch_in_flight():
+    """The intermittent "left state runs/chaos-..." of test_signal_campaign (a flapping
+    http rule, SIGTERM right after a switch began): the signal cut short the wait for the
+    scheduler thread, the revert ran while the switch still applied its rule, and the entry
+    it journaled stayed pending. Now the signal is raised once the switch is done."""
+    from types import SimpleNamespace
+
+    from chaos.errors import Interrupted
+    from chaos.runner import Reporter, Run, RunOptions, received, signals_raise
+
+    fault = SimpleNamespace(window=None, flap=SimpleNamespace(period=0.4, duty=0.5),
+                            label=lambda: "flapping")
+    run = Run(SimpleNamespace(name="flap", lab=None), "flap.yaml", RunOptions(), Reporter())
+    run.switches = [SimpleNamespace(fault=fault, injectors=[])]
+    in_flight, switched = [], []
+
+    def slow_switch(sw, on, scheduled=None):
+        if not on:  # the switch off at 0.2 s takes 0.5 s
+            in_flight.append(time.monotonic())
+            time.sleep(0.5)
+        switched.append(on)
+
+    run.switch = slow_switch
+    try:
+        with signals_raise():
+            run.faults_on()
+            deadline = time.monotonic() + 5
+            while not in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert in_flight, "the scheduler never switched off"
+            timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM))
+            timer.start()
+            with pytest.raises(Interrupted):
+                run.stop_schedule()
+            timer.join()
+        assert switched == [True, False], "stop_schedule returned with a switch in flight"
+    finally:
+        received.clear()
 
 # -- four runs at once ------------------------------------------------------------------------
 PARALLEL = """\
