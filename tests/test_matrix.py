@@ -249,3 +249,28 @@ def test_matrix_refuses_two_files_of_one_name(chaos, tmp_path):
     result = chaos("run", *map(str, paths), "--matrix", str(tmp_path / "m"))
     assert result.returncode == 2 and "two scenario files named x" in result.stderr, result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_before_only_copies_keep_the_steady_state_and_refuse_none(tmp_path):
+    """scripts/before-only (docs/matrix.md's steady-state matrix): each library scenario with
+    its lab, faults and `before` probes, nothing else; a scenario with no steady state to
+    check is refused by name instead of passing on nothing."""
+    import sys
+
+    import yaml
+
+    script = [sys.executable, str(LIBRARY.parent.parent / "scripts" / "before-only")]
+    done = subprocess.run([*script, str(LIBRARY), str(tmp_path / "out")], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    copies = sorted((tmp_path / "out").glob("*.yaml"))
+    assert [c.name for c in copies] == [p.name for p in sorted(LIBRARY.glob("*.yaml"))]
+    for copy in copies:
+        doc, original = yaml.safe_load(copy.read_text()), yaml.safe_load((LIBRARY / copy.name).read_text())
+        assert list(doc["expect"]) == ["before"] and doc["expect"]["before"], copy.name
+        assert doc["expect"]["before"] == original["expect"]["before"]
+        assert (doc.get("lab"), doc.get("faults")) == (original.get("lab"), original.get("faults"))
+    bare = write(tmp_path, "name: x\nfaults: []\nexpect:\n  during:\n    - run: 'true'\n")
+    refused = subprocess.run([*script, str(bare), str(tmp_path / "out2")], capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 1 and f"{bare.name} has no before probes" in refused.stderr
