@@ -73,3 +73,32 @@ def test_a_second_lab_pushes_nothing_and_serves_the_same_images(tmp_path):
     assert first_pushes > 0 and second_pushes == 0
     assert first == second and first_id == second_id
     assert json.loads(next(cache.glob("seed-*/digests.json")).read_text()) == first
+
+
+NOTHING_WARMED = """
+name: nothing-warmed
+lab:
+  warm: []
+faults:
+  - type: hosts-entry
+    names: [example.test]
+    address: 198.18.0.99
+expect:
+  before:
+    - name: an image the cache never had pulls through it from Hub
+      pull: library/busybox:1
+      within: 20s
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+def test_a_lab_seeded_from_the_cache_with_nothing_warmed_still_pulls(chaos, tmp_path):
+    # The second lab's seed comes from the image cache and it warms nothing, so no skopeo
+    # copy makes the lab's scratch folder: the pull probe found none ("FileNotFoundError",
+    # an `error` verdict; what the no-proxy and forwarder mutants met in every scenario).
+    from conftest import write
+
+    path = write(tmp_path, NOTHING_WARMED)
+    for run in (1, 2):
+        result = chaos("run", str(path), timeout=180)
+        assert result.returncode == 0, f"run {run}:\n{result.stdout}"
