@@ -376,6 +376,9 @@ class Run:
         done. The runner's during phase and the pytest marker both start faults here;
         stop_schedule() ends the thread."""
         self.scheduled = [sw for sw in self.switches if sw.fault.window or sw.fault.flap]
+        lab = self.session.lab if self.session is not None else None
+        if lab is not None:
+            lab.before_faults()
         for sw in self.switches:
             if sw not in self.scheduled:
                 self.switch(sw, True)

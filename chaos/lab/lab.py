@@ -60,6 +60,13 @@ class Lab:
             raise RuntimeError("this lab was started without a dockerd (lab_up(dockerd=False))")
         return self.dockerd.client(timeout=timeout)
 
+    def before_faults(self) -> None:
+        """The steady state held and the first fault is next: a mutation campaign's lab
+        breaks here (chaos.lab.mutants); the normal lab does nothing."""
+        from chaos.lab import mutants
+
+        mutants.selected().before_faults(self)
+
     def server(self, role: str):
         """The running server for a topology role: registry, auth, cdn or cache."""
         return {"registry": self.upstream, "upstream": self.upstream, "auth": self.auth,
@@ -213,7 +220,6 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     lap("seed")
     images_mod.warm(skopeo, mutant.warm(warm), topo.cache.hostport, workdir=root / "tmp",
                     timeout=max(timeout, 60))
-    cache = mutant.after_warm(cache, ca)
     lap("warm")
     if docker_d is not None:
         dockerd_mod.wait_dockerd(docker_d, timeout)

@@ -17,6 +17,7 @@ import shutil
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from chaos.lab.lab import Lab
     from chaos.lab.registry import Registry
 
 ENV = "CHAOS_LAB_MUTANT"
@@ -46,9 +47,8 @@ class Mutant:
         """A cache of the mutant's own instead of docker-registry (None: the real one)."""
         return None
 
-    def after_warm(self, cache: Registry, ca) -> Registry:
-        """Runs once the cache is warmed, before any scenario step; the cache from then on."""
-        return cache
+    def before_faults(self, lab: Lab) -> None:
+        """Runs once the `before` probes held, just before the first fault goes on."""
 
 
 class NoProxy(Mutant):
@@ -72,17 +72,16 @@ class NoMirror(Mutant):
 
 class WipedCache(Mutant):
     name = "wiped-cache"
-    what = "the cache's storage is wiped (and the cache restarted) between warm-up and fault"
+    what = "the cache's storage is wiped (and the cache restarted) after the steady state, before the fault"
 
-    def after_warm(self, cache, ca):
-        from chaos.lab import registry
+    # After the `before` probes, not after warm-up: a steady-state pull through an empty
+    # cache fills it again, and the mutant would survive every scenario that checks one.
+    def before_faults(self, lab):
+        from chaos.lab import components
 
-        cache.stop()
-        shutil.rmtree(cache.storage)
-        fresh = registry.spawn_registry(cache.journal, "cache", cache.service, _load(cache.config),
-                                        cache.config.parent, ca_file=ca.cert)
-        registry.wait_registry(fresh, ca.cert, 30)
-        return fresh
+        components.stop(lab, "cache")
+        shutil.rmtree(lab.cache.storage)
+        components.start(lab, "cache", 30)
 
 
 class Forwarder(Mutant):
@@ -136,9 +135,3 @@ def selected() -> Mutant:
         return MUTANTS[name]()
     except KeyError:
         raise ValueError(f"{ENV}={name!r}: no such mutant (known: {', '.join(MUTANTS)})") from None
-
-
-def _load(path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
