@@ -102,6 +102,11 @@ class Skopeo:
     cert_dir: Path
     tmp: Path
 
+    def __post_init__(self) -> None:
+        # There from the start: probes make their scratch folders in it, also in a lab where
+        # no copy ever ran (its seed came from the image cache and nothing is warmed).
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
     def env(self) -> dict:
         env = dict(os.environ)
         env["TMPDIR"] = str(self.tmp)
@@ -121,7 +126,6 @@ class Skopeo:
         return env
 
     def _start(self, argv: list[str]) -> Running:
-        self.tmp.mkdir(parents=True, exist_ok=True)
         out = self.tmp / f"skopeo-{os.getpid()}-{next(_seq)}.out"
         return start(self.journal, argv, netns=self.netns, output=out, env=self.env())
 

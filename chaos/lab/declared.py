@@ -138,7 +138,6 @@ def push(skopeo, images, registry: str, *, creds: str, cache: Path,
     for image in images:
         layout = cached(image, cache)
         digestfile = skopeo.tmp / f"declared-{image.key()}-{os.getpid()}.digest"
-        skopeo.tmp.mkdir(parents=True, exist_ok=True)
         extra = ["--format", "v2s2"] + (["--all"] if image.multi else [])
         running.append((image, digestfile, skopeo.start_copy(
             f"oci:{layout}:{image.tag}", f"docker://{registry}/{image.ref}",

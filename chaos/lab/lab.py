@@ -203,9 +203,6 @@ def _up(journal: Journal, run_dir: Path, topo: Topology, images, warm, want_dock
     lap("servers ready")
 
     skopeo = Skopeo(journal, topo.client_ns, ca.cert_dir, root / "tmp")
-    # Probes make their scratch folders here, also when no copy ran to make it (the seed
-    # came from the image cache and nothing is warmed).
-    skopeo.tmp.mkdir(parents=True, exist_ok=True)
     if digests is None:
         digests = images_mod.seed(skopeo, images, topo.registry.hostport,
                                   creds=f"{front.PUSH_USER}:{front.PUSH_PASSWORD}",

@@ -58,7 +58,6 @@ def delete(lab: Lab, image: str, timeout: float) -> None:
     """Delete the manifest ``image`` names (the registry drops every tag pointing at it)."""
     registry = lab.topology.registry.hostport
     publisher = _publisher(lab)
-    publisher.tmp.mkdir(parents=True, exist_ok=True)
     argv = ["skopeo", "delete", "--retry-times", "0", "--cert-dir", str(publisher.cert_dir),
             "--creds", _creds(), f"docker://{registry}/{image}"]
     publisher._start(argv).wait(timeout)
