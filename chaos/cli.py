@@ -122,7 +122,7 @@ def _cache_planned(results, loaded, raws: dict[str, bytes], in_state_dir: str | 
 
     planned = {r.file for r in results if r.exit_code != ExitStatus.INVALID and r.status != "not-run"}
     for path, scenario in loaded:
-        if str(path) in planned and str(path) in raws:
+        if str(path) in planned:  # loaded and raws hold the same files
             scenario_cache.store(state_dir(in_state_dir), raws[str(path)], scenario)
 
 

@@ -236,7 +236,6 @@ def test_signal_after_the_run_finished_keeps_its_exit_code(workdir, sig):
     assert json.loads(report.read_text())["passed"] is True
 
 
-
 def test_a_signal_while_the_schedule_stops_waits_for_the_switch_in_flight():
     """The intermittent "left state runs/chaos-..." of test_signal_campaign (a flapping
     http rule, SIGTERM right after a switch began): the signal cut short the wait for the
@@ -275,6 +274,7 @@ def test_a_signal_while_the_schedule_stops_waits_for_the_switch_in_flight():
         assert switched == [True, False], "stop_schedule returned with a switch in flight"
     finally:
         received.clear()
+
 
 # -- four runs at once ------------------------------------------------------------------------
 PARALLEL = """\

@@ -9,6 +9,7 @@ import pytest
 
 from chaos.lab import seeded
 from chaos.lab.images import DEFAULT_IMAGES, SeedImage
+from conftest import write
 
 
 def _storage(root):
@@ -96,8 +97,6 @@ def test_a_lab_seeded_from_the_cache_with_nothing_warmed_still_pulls(chaos, tmp_
     # The second lab's seed comes from the image cache and it warms nothing, so no skopeo
     # copy makes the lab's scratch folder: the pull probe found none ("FileNotFoundError",
     # an `error` verdict; what the no-proxy and forwarder mutants met in every scenario).
-    from conftest import write
-
     path = write(tmp_path, NOTHING_WARMED)
     for run in (1, 2):
         result = chaos("run", str(path), timeout=180)
